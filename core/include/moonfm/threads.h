@@ -1,0 +1,23 @@
+/* Thread settings, made in one place: our worker threads and OpenBLAS's own
+   threads must not oversubscribe the cores (TOOLCHAIN P9). */
+#ifndef MOONFM_THREADS_H
+#define MOONFM_THREADS_H
+
+/* Number of CPUs this process may run on (scheduler affinity), >= 1. */
+int mfm_cpu_count(void);
+
+/* Resolves a requested thread count: <= 0 means "all CPUs". */
+int mfm_threads_resolve(int requested);
+
+/* Sets OpenBLAS's thread count (call with 1 while our own threads run, and
+   with the resolved count around big single BLAS calls). */
+void mfm_blas_threads(int n);
+
+/* Runs fn(arg_i, i) for i in [0, n) on n threads (thread 0 is the caller)
+   and waits for all.  A worker that cannot be started runs on the caller,
+   so every i runs exactly once; MFM_ENOMEM only if the bookkeeping cannot
+   be allocated (then nothing ran). */
+#include "status.h"
+mfm_status mfm_parallel(int n, void (*fn)(void *ctx, int i), void *ctx);
+
+#endif

@@ -1,0 +1,60 @@
+#include "moonfm/alloc.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Fault injection state: tests only, so plain (non-atomic) counters. */
+static size_t fail_at;
+static size_t count;
+
+static int should_fail(void) {
+  count++;
+  return fail_at != 0 && count == fail_at;
+}
+
+size_t mfm_alloc_fail_at(size_t nth) {
+  size_t made = count;
+  count = 0;
+  fail_at = nth;
+  return made;
+}
+
+void *mfm_malloc(size_t size) {
+  if (should_fail()) return NULL;
+  return malloc(size ? size : 1);
+}
+
+void *mfm_calloc(size_t n, size_t size) {
+  if (should_fail()) return NULL;
+  if (n == 0 || size == 0) return calloc(1, 1);
+  return calloc(n, size);
+}
+
+void *mfm_realloc(void *p, size_t size) {
+  if (should_fail()) return NULL;
+  return realloc(p, size ? size : 1);
+}
+
+void *mfm_malloc_array(size_t n, size_t size) {
+  if (size && n > SIZE_MAX / size) return NULL;
+  return mfm_malloc(n * size);
+}
+
+void mfm_free(void *p) { free(p); }
+
+void *mfm_alloc_aligned(size_t n, size_t size) {
+  void *p = NULL;
+  size_t bytes;
+  if (size && n > SIZE_MAX / size) return NULL;
+  bytes = n * size;
+  /* Round up to whole cache lines so vector loops may read a full line. */
+  bytes = (bytes + 63) & ~(size_t)63;
+  if (bytes == 0) bytes = 64;
+  if (should_fail()) return NULL;
+  if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+  memset(p, 0, bytes);
+  return p;
+}
+
+void mfm_free_aligned(void *p) { free(p); }

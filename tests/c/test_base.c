@@ -1,0 +1,151 @@
+/* The foundation: status messages, allocation and its fault injection, the
+   random generator, atomic writes, the parallel runner. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "moonfm/mfm.h"
+
+static void test_status(void) {
+  mfm_err err;
+  CHECK(mfm_err_set(&err, MFM_EINVAL, "bad %d", 7) == MFM_EINVAL);
+  CHECK(strcmp(err.msg, "bad 7") == 0 && err.code == MFM_EINVAL);
+  CHECK(mfm_err_set(NULL, MFM_EIO, "x") == MFM_EIO);
+  CHECK(strcmp(mfm_status_string(MFM_ECANCELED), "stopped") == 0);
+  mfm_err_clear(&err);
+  CHECK(err.code == MFM_OK && err.msg[0] == '\0');
+}
+
+static void test_alloc(void) {
+  void *p = mfm_alloc_aligned(100, 4);
+  CHECK(p && ((uintptr_t)p % 64) == 0);
+  CHECK(((unsigned char *)p)[399] == 0);
+  mfm_free_aligned(p);
+  CHECK(mfm_malloc_array((size_t)-1, 16) == NULL);
+  CHECK(mfm_alloc_aligned((size_t)-1, 16) == NULL);
+  mfm_alloc_fail_at(2);
+  void *a = mfm_malloc(8), *b = mfm_malloc(8), *c = mfm_malloc(8);
+  CHECK(a != NULL && b == NULL && c != NULL);
+  CHECK(mfm_alloc_fail_at(0) == 3);
+  mfm_free(a);
+  mfm_free(c);
+}
+
+static void test_rng(void) {
+  mfm_rng r1, r2;
+  mfm_rng_seed(&r1, 42);
+  mfm_rng_seed(&r2, 42);
+  int same = 1, in_range = 1;
+  double sum = 0;
+  int counts[10] = {0};
+  for (int i = 0; i < 100000; i++) {
+    uint64_t a = mfm_rng_next(&r1), b = mfm_rng_next(&r2);
+    same &= a == b;
+    uint32_t x = mfm_rng_below(&r1, 10);
+    mfm_rng_below(&r2, 10);
+    in_range &= x < 10;
+    counts[x < 10 ? x : 0]++;
+    float f = mfm_rng_float(&r1);
+    mfm_rng_float(&r2);
+    in_range &= f >= 0.0f && f < 1.0f;
+    sum += f;
+  }
+  CHECK(same);
+  CHECK(in_range);
+  CHECK(fabs(sum / 100000 - 0.5) < 0.01);
+  for (int i = 0; i < 10; i++) CHECK(abs(counts[i] - 10000) < 600);
+}
+
+static const char *tmpdir(void) {
+  static char dir[512];
+  const char *base = getenv("MFM_TEST_TMP");
+  snprintf(dir, sizeof dir, "%s/base-%d", base ? base : "/tmp", (int)getpid());
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+  if (system(cmd) != 0) return "/tmp";
+  return dir;
+}
+
+static int count_entries(const char *dir) {
+  DIR *d = opendir(dir);
+  int n = 0;
+  struct dirent *e;
+  while (d && (e = readdir(d)))
+    if (e->d_name[0] != '.' || strncmp(e->d_name, ".moonfm-tmp-", 12) == 0)
+      n++;
+  if (d) closedir(d);
+  return n;
+}
+
+static void test_atomic(void) {
+  const char *dir = tmpdir();
+  char path[600];
+  snprintf(path, sizeof path, "%s/out.txt", dir);
+  mfm_err err;
+  CHECK(mfm_write_atomic(path, "hello", 5, &err) == MFM_OK);
+  char buf[16] = {0};
+  FILE *f = fopen(path, "r");
+  CHECK(f && fread(buf, 1, sizeof buf, f) == 5);
+  if (f) fclose(f);
+  CHECK(strcmp(buf, "hello") == 0);
+  /* An aborted write leaves the old file and no temporary behind. */
+  mfm_atomic_file *af;
+  CHECK(mfm_atomic_open(path, &af, &err) == MFM_OK);
+  CHECK(mfm_atomic_write(af, "partial", 7, &err) == MFM_OK);
+  CHECK(count_entries(dir) == 2);
+  mfm_atomic_abort(af);
+  CHECK(count_entries(dir) == 1);
+  f = fopen(path, "r");
+  memset(buf, 0, sizeof buf);
+  CHECK(f && fread(buf, 1, sizeof buf, f) == 5);
+  if (f) fclose(f);
+  /* A folder that does not exist is an I/O error naming the path. */
+  CHECK(mfm_write_atomic("/nonexistent-dir/x", "a", 1, &err) == MFM_EIO);
+  CHECK(strstr(err.msg, "/nonexistent-dir/x") != NULL);
+  /* Allocation failures are reported, not crashed on. */
+  for (size_t n = 1; n <= 4; n++) {
+    mfm_alloc_fail_at(n);
+    mfm_status st = mfm_write_atomic(path, "again", 5, &err);
+    mfm_alloc_fail_at(0);
+    CHECK(st == MFM_OK || st == MFM_ENOMEM);
+  }
+  CHECK(count_entries(dir) == 1);
+  unlink(path);
+  rmdir(dir);
+}
+
+static void add_one(void *ctx, int i) {
+  int *slots = ctx;
+  slots[i] += i + 1;
+}
+
+static void test_parallel(void) {
+  int slots[4] = {0};
+  CHECK(mfm_parallel(4, add_one, slots) == MFM_OK);
+  for (int i = 0; i < 4; i++) CHECK(slots[i] == i + 1);
+  CHECK(mfm_cpu_count() >= 1);
+  CHECK(mfm_threads_resolve(0) == mfm_cpu_count());
+  CHECK(mfm_threads_resolve(3) == 3);
+}
+
+static void test_stop(void) {
+  CHECK(!mfm_stop_requested());
+  mfm_stop_request();
+  CHECK(mfm_stop_requested());
+  mfm_stop_reset();
+  CHECK(!mfm_stop_requested());
+}
+
+int main(void) {
+  test_status();
+  test_alloc();
+  test_rng();
+  test_atomic();
+  test_parallel();
+  test_stop();
+  DONE("base");
+}
