@@ -86,6 +86,18 @@ const char *lmfm_optstr(lua_State *L, int t, const char *key, const char *d) {
   return v;
 }
 
+void lmfm_checkfactors(lua_State *L, int i, mfm_factors *f) {
+  lmfm_box *b = lua_touserdata(L, i);
+  if (b == NULL || luaL_getmetafield(L, i, "__mfm_scorer") == LUA_TNIL)
+    luaL_typeerror(L, i, "moonfm model");
+  const lmfm_scorer *s = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (b->p == NULL) luaL_argerror(L, i, "attempt to use a closed model");
+  mfm_err err;
+  mfm_status st = s->factors(b->p, f, &err);
+  if (st != MFM_OK) lmfm_raise(L, "model", st, &err);
+}
+
 int luaopen_moonfm_core(lua_State *L) {
   luaL_checkversion(L);
   lua_newtable(L);

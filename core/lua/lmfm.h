@@ -46,4 +46,29 @@ lua_Number lmfm_optnum(lua_State *L, int t, const char *key, lua_Number d);
 int lmfm_optbool(lua_State *L, int t, const char *key, int d);
 const char *lmfm_optstr(lua_State *L, int t, const char *key, const char *d);
 
+/* ---- Types shared between binding files ------------------------------ */
+
+/* moonfm.Interactions (lmfm_interactions.c): a CSR of users x items plus
+   its id maps (user values 1 and 2: the moonfm.IdMap of users, of items). */
+#define LMFM_INTERACTIONS "moonfm.Interactions"
+#define LMFM_IDMAP "moonfm.IdMap"
+/* Checks argument i is an open moonfm.Interactions; the CSR is borrowed
+   from it (valid while the value lives). */
+const mfm_csr *lmfm_checkinteractions(lua_State *L, int i);
+
+/* Models.  A model type's metatable has the field "__mfm_scorer", a light
+   userdata pointing at a static lmfm_scorer, so evaluation, top-k and
+   serving work on any model kind without knowing it. */
+typedef struct lmfm_scorer {
+  /* Fills f with the model's current factors, borrowed from the model and
+     valid until the model next changes. */
+  mfm_status (*factors)(void *model, mfm_factors *f, mfm_err *err);
+  /* Lists up to max arrays that make up the model's whole state (for the
+     model file and checkpoints), pointing into the model so that loading
+     can fill them in place; returns how many. */
+  int (*arrays)(void *model, mfm_array *out, int max);
+} lmfm_scorer;
+/* Checks argument i is an open model and fills f; raises otherwise. */
+void lmfm_checkfactors(lua_State *L, int i, mfm_factors *f);
+
 #endif

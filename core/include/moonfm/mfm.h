@@ -21,6 +21,9 @@
 #include "stop.h"
 #include "threads.h"
 #include "fileio.h"
+#include "csr.h"
+#include "factors.h"
+#include "idmap.h"
 
 /* "0.1.0" */
 const char *mfm_version(void);
