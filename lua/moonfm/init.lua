@@ -59,6 +59,7 @@ end
 function M.channels(decl)
   local j = current()
   if type(decl) ~= "table" then error("channels: a table expected", 2) end
+  if j.declare_only then error(require("moonfm.declare").DONE, 0) end
   local e = j.env
   local out, missing, unused = {}, {}, {}
   for name, d in pairs(decl) do
@@ -88,6 +89,22 @@ function M.channels(decl)
   end
   j.channels = out
   return out
+end
+
+-- Declares the metrics the recipe emits, for `moonfm metric-definitions`
+-- (rule 107): a list of {split = "test", name = "precision@10", kind =
+-- "score" | "loss"}.  Call it before moonfm.channels.
+function M.declare_metrics(list)
+  local j = current()
+  if type(list) ~= "table" then error("declare_metrics: a list expected", 2) end
+  for i, m in ipairs(list) do
+    if type(m) ~= "table" or type(m.split) ~= "string" or
+       type(m.name) ~= "string" or (m.kind ~= "score" and m.kind ~= "loss") then
+      error(string.format("declare_metrics: entry %d must be {split=, name=, "
+        .. "kind=\"score\"|\"loss\"}", i), 2)
+    end
+    j.declared_metrics[#j.declared_metrics + 1] = m
+  end
 end
 
 -- Declares an output the recipe will write, relative to the model folder;
