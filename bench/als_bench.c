@@ -93,7 +93,7 @@ int main(int argc, char **argv) {
     const char *name = argc > 2 ? argv[d] : (d == 2 ? "ml1m" : "10m");
     mfm_csr *ui;
     if (strcmp(name, "ml1m") == 0)
-      ui = generate(6040, 3706, 1000000, 0.9, 1);
+      ui = generate(6040, 3706, 1150000, 0.9, 1);
     else
       ui = generate(200000, 50000, 11000000, 1.0, 2);
     int32_t ks[] = {32, 64, 128};
