@@ -45,6 +45,9 @@ end
 
 local ARRAY = {}
 
+-- null: encodes as JSON null (a hole in an array, say).
+M.null = setmetatable({}, { __name = "moonfm.report.null" })
+
 -- array(t) -> t, marked to encode as a JSON array even when empty.
 function M.array(t) return setmetatable(t or {}, ARRAY) end
 
@@ -77,7 +80,7 @@ end
 
 local function encode(v, out)
   local t = type(v)
-  if t == "nil" then out[#out + 1] = "null"
+  if t == "nil" or v == M.null then out[#out + 1] = "null"
   elseif t == "boolean" then out[#out + 1] = tostring(v)
   elseif t == "number" then out[#out + 1] = jnum(v)
   elseif t == "string" then out[#out + 1] = jstr(v)
@@ -355,7 +358,8 @@ if (curves.length > 0) {
   chart('curves', obj + ' per epoch, every trial', {type: 'line',
     data: {datasets: curves}, options: {parsing: false,
       plugins: {legend: {display: curves.length <= 12}},
-      scales: {x: {type: 'linear', title: {display: true, text: 'epoch'}},
+      scales: {x: {type: 'linear', ticks: {precision: 0},
+                   title: {display: true, text: 'epoch'}},
                y: {title: {display: true, text: obj}}}}});
 }
 D.names.forEach(function (name, i) {
@@ -368,7 +372,7 @@ D.names.forEach(function (name, i) {
   var color = PALETTE[i % PALETTE.length];
   var x = numeric ? {type: D.log[name] ? 'logarithmic' : 'linear'}
     : {type: 'category', labels: Array.from(new Set(pts.map(
-        function (p) { return p.x; }))).sort()};
+        function (p) { return p.x; }))).sort(), offset: true};
   x.title = {display: true, text: name};
   chart('params', obj + ' against ' + name, {type: numeric ? 'scatter'
                                                            : 'line',
@@ -392,7 +396,9 @@ function M.write_sweep(dir, data)
   local trials = {}
   for i, r in ipairs(data.trials) do
     local curve = M.array()
-    for e = 1, r.epochs or 0 do curve[e] = r.curve and r.curve[e] end
+    for e = 1, r.epochs or 0 do
+      curve[e] = r.curve and r.curve[e] or M.null
+    end
     trials[i] = { trial = r.trial, status = r.status,
                   rank = r.objective ~= nil and i or nil,
                   objective = r.objective, hyperparameters = r.hyperparameters,

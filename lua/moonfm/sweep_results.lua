@@ -8,8 +8,6 @@
 --     objective = number or nil, curve = {v1, v2, ...} (per-epoch objective
 --     values, index = epoch), epochs = n, seconds = s, exit_code = c,
 --     reason = text or nil, stopped_at = epoch or nil, dir = path }
-local cjson = require("cjson").new()
-
 local M = {}
 
 local function better(a, b, maximize)
@@ -192,29 +190,29 @@ end
 
 -- json(summary, ranked) -> text.  summary: the sweep's settings and best.
 function M.json(summary, ranked)
-  local trials = {}
+  local report = require "moonfm.report"
+  local null = report.null
+  local trials = report.array()
   for i, r in ipairs(ranked) do
-    local curve = {}
-    for e = 1, r.epochs or 0 do curve[e] = r.curve and r.curve[e] or cjson.null end
+    local curve = report.array()
+    for e = 1, r.epochs or 0 do curve[e] = r.curve and r.curve[e] or null end
     trials[i] = {
-      rank = r.objective ~= nil and i or cjson.null,
+      rank = r.objective ~= nil and i or null,
       trial = r.trial, status = r.status,
-      objective = r.objective == nil and cjson.null or r.objective,
-      hyperparameters = next(r.hyperparameters) and r.hyperparameters
-        or cjson.empty_array, -- never happens with a non-empty space
+      objective = r.objective == nil and null or r.objective,
+      hyperparameters = r.hyperparameters,
       epochs = r.epochs or 0, seconds = r.seconds or 0,
-      exit_code = r.exit_code or cjson.null,
-      reason = r.reason or cjson.null,
-      stopped_at = r.stopped_at or cjson.null,
-      dir = r.dir or cjson.null,
-      curve = #curve > 0 and curve or cjson.empty_array,
+      exit_code = r.exit_code or null,
+      reason = r.reason or null,
+      stopped_at = r.stopped_at or null,
+      dir = r.dir or null,
+      curve = curve,
     }
   end
   local doc = {}
   for k, v in pairs(summary) do doc[k] = v end
-  doc.trials = #trials > 0 and trials or cjson.empty_array
-  cjson.encode_sparse_array(true)
-  return cjson.encode(doc) .. "\n"
+  doc.trials = trials
+  return report.json(doc) .. "\n"
 end
 
 return M
