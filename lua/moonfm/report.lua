@@ -19,7 +19,8 @@ local chartjs_cache
 
 -- chartjs() -> script text, path | nil
 function M.chartjs()
-  if chartjs_cache ~= nil then return chartjs_cache or nil end
+  if chartjs_cache == false then return nil end
+  if chartjs_cache then return chartjs_cache[1], chartjs_cache[2] end
   local paths = {}
   local env = os.getenv("MOONFM_CHARTJS")
   if env and env ~= "" then paths[1] = env end
