@@ -52,6 +52,10 @@ end
 -- resolved.  Raises UsageError with the file's name on any problem.
 function M.load(path, host)
   host = host or {}
+  if not is_file(path) and host.recipe_dir and not path:find("/") and
+     is_file(host.recipe_dir .. "/" .. path) then
+    path = host.recipe_dir .. "/" .. path -- a bundled sweep file
+  end
   if not is_file(path) then usage("sweep file %s not found", path) end
   local file = abspath(path)
   local dir = file:match("^(.*)/[^/]*$")
