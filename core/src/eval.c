@@ -63,6 +63,7 @@ typedef struct tstate {
   uint8_t *mark;   /* n_items */
   float *q;        /* test scores, max_m */
   int32_t *table;  /* grid, gmax + 2 */
+  int32_t *cells;  /* CELL_CHUNK */
   float *hs;       /* heap */
   int32_t *hi;
   int32_t *minrank; /* coverage: best rank of each item, n_items */
@@ -92,6 +93,18 @@ static int32_t cell_of(float s, float lo, float scale, float g) {
   if (!(x >= -1.0f)) x = -1.0f;
   if (x > g) x = g;
   return (int32_t)(x + 1.0f);
+}
+
+/* cell_of over a chunk, written so that it vectorises. */
+#define CELL_CHUNK 256
+static void cells_of(const float *restrict s, int32_t n, float lo,
+                     float scale, float g, int32_t *restrict out) {
+  for (int32_t j = 0; j < n; j++) {
+    float x = (s[j] - lo) * scale;
+    x = x >= -1.0f ? x : -1.0f;
+    x = x > g ? g : x;
+    out[j] = (int32_t)(x + 1.0f);
+  }
 }
 
 /* Number of q (sorted, m) below s and at most s. */
@@ -126,38 +139,53 @@ static int cmp_float(const void *a, const void *b) {
 /* Sum over all items of f2, the items strictly above qmax, and the items
    equal to qmax. */
 static void rank_pass(const float *row, int32_t n, const float *q, int32_t m,
-                      int32_t *table, int32_t gmax, int64_t *acc_out,
+                      int32_t *table, int32_t gmax, int32_t *cells,
+                      int64_t *acc_out,
                       int64_t *above_out, int64_t *eq_out) {
   float lo = q[0], hi = q[m - 1];
   int64_t acc = 0, above = 0, eq = 0;
   if (isfinite(lo) && isfinite(hi)) {
     int32_t g = 16;
-    while (g < gmax && g < 64 * m) g *= 2;
+    /* About 64 cells per test item, at most n so that filling the table
+       stays cheaper than the pass. */
+    while (g < gmax && g < 64 * m && g < n) g *= 2;
     float span = hi - lo;
     if (!(span > 0)) span = fabsf(lo) * 1e-3f + 1e-20f;
     float scale = (float)g / span;
     if (!(scale > 0 && isfinite(scale))) scale = 1.0f;
     float gf = (float)g;
-    /* table[c]: 2 * (test scores in cells above c), or -1 when a test
-       score falls in c itself (those items are compared exactly). */
-    int32_t i = m;
-    for (int32_t c = g + 1; c >= 0; c--) {
-      while (i > 0 && cell_of(q[i - 1], lo, scale, gf) > c) i--;
-      int boundary = i > 0 && cell_of(q[i - 1], lo, scale, gf) == c;
-      table[c] = boundary ? -1 : 2 * (m - i);
+    /* table[c]: 2 * (test scores in cells above c), or -(1 + i) when
+       test score i is the first in c itself: items in such a cell are
+       compared exactly, with the few test scores from i on (test scores
+       in later cells are above every item of c). */
+    int32_t c = 0;
+    for (int32_t i = 0; i < m; i++) {
+      int32_t ci = cell_of(q[i], lo, scale, gf);
+      if (ci < c) continue; /* same cell as the previous test score */
+      for (; c < ci; c++) table[c] = 2 * (m - i);
+      table[ci] = -(1 + i);
+      c = ci + 1;
     }
-    for (int32_t j = 0; j < n; j++) {
-      float s = row[j];
-      int32_t t = table[cell_of(s, lo, scale, gf)];
-      if (t >= 0) {
-        acc += t;
-        above += t == 0;
-      } else {
-        int32_t lb, ub;
-        bounds(q, m, s, &lb, &ub);
-        acc += 2 * (int64_t)(m - ub) + (ub - lb);
-        above += lb == m;
-        eq += s == hi;
+    for (; c <= g + 1; c++) table[c] = 0;
+    /* Cells first, in a loop the compiler vectorises; then lookups. */
+    for (int32_t j0 = 0; j0 < n; j0 += CELL_CHUNK) {
+      int32_t nn = n - j0 < CELL_CHUNK ? n - j0 : CELL_CHUNK;
+      cells_of(row + j0, nn, lo, scale, gf, cells);
+      for (int32_t j = 0; j < nn; j++) {
+        int32_t t = table[cells[j]];
+        if (t >= 0) {
+          acc += t;
+          above += t == 0;
+        } else {
+          float s = row[j0 + j];
+          int32_t lb = -t - 1, ub;
+          while (lb < m && q[lb] < s) lb++;
+          ub = lb;
+          while (ub < m && q[ub] <= s) ub++;
+          acc += 2 * (int64_t)(m - ub) + (ub - lb);
+          above += lb == m;
+          eq += s == hi;
+        }
       }
     }
   } else {
@@ -217,7 +245,8 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
     if (m > 1) qsort(ts->q, (size_t)m, sizeof *ts->q, cmp_float);
     const float *q = ts->q;
     int64_t acc, above, eq;
-    rank_pass(row, ni, q, m, ts->table, c->gmax, &acc, &above, &eq);
+    rank_pass(row, ni, q, m, ts->table, c->gmax, ts->cells, &acc, &above,
+              &eq);
     /* Remove the pairs counted against excluded items and the test items
        themselves: what is left is over the negatives only. */
     acc -= n_excl * f2_exact(q, m, -INFINITY);
@@ -308,6 +337,7 @@ static void free_ts(tstate *ts, int nt) {
     mfm_free(ts[t].mark);
     mfm_free(ts[t].q);
     mfm_free(ts[t].table);
+    mfm_free(ts[t].cells);
     mfm_free(ts[t].hs);
     mfm_free(ts[t].hi);
     mfm_free(ts[t].minrank);
@@ -413,6 +443,7 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
     s->mark = mfm_calloc(ni, 1);
     s->q = mfm_malloc_array((size_t)max_m, sizeof *s->q);
     s->table = mfm_malloc_array((size_t)c.gmax + 2, sizeof *s->table);
+    s->cells = mfm_malloc_array(CELL_CHUNK, sizeof *s->cells);
     s->hs = mfm_malloc_array(kh, sizeof *s->hs);
     s->hi = mfm_malloc_array(kh, sizeof *s->hi);
     s->dcg = mfm_malloc_array(kh + 1, sizeof *s->dcg);
@@ -420,7 +451,7 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
     s->hits = mfm_calloc(kh + 1, sizeof *s->hits);
     s->minrank = c.need_cov ? mfm_malloc_array(ni, sizeof *s->minrank)
                             : NULL;
-    if (!s->mark || !s->q || !s->table || !s->hs || !s->hi || !s->dcg ||
+    if (!s->mark || !s->q || !s->table || !s->cells || !s->hs || !s->hi || !s->dcg ||
         !s->ap || !s->hits || (c.need_cov && !s->minrank)) {
       st = MFM_ENOMEM;
       goto done;
