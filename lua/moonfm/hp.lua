@@ -940,7 +940,8 @@ local function build_schema(decls, level)
           type(decls), level)
   end
   local function bad(key, msg)
-    error("hyperparameter schema: '" .. tostring(key) .. "': " .. msg, level)
+    error("hyperparameter schema: '" .. tostring(key) .. "': " .. msg,
+          level + 1)
   end
   local out = {}
   for key, d in pairs(decls) do

@@ -527,7 +527,7 @@ describe("moonfm.hp", function()
       assert.are.equal('[1,2.5,"x y",{"k":[]}]', smenv.hp_text(raw.h))
       assert.are.equal('{"a":"\\"q\\"","z":1}', smenv.hp_text(raw.i))
       assert.are.equal("123456789012345678901234567890", smenv.hp_text(raw.m))
-      assert.are.equal("64", hp.apply({ b = { type = "int" } }, raw).b and "64")
+      assert.are.equal(64, hp.apply({ b = { type = "int" } }, raw).b)
     end)
 
     it("reads an empty object, a BOM and duplicates (last wins)", function()
