@@ -170,13 +170,15 @@ function Logger:epoch(epoch, split, name, value, kind)
   if type(epoch) ~= "number" or not e or e < 0 then
     error("metrics: epoch must be an integer >= 0, got " .. tostring(epoch), 2)
   end
-  return self:_emit(e, split, name, value, kind)
+  local line = self:_emit(e, split, name, value, kind)
+  return line -- not a tail call: error levels count this frame
 end
 
 -- logger:final(split, name, value, kind) -> line | nil
 -- The final value of a metric, once at the end of training.
 function Logger:final(split, name, value, kind)
-  return self:_emit(nil, split, name, value, kind)
+  local line = self:_emit(nil, split, name, value, kind)
+  return line
 end
 
 -- logger:progress(done, total) -> line
