@@ -1241,12 +1241,12 @@ local function log_value(v)
   return tostring(v)
 end
 
--- format_for_log(typed) -> one text block (rule 43):
---   hyperparameters:
+-- format_for_log(typed) -> one text block (rule 43), one line per key,
+-- sorted, indented, for the caller's "hyperparameters:" header:
 --     factors = 64 (default)
 --     loss = "bpr"
--- keys sorted; declared but unset optional keys show "(not set)".  Also
--- takes a plain table.
+-- Declared but unset optional keys show "(not set)"; no keys: "  (none)".
+-- Also takes a plain table.
 function M.format_for_log(typed)
   local st = state[typed]
   local keys, values, defaulted
@@ -1258,12 +1258,12 @@ function M.format_for_log(typed)
     end
     keys, values, defaulted = sorted_keys(typed), typed, {}
   end
-  local lines = { "hyperparameters:" }
-  if #keys == 0 then lines[1] = "hyperparameters: (none)" end
+  local lines = {}
   for _, k in ipairs(keys) do
     lines[#lines + 1] = "  " .. k .. " = " .. log_value(values[k]) ..
       (defaulted[k] and " (default)" or "")
   end
+  if #lines == 0 then return "  (none)" end
   return table.concat(lines, "\n")
 end
 

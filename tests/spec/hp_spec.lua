@@ -594,14 +594,14 @@ describe("moonfm.hp", function()
         e = { type = "bool" } },
         { a = "x", c = "[0.1, 2]", d = "64", e = "True", zz = "1" })
       assert.are.equal(table.concat({
-        "hyperparameters:",
         '  a = "x"',
         "  b = 3 (default)",
         "  c = [0.1, 2.0]",
         "  d = 64.0",
         "  e = true",
       }, "\n"), hp.format_for_log(typed))
-      assert.are.equal("hyperparameters: (none)", hp.format_for_log(hp.apply({}, {})))
+      assert.are.equal("  (none)", hp.format_for_log(hp.apply({}, {})))
+      assert.are.equal("  a = 1\n  b = [1, 2]", hp.format_for_log { b = { 1, 2 }, a = 1 })
     end)
   end)
 
