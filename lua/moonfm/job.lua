@@ -185,6 +185,8 @@ function M.train(host)
     chunk()
   end, handler)
   M.current = nil
+  -- Lua skips the message handler for memory errors (LUA_ERRMEM).
+  if not ok and not errors.is(err) then err = classify(err) end
   local stopped = core.stop_requested()
   if ok then
     local missing = missing_outputs(job)
