@@ -275,13 +275,13 @@ static mfm_status validate(mfm_mfile *f, mfm_err *err) {
   uint64_t size = f->size;
   char m[160];
   if (size < 8 || memcmp(b, MFM_MFILE_MAGIC, 8) != 0) {
-    if (size >= 6 && memcmp(b, MFM_MFILE_MAGIC, 6) == 0)
-      return bad(f, err, "damaged magic number; not a moonfm model file");
     if (size < 8 && memcmp(b, MFM_MFILE_MAGIC, (size_t)size) == 0)
       return mfm_err_set(err, MFM_EFORMAT,
                          "%s: only %llu bytes, shorter than the magic "
                          "number; " TRUNC_HINT,
                          f->path, (unsigned long long)size);
+    if (size >= 6 && memcmp(b, MFM_MFILE_MAGIC, 6) == 0)
+      return bad(f, err, "damaged magic number; not a moonfm model file");
     return bad(f, err, "not a moonfm model file (bad magic number)");
   }
   if (size < 12)
