@@ -117,13 +117,15 @@ Checkpoints.__index = Checkpoints
 
 -- new(opts) -> checkpoints | nil, msg
 --   opts.dir (required): LocalPath of checkpointconfig.json, or
---   B/checkpoints (rule 92); created when absent.  Other keys: M.defaults.
+--   B/checkpoints (rule 92); created when absent.  Other keys: M.defaults,
+--   plus clock (a function returning seconds) and log (info/warn/debug
+--   functions, default moonfm.log), both for tests.
 --   Leftover temporaries in dir are deleted here.
 function M.new(opts)
   if type(opts) ~= "table" then error("checkpoint.new: a table expected", 2) end
   for k in pairs(opts) do
     if k ~= "dir" and M.defaults[k] == nil and k ~= "interval" and
-       k ~= "host" and k ~= "clock" then
+       k ~= "host" and k ~= "clock" and k ~= "log" then
       error("checkpoint.new: unknown option '" .. tostring(k) .. "'", 2)
     end
   end
@@ -153,7 +155,7 @@ function M.new(opts)
                            not self.host:match("^[%w%._%-]+$")) then
     error("checkpoint.new: 'host' must be a plain host name", 2)
   end
-  self.log = logger()
+  self.log = opts.log or logger()
   self.last = self.clock()
   if self.enabled then
     local ok, msg = mkdirs(self.dir)
