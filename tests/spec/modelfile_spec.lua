@@ -299,7 +299,8 @@ describe("moonfm.modelfile", function()
     local lines = {}
     for l in io.lines(paths.users) do lines[#lines + 1] = l end
     assert.same(ref.uids, lines)
-    local py = "/usr/bin/python3"
+    -- env -u: an ASan run preloads libasan, which python3 must not get.
+  local py = "env -u LD_PRELOAD /usr/bin/python3"
     local probe = io.popen(py .. " -c 'import numpy' 2>&1")
     local err = probe:read("a")
     probe:close()
