@@ -17,7 +17,8 @@
 #include "moonfm/fileio.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "the model file stores arrays in host order: big-endian hosts need byte swapping"
+/* The model file stores arrays in host order. */
+#error "big-endian hosts need byte swapping in mfile.c"
 #endif
 
 #define NAME_MAX_LEN 48

@@ -69,10 +69,11 @@ end
 -- { validation = { ["ndcg@10"] = 0.3 } } -> "validation ndcg@10=0.3".
 local function flatten(t, prefix, out)
   local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   for _, k in ipairs(keys) do
     local v = t[k]
+    k = tostring(k)
     local name = prefix and (prefix .. " " .. k) or k
     if type(v) == "table" then
       flatten(v, name, out)
@@ -100,7 +101,8 @@ function M.lines(s)
     return fallback or "?"
   end
   local uf, itf = find(s.arrays, "user_factors"), find(s.arrays, "item_factors")
-  local uo, io_ = find(s.arrays, "users.offsets"), find(s.arrays, "items.offsets")
+  local uo = find(s.arrays, "users.offsets")
+  local io_ = find(s.arrays, "items.offsets")
   local out = {}
   out[#out + 1] = "kind: " .. tostring(h.kind)
   out[#out + 1] = string.format("version: format %d, moonfm %s", s.version,

@@ -292,3 +292,59 @@ describe("moonfm.checkpoint", function()
     assert(ok, err)
   end)
 end)
+
+-- Crash safety: a writer killed with SIGKILL at arbitrary moments never
+-- leaves a checkpoint that fails its checks; its temporaries are deleted
+-- at the next start.  The assertions hold wherever the kill lands.
+describe("moonfm.checkpoint crash safety", function()
+  it("survives a writer killed at any moment", function()
+    local dir = fresh_dir()
+    local script = root .. "/writer.lua"
+    spit(script, [[
+local checkpoint = require "moonfm.checkpoint"
+local dir = arg[1]
+local ck = assert(checkpoint.new { dir = dir, keep = 3,
+                                   log = { info = function() end,
+                                           warn = function() end } })
+local data = string.rep(string.pack("<f", 1.5), 1 << 20)  -- 4 MiB
+for e = 1, 1000 do
+  assert(ck:save(e, { arrays = { { name = "w", dtype = "f32",
+    rows = 1 << 20, cols = 1, data = data } } },
+    { kind = "test" }))
+  if e == 1 then io.open(dir .. "/started", "w"):close() end
+end
+]])
+    local env = string.format("LUA_PATH_5_4='%s' LUA_CPATH_5_4='%s'",
+                              package.path, package.cpath)
+    for round = 1, 4 do
+      lfs.mkdir(dir)
+      os.remove(dir .. "/started")
+      local p = io.popen(string.format("%s lua5.4 %s %s >/dev/null 2>&1 & " ..
+                                       "echo $!", env, script, dir))
+      local pid = math.tointeger(tonumber(p:read("l")))
+      p:close()
+      -- Wait (bounded) for the first checkpoint, then let a few more
+      -- writes start, and kill.
+      for _ = 1, 300 do
+        if lfs.attributes(dir .. "/started") then break end
+        core.sleep(0.02)
+      end
+      core.sleep(0.01 * round)
+      os.execute("kill -9 " .. pid .. " 2>/dev/null")
+      os.execute(string.format("while kill -0 %d 2>/dev/null; do " ..
+                               "sleep 0.01; done", pid))
+      local ck = new { dir = dir, keep = 3 }
+      for _, f in ipairs(files(dir)) do
+        assert.is_nil(f:find("^%.moonfm%-tmp%-"), f)
+      end
+      local list = ck:list()
+      assert.is_true(#list >= 1)
+      for _, c in ipairs(list) do
+        local s, msg = require("moonfm.modelfile").inspect(c.path)
+        assert.is_table(s, msg)
+      end
+      local _, info = ck:resume { raw = true }
+      assert.equals(list[1].epoch, info.epoch)
+    end
+  end)
+end)

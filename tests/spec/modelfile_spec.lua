@@ -59,8 +59,10 @@ local function make_model()
         data = f32(u) },
       { name = "item_factors", dtype = "f32", rows = NI, cols = K,
         data = f32(it) },
-      { name = "user_bias", dtype = "f32", rows = NU, cols = 1, data = f32(ub) },
-      { name = "item_bias", dtype = "f32", rows = NI, cols = 1, data = f32(ib) },
+      { name = "user_bias", dtype = "f32", rows = NU, cols = 1,
+        data = f32(ub) },
+      { name = "item_bias", dtype = "f32", rows = NI, cols = 1,
+        data = f32(ib) },
       a1, a2, b1, b2,
     },
   }, { u = u, it = it, ub = ub, ib = ib, uids = uids, iids = iids }
