@@ -38,8 +38,9 @@ local function log()
   return ok and l or nil
 end
 
--- Builders of empty models from a header, by kind: build(header) -> model.
--- The model is then filled from the file's arrays.
+-- Builders of empty models from a header, by kind: build(header, file) ->
+-- model, where file is the open moonfm.ModelFile (for :arrays()).  The
+-- model is then filled from the file's arrays.
 M.kinds = {}
 
 function M.register_kind(kind, build)
@@ -77,6 +78,19 @@ local function core_builder(fname)
 end
 M.kinds.fm = core_builder("fm_new")
 M.kinds.als = core_builder("als_new")
+
+-- moonfm.Factors (core.factors): given matrices, biases when the file has
+-- them.
+M.kinds.factors = function(h, f)
+  local nu, ni = int_field(h, "n_users"), int_field(h, "n_items")
+  local k = int_field(h, "factors")
+  local has = {}
+  for _, a in ipairs(f:arrays()) do has[a.name] = true end
+  local function zeros(n) return string.rep("\0", 4 * n) end
+  return core.factors(zeros(nu * k), zeros(ni * k),
+                      has.user_bias and zeros(nu) or nil,
+                      has.item_bias and zeros(ni) or nil, k)
+end
 
 -- JSON cannot hold NaN or infinities: they become null, with the rest
 -- kept; tables are copied so the caller's stay untouched.
@@ -226,7 +240,8 @@ end
 --     then kept open in info.file for views on the mapped arrays);
 --   opts.raw: return a raw model (all arrays as strings) instead of
 --     building one;
---   opts.build: function(header) -> model, overriding the kind's builder;
+--   opts.build: function(header, file) -> model, overriding the kind's
+--     builder;
 --   opts.kind: refuse a file of another kind.
 -- info = { path, header, version, checkpoint, users, items, extras, file }
 function M.load(path, opts)
@@ -255,7 +270,7 @@ function M.load(path, opts)
       return fail("unknown model kind '" .. h.kind .. "' (known: " ..
                   table.concat(known, ", ") .. ")")
     end
-    local ok, m = pcall(build, h)
+    local ok, m = pcall(build, h, f)
     if not ok then
       return fail("cannot build a '" .. h.kind .. "' model from the " ..
                   "header: " .. tostring(m))

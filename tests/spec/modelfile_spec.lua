@@ -368,6 +368,92 @@ for u in range(len(users)):
   end)
 end)
 
+describe("moonfm.modelfile with real models", function()
+  local function same_recs(a, b, n)
+    local ia, sa = core.recommend(a, nil, n)
+    local ib, sb = core.recommend(b, nil, n)
+    assert.same(ia, ib)
+    assert.same(sa, sb)
+  end
+
+  it("round-trips a moonfm.Factors model in both modes", function()
+    if not core.factors then pending("core.factors is not built") return end
+    local m = core.factors({ { 1, 0 }, { 0, 1 }, { 0.5, 0.25 } },
+                           { { 1, 2 }, { 3, -1 }, { 0, 0.5 }, { -2, 1 } },
+                           { 0.1, 0.2, 0.3 }, nil)
+    local p = tmp .. "/factors.moonfm"
+    assert.is_true(modelfile.save(p, m, { kind = "factors", n_users = 3,
+                                          n_items = 4, factors = 2 }))
+    for _, map in ipairs { false, true } do
+      local got, info = modelfile.load(p, { map = map })
+      assert.is_userdata(got, info)
+      assert.same({ 3, 4, 2 }, { got:dims() })
+      same_recs(m, got, 4)
+      if info.file then info.file:close() end
+    end
+    -- A file whose sizes disagree with the model built from the header.
+    local bad = tmp .. "/factors-bad.moonfm"
+    assert.is_true(modelfile.save(bad, m, { kind = "factors", n_users = 3,
+                                            n_items = 4, factors = 3 }))
+    local ok, msg = modelfile.load(bad)
+    assert.is_nil(ok)
+    assert.matches("array 'user_factors' is f32 3 x 2 in the file but the " ..
+                   "model expects f32 3 x 3", msg, 1, true)
+  end)
+
+  it("round-trips an ALS model", function()
+    if not core.als_new then pending("core.als_new is not built") return end
+    local m = core.als_new(6, 9, { factors = 3, seed = 7 })
+    local p = tmp .. "/als.moonfm"
+    assert.is_true(modelfile.save(p, m, { kind = "als", n_users = 6,
+      n_items = 9, factors = 3, params = { factors = 3, seed = 7 } }))
+    local got = assert(modelfile.load(p))
+    same_recs(m, got, 5)
+  end)
+
+  it("exports a model that numpy reads like model:recommend", function()
+    if not core.factors then pending("core.factors is not built") return end
+    local u, it = {}, {}
+    for i = 1, 5 do u[i] = { i / 3, (i * 7 % 5) / 4 - 0.5, 1 / i } end
+    for i = 1, 8 do it[i] = { (i * 3 % 7) / 5, -i / 8, (i % 3) / 2 } end
+    local ib = {}
+    for i = 1, 8 do ib[i] = (i % 4) / 10 end
+    local m = core.factors(u, it, nil, ib)
+    local dir = tmp .. "/export-model"
+    lfs.mkdir(dir)
+    local paths = assert(modelfile.export_npy(m, dir))
+    local probe = io.popen("env -u LD_PRELOAD /usr/bin/python3 -c " ..
+                           "'import numpy' 2>&1")
+    local err = probe:read("a")
+    probe:close()
+    if err ~= "" then
+      pending("Debian's python3-numpy is not installed")
+      return
+    end
+    local script = tmp .. "/check-model.py"
+    spit(script, string.format([[
+import numpy as np
+d = %q
+U = np.load(d + "/user_factors.npy"); I = np.load(d + "/item_factors.npy")
+bu = np.load(d + "/user_bias.npy"); bi = np.load(d + "/item_bias.npy")
+assert U.shape == (5, 3) and I.shape == (8, 3) and bu.shape == (5,)
+assert not bu.any()
+S = U @ I.T + bu[:, None] + bi[None, :]
+for u in range(5):
+    print(",".join(str(i + 1) for i in np.argsort(-S[u], kind="stable")[:4]))
+]], dir))
+    local p = io.popen("env -u LD_PRELOAD /usr/bin/python3 " .. script ..
+                       " 2>&1")
+    local out = p:read("a")
+    assert.is_true(p:close(), out)
+    local items = m:recommend(nil, 4)
+    local want = {}
+    for i = 1, 5 do want[i] = table.concat(items[i], ",") end
+    assert.equals(table.concat(want, "\n") .. "\n", out)
+    assert.is_string(paths.user_bias)
+  end)
+end)
+
 describe("moonfm.inspect", function()
   local function sink()
     local t = { text = "" }
