@@ -118,7 +118,7 @@ end
 local function export_environment(e)
   local smenv = require "moonfm.smenv"
   local names = e.channel_names
-  local vars = smenv.build {
+  local vars, skipped = smenv.build {
     base = e.base,
     hyperparameters_raw = e.hyperparameters_raw,
     channels = names,
@@ -131,8 +131,11 @@ local function export_environment(e)
     num_gpus = smenv.num_gpus(),
     log_level = e.log_level,
     instance_type = e.instance_type,
+    reserved_raw = e.reserved,
+    job_name = e.job_name,
   }
   for k, v in pairs(vars) do core.setenv(k, v) end
+  for _, msg in ipairs(skipped or {}) do log.warn("%s", msg) end
 end
 
 -- The declared outputs that are missing (rule 57).
@@ -176,6 +179,9 @@ function M.train(host)
     e.log_level = log_level(e)
     log.set_level(e.log_level)
     for _, w in ipairs(e.warnings) do log.warn("%s", w) end
+    for _, w in ipairs(require("moonfm.hp").check_limits(e.hyperparameters_raw)) do
+      log.warn("%s", w)
+    end
     job.recipe = M.find_recipe(e, host)
     export_environment(e)
     log_summary(e, job.recipe)
@@ -185,6 +191,8 @@ function M.train(host)
     chunk()
   end, handler)
   M.current = nil
+  -- Lua skips the message handler for memory errors (LUA_ERRMEM).
+  if not ok and not errors.is(err) then err = classify(err) end
   local stopped = core.stop_requested()
   if ok then
     local missing = missing_outputs(job)

@@ -37,9 +37,9 @@ describe("moonfm train", function()
     assert.are.equal("epochs=2\n", e2e.read(b .. "/model/out.txt"))
     local l = lines_of(out)
     assert.are.same({
-      "#quality_metric: host=algo-1, epoch=1, test precision@10 <score>=0.100000001",
-      "#quality_metric: host=algo-1, epoch=2, test precision@10 <score>=0.200000003",
-      "#quality_metric: host=algo-1, test precision@10 <score>=0.200000003",
+      "#quality_metric: host=algo-1, epoch=1, test precision@10 <score>=0.1",
+      "#quality_metric: host=algo-1, epoch=2, test precision@10 <score>=0.2",
+      "#quality_metric: host=algo-1, test precision@10 <score>=0.2",
     }, { l[1], l[2], l[3] })
     -- The start summary is logged with a timestamp and a level (rules 81, 83).
     assert.matches("%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d+Z INFO moonfm", err)
