@@ -158,6 +158,22 @@ local function log_level(e)
   return tonumber(lv) or 20
 end
 
+-- metrics.json and report.html in output/data, on every ending; a report
+-- that cannot be written is a warning, never a change of exit status.
+local function write_report(job, status, err, t0)
+  if not job.env then return end
+  local ok, r, msg = pcall(require("moonfm.report").write_run,
+    job.env.output_data_dir, {
+      metrics = job.metrics and job.metrics:records() or {},
+      hyperparameters = job.hyperparameters,
+      status = status,
+      reason = err and err.message or nil,
+      recipe = job.recipe,
+      seconds = core.clock() - t0,
+    })
+  if not ok or not r then log.warn("report: %s", tostring(ok and msg or r)) end
+end
+
 -- Runs the train code path; returns the exit status.  opts.host is the
 -- moonfm.host table (paths); opts.declare_only collects declarations.
 function M.train(host)
@@ -173,6 +189,7 @@ function M.train(host)
     end
   end
   local job = { outputs = {}, declared_metrics = {}, host = host }
+  local t0 = core.clock()
   local ok, err = xpcall(function()
     local e = env.load(base)
     job.env = e
@@ -207,6 +224,8 @@ function M.train(host)
         "Save the model before the recipe returns (model:save()).")
     end
   end
+  write_report(job, ok and (stopped and "stopped" or "completed") or
+               (stopped and "stopped" or "failed"), not ok and err, t0)
   if ok then
     if stopped then log.info("stopped cleanly; state saved") end
     core.write_atomic(output_dir .. "/success", "")
