@@ -24,6 +24,7 @@
 #include "csr.h"
 #include "factors.h"
 #include "idmap.h"
+#include "fm.h"
 
 /* "0.1.0" */
 const char *mfm_version(void);

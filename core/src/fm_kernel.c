@@ -1,0 +1,256 @@
+/* The losses: per-sample gradient steps and the loops that run them over
+   one cell of the training data.  No allocation here: buffers come from
+   the thread state. */
+#include <math.h>
+
+#include "fm_impl.h"
+#include "moonfm/stop.h"
+
+float fm_logistic_grad(float x, float y, float *loss) {
+  /* L = log(1 + exp(-y x)); dL/dx = -y sigmoid(-y x). */
+  float z = -y * x;
+  float ez = expf(-fabsf(z));
+  float sig = z >= 0 ? 1.0f / (1.0f + ez) : ez / (1.0f + ez);
+  *loss = (z > 0 ? z : 0.0f) + log1pf(ez);
+  return -y * sig;
+}
+
+float fm_bpr_grad(float x, float *loss) {
+  /* L = log(1 + exp(-x)) = -log sigmoid(x); dL/dx = -sigmoid(-x). */
+  return fm_logistic_grad(x, 1.0f, loss);
+}
+
+void fm_pair_step(mfm_fm *m, const fm_sched *s, int32_t u, int32_t p,
+                  int32_t n, const float *ru, const float *rp,
+                  const float *rn, float d, fm_scratch *sc) {
+  int32_t k = m->k;
+  float *restrict gu = sc->gu, *restrict gp = sc->gp, *restrict gn = sc->gn;
+  /* All gradients first: ru, rp, rn may point into the tables. */
+  for (int32_t j = 0; j < k; j++) {
+    gu[j] = d * (rp[j] - rn[j]);
+    gp[j] = d * ru[j];
+    gn[j] = -d * ru[j];
+  }
+  fm_update(&m->i, s, k, p, gp, d, 1);
+  fm_update(&m->i, s, k, n, gn, -d, 1);
+  /* The user bias cancels in s_p - s_n: no gradient. */
+  fm_update(&m->u, s, k, u, gu, 0.0f, 0);
+}
+
+void fm_point_step(mfm_fm *m, const fm_sched *s, int32_t u, int32_t i,
+                   const float *ru, const float *ri, float d,
+                   fm_scratch *sc) {
+  int32_t k = m->k;
+  float *restrict gu = sc->gu, *restrict gi = sc->gp;
+  for (int32_t j = 0; j < k; j++) {
+    gu[j] = d * ri[j];
+    gi[j] = d * ru[j];
+  }
+  fm_update(&m->i, s, k, i, gi, d, 1);
+  fm_update(&m->u, s, k, u, gu, d, 1);
+}
+
+/* Fisher-Yates from the identity, so the order depends only on the RNG
+   state (a resumed fit replays the same epochs). */
+static void shuffle(uint32_t *perm, int64_t n, mfm_rng *r) {
+  for (int64_t q = 0; q < n; q++) perm[q] = (uint32_t)q;
+  for (int64_t q = n - 1; q > 0; q--) {
+    uint32_t j = mfm_rng_below(r, (uint32_t)q + 1);
+    uint32_t t = perm[q];
+    perm[q] = perm[j];
+    perm[j] = t;
+  }
+}
+
+#define STOP_EVERY 63 /* check the flag every 64 samples */
+
+static void run_logistic(const fm_fitenv *e, const fm_cell *c,
+                         fm_tstate *ts) {
+  mfm_fm *m = e->m;
+  int32_t k = m->k;
+  fm_scratch *sc = &ts->sc;
+  double loss = 0.0;
+  int64_t q;
+  for (q = 0; q < c->n; q++) {
+    if ((q & STOP_EVERY) == 0 && mfm_stop_requested()) {
+      ts->stopped = 1;
+      break;
+    }
+    const fm_sample *x = &c->s[c->perm[q]];
+    float bu, bi, l;
+    const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
+    const float *ri = fm_rep(&m->i, k, x->i, sc->rp, &bi);
+    float y = x->w > 0 ? 1.0f : -1.0f, w = fabsf(x->w);
+    float d = w * fm_logistic_grad(fm_dot(ru, ri, k) + bu + bi, y, &l);
+    loss += w * l;
+    fm_point_step(m, &e->sched, x->u, x->i, ru, ri, d, sc);
+  }
+  ts->loss += loss;
+  ts->done += q;
+}
+
+static void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
+  mfm_fm *m = e->m;
+  const mfm_csr *X = e->x;
+  int32_t k = m->k, ilo = c->ilo;
+  uint32_t nb = (uint32_t)(c->ihi - c->ilo);
+  fm_scratch *sc = &ts->sc;
+  mfm_rng rng = ts->rng;
+  double loss = 0.0;
+  int64_t q;
+  for (q = 0; q < c->n; q++) {
+    if ((q & STOP_EVERY) == 0 && mfm_stop_requested()) {
+      ts->stopped = 1;
+      break;
+    }
+    const fm_sample *x = &c->s[c->perm[q]];
+    const int32_t *row = X->indices + X->indptr[x->u];
+    int64_t len = X->indptr[x->u + 1] - X->indptr[x->u];
+    int32_t n = -1;
+    for (int t = 0; t < 32; t++) {
+      int32_t cand = ilo + (int32_t)mfm_rng_below(&rng, nb);
+      if (!fm_row_has(row, len, cand)) {
+        n = cand;
+        break;
+      }
+    }
+    if (n < 0) continue; /* the user has seen (almost) the whole block */
+    float bu, bp, bn, l;
+    const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
+    const float *rp = fm_rep(&m->i, k, x->i, sc->rp, &bp);
+    const float *rn = fm_rep(&m->i, k, n, sc->rn, &bn);
+    float diff = 0.0f;
+    for (int32_t j = 0; j < k; j++) diff += ru[j] * (rp[j] - rn[j]);
+    diff += bp - bn;
+    float d = x->w * fm_bpr_grad(diff, &l);
+    loss += x->w * l;
+    fm_pair_step(m, &e->sched, x->u, x->i, n, ru, rp, rn, d, sc);
+  }
+  ts->rng = rng;
+  ts->loss += loss;
+  ts->done += q;
+}
+
+/* WARP for user u and positive p (already scored: ru, sp): draws
+   negatives from the block until one violates the margin; returns the
+   loss added. */
+static inline double warp_one(const fm_fitenv *e, const fm_cell *c,
+                              fm_tstate *ts, mfm_rng *rng, int32_t u,
+                              int32_t p, float w, const float *ru,
+                              const float *rp, float sp) {
+  mfm_fm *m = e->m;
+  const mfm_csr *X = e->x;
+  int32_t k = m->k, ilo = c->ilo, ms = m->p.max_sampled;
+  uint32_t nb = (uint32_t)(c->ihi - c->ilo);
+  fm_scratch *sc = &ts->sc;
+  for (int32_t draws = 1; draws <= ms; draws++) {
+    int32_t n = ilo + (int32_t)mfm_rng_below(rng, nb);
+    float bn;
+    const float *rn = fm_rep(&m->i, k, n, sc->rn, &bn);
+    float sn = fm_dot(ru, rn, k) + bn;
+    if (sn > sp - 1.0f) {
+      /* Only violators are checked against the seen items (cheap). */
+      if (n == p || fm_row_has(X->indices + X->indptr[u],
+                               X->indptr[u + 1] - X->indptr[u], n))
+        continue;
+      float lw = e->logw[draws];
+      fm_pair_step(m, &e->sched, u, p, n, ru, rp, rn, -w * lw, sc);
+      return (double)w * lw * (1.0f - sp + sn);
+    }
+  }
+  return 0.0;
+}
+
+static void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
+  mfm_fm *m = e->m;
+  int32_t k = m->k;
+  fm_scratch *sc = &ts->sc;
+  mfm_rng rng = ts->rng;
+  double loss = 0.0;
+  int64_t q;
+  for (q = 0; q < c->n; q++) {
+    if ((q & STOP_EVERY) == 0 && mfm_stop_requested()) {
+      ts->stopped = 1;
+      break;
+    }
+    const fm_sample *x = &c->s[c->perm[q]];
+    float bu, bp;
+    const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
+    const float *rp = fm_rep(&m->i, k, x->i, sc->rp, &bp);
+    float sp = fm_dot(ru, rp, k) + bp;
+    loss += warp_one(e, c, ts, &rng, x->u, x->i, x->w, ru, rp, sp);
+  }
+  ts->rng = rng;
+  ts->loss += loss;
+  ts->done += q;
+}
+
+/* k-OS WARP: per (user, block), draw kos_n positives of the block, take
+   the kos_k-th best scored one as the positive of a WARP step. */
+static void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
+  mfm_fm *m = e->m;
+  const mfm_csr *X = e->x, *W = e->w;
+  int32_t k = m->k, kn = m->p.kos_n, kk = m->p.kos_k;
+  fm_scratch *sc = &ts->sc;
+  mfm_rng rng = ts->rng;
+  double loss = 0.0;
+  int64_t q;
+  for (q = 0; q < c->n; q++) {
+    if ((q & STOP_EVERY) == 0 && mfm_stop_requested()) {
+      ts->stopped = 1;
+      break;
+    }
+    int32_t u = c->s[c->perm[q]].u;
+    const int32_t *row = X->indices + X->indptr[u];
+    int64_t len = X->indptr[u + 1] - X->indptr[u];
+    /* The user's items in [ilo, ihi): a contiguous run of the row. */
+    int64_t a = 0, b = len;
+    while (a < len && row[a] < c->ilo) a++;
+    b = a;
+    while (b < len && row[b] < c->ihi) b++;
+    if (b == a) continue;
+    float bu;
+    const float *ru = fm_rep(&m->u, k, u, sc->ru, &bu);
+    int32_t got = 0;
+    for (int32_t t = 0; t < kn; t++) {
+      int64_t o = X->indptr[u] + a + mfm_rng_below(&rng, (uint32_t)(b - a));
+      float w = W ? W->data[o] : X->data[o];
+      if (!(w > 0)) continue;
+      float bp;
+      int32_t it = X->indices[o];
+      const float *rp = fm_rep(&m->i, k, it, sc->rp, &bp);
+      float s = fm_dot(ru, rp, k) + bp;
+      /* Insertion into a descending list. */
+      int32_t z = got++;
+      while (z > 0 && ts->kos_score[z - 1] < s) {
+        ts->kos_score[z] = ts->kos_score[z - 1];
+        ts->kos_item[z] = ts->kos_item[z - 1];
+        ts->kos_w[z] = ts->kos_w[z - 1];
+        z--;
+      }
+      ts->kos_score[z] = s;
+      ts->kos_item[z] = it;
+      ts->kos_w[z] = w;
+    }
+    if (got == 0) continue;
+    int32_t pick = (kk < got ? kk : got) - 1;
+    int32_t p = ts->kos_item[pick];
+    float bp;
+    const float *rp = fm_rep(&m->i, k, p, sc->rp, &bp);
+    loss += warp_one(e, c, ts, &rng, u, p, ts->kos_w[pick], ru, rp,
+                     ts->kos_score[pick]);
+  }
+  ts->rng = rng;
+  ts->loss += loss;
+  ts->done += q;
+}
+
+void fm_run_cell(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
+  shuffle(c->perm, c->n, &ts->rng);
+  switch (e->m->p.loss) {
+  case MFM_FM_LOGISTIC: run_logistic(e, c, ts); break;
+  case MFM_FM_BPR: run_bpr(e, c, ts); break;
+  case MFM_FM_WARP: run_warp(e, c, ts); break;
+  default: run_kos(e, c, ts); break;
+  }
+}
