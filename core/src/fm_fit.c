@@ -97,9 +97,13 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
   /* Whole cache lines per thread. */
   size_t per = (6 * (size_t)k + 3 * (size_t)p->kos_n + 15) & ~(size_t)15;
   float *scratch = mfm_alloc_aligned((size_t)T, per * sizeof(float));
+  size_t words = (((size_t)ni + 63) / 64 + 7) & ~(size_t)7;
+  uint64_t *bits = mfm_alloc_aligned((size_t)T, words * sizeof(uint64_t));
   fm_sample *samples = NULL;
-  uint32_t *perm = NULL;
-  if (!wu || !wi || !iblk || !cnt || !cells || !ts || !logw || !scratch)
+  uint32_t *perm = NULL, *gperm = NULL;
+  int64_t *groups = NULL, *gcnt = NULL;
+  if (!wu || !wi || !iblk || !cnt || !cells || !ts || !logw || !scratch ||
+      !bits)
     goto nomem;
 
   /* Work per user and per item, then the blocks. */
@@ -167,6 +171,26 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
     }
   for (int c = 0; c < T * T; c++) cells[c].s = samples + cnt[c];
 
+  /* User groups of each cell (runs of one user in canonical order). */
+  gcnt = mfm_calloc((size_t)T * T + 1, sizeof(int64_t));
+  if (!gcnt) goto nomem;
+  for (int c = 0; c < T * T; c++)
+    for (int64_t q = 0; q < cells[c].n; q++)
+      gcnt[c + 1] += q == 0 || cells[c].s[q].u != cells[c].s[q - 1].u;
+  for (int c = 0; c < T * T; c++) gcnt[c + 1] += gcnt[c];
+  groups = mfm_malloc_array((size_t)(gcnt[T * T] + T * T), sizeof *groups);
+  gperm = mfm_malloc_array((size_t)gcnt[T * T] + 1, sizeof *gperm);
+  if (!groups || !gperm) goto nomem;
+  for (int c = 0; c < T * T; c++) {
+    int64_t *g = groups + gcnt[c] + c, ng = 0;
+    for (int64_t q = 0; q < cells[c].n; q++)
+      if (q == 0 || cells[c].s[q].u != cells[c].s[q - 1].u) g[ng++] = q;
+    g[ng] = cells[c].n;
+    cells[c].g = g;
+    cells[c].ng = ng;
+    cells[c].gperm = gperm + gcnt[c];
+  }
+
   /* WARP's rank weight for a violator found at draw n: log(floor((N-1)/n)),
      computed once, so the inner loop has no division. */
   for (int32_t d = 0; d <= p->max_sampled; d++) {
@@ -181,6 +205,8 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
     ts[t].kos_score = b + 6 * k;
     ts[t].kos_item = (int32_t *)(b + 6 * k + p->kos_n);
     ts[t].kos_w = b + 6 * k + 2 * p->kos_n;
+    ts[t].seen = bits + words * t;
+    ts[t].seen_u = -1;
   }
 
   fit_ctx ctx = {{m, X, W, logw, fm_sched_of(p)}, T, 0, cells, ts};
@@ -239,7 +265,11 @@ out:
   mfm_free_aligned(ts);
   mfm_free(logw);
   mfm_free_aligned(scratch);
+  mfm_free_aligned(bits);
   mfm_free(samples);
   mfm_free(perm);
+  mfm_free(gperm);
+  mfm_free(groups);
+  mfm_free(gcnt);
   return st;
 }

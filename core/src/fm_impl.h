@@ -41,9 +41,18 @@ typedef struct fm_sched {
   float lr, rho, eps;
 } fm_sched;
 
+/* The kernels are inlined into fm_run_cell, which is compiled once per
+   instruction set (target_clones); a helper left out of line would run
+   the baseline (SSE2) code. */
+#if defined(__GNUC__)
+#define FM_INLINE static inline __attribute__((always_inline))
+#else
+#define FM_INLINE static inline
+#endif
+
 /* 1/sqrt(x) for x > 0 without a division: the classic bit trick and two
    Newton steps (relative error < 5e-6), in plain C that vectorizes. */
-static inline float fm_rsqrt(float x) {
+FM_INLINE float fm_rsqrt(float x) {
   uint32_t b;
   float y, h = 0.5f * x;
   memcpy(&b, &x, sizeof b);
@@ -56,7 +65,7 @@ static inline float fm_rsqrt(float x) {
 
 /* x -= step(scale * g + alpha * x), element-wise over k, for the
    schedule.  The accumulators belong to the same row as x. */
-static inline void fm_apply_row(const fm_sched *s, float *restrict x,
+FM_INLINE void fm_apply_row(const fm_sched *s, float *restrict x,
                                 float *restrict a1, float *restrict a2,
                                 const float *restrict g, float scale,
                                 float alpha, int32_t k) {
@@ -88,22 +97,30 @@ static inline void fm_apply_row(const fm_sched *s, float *restrict x,
 }
 
 /* The same for one scalar (a bias). */
-static inline void fm_apply_one(const fm_sched *s, float *x, float *a1,
+FM_INLINE void fm_apply_one(const fm_sched *s, float *x, float *a1,
                                 float *a2, float g, float alpha) {
   fm_apply_row(s, x, a1, a2, &g, 1.0f, alpha, 1);
 }
 
-static inline float fm_dot(const float *restrict a, const float *restrict b,
+/* Sixteen partial sums in a fixed order: GCC vectorizes this without
+   -ffast-math, and the result is the same whatever the vector width. */
+FM_INLINE float fm_dot(const float *restrict a, const float *restrict b,
                            int32_t k) {
+  float acc[16] = {0};
+  int32_t j = 0;
+  for (; j + 16 <= k; j += 16)
+    for (int l = 0; l < 16; l++) acc[l] += a[j + l] * b[j + l];
   float s = 0.0f;
-  for (int32_t j = 0; j < k; j++) s += a[j] * b[j];
-  return s;
+  for (; j < k; j++) s += a[j] * b[j];
+  for (int l = 0; l < 8; l++) acc[l] += acc[l + 8];
+  for (int l = 0; l < 4; l++) acc[l] += acc[l + 4];
+  return s + ((acc[0] + acc[2]) + (acc[1] + acc[3]));
 }
 
 /* The representation of entity e of a side: a pointer to its embedding
    row on the identity-only path, else the weighted sum computed into
    scratch (k floats).  *b gets the bias. */
-static inline const float *fm_rep(const fm_side *sd, int32_t k, int32_t e,
+FM_INLINE const float *fm_rep(const fm_side *sd, int32_t k, int32_t e,
                                   float *restrict scratch, float *b) {
   if (!sd->rows) {
     *b = sd->bias[e];
@@ -124,7 +141,7 @@ static inline const float *fm_rep(const fm_side *sd, int32_t k, int32_t e,
 
 /* Applies gradient g (k floats, w.r.t. the representation) and gb (w.r.t.
    the bias) of entity e to its parameter rows. */
-static inline void fm_update(const fm_side *sd, const fm_sched *s, int32_t k,
+FM_INLINE void fm_update(const fm_side *sd, const fm_sched *s, int32_t k,
                              int32_t e, const float *restrict g, float gb,
                              int with_bias) {
   if (!sd->rows) {
@@ -182,12 +199,17 @@ typedef struct fm_sample {
   float w;
 } fm_sample;
 
-/* The samples of one (user block, item block) cell, in canonical order,
-   perm their shuffle (indices into s), items of the block [ilo, ihi). */
+/* The samples of one (user block, item block) cell, in canonical order
+   (grouped by user: group q is s[g[q]..g[q+1])), perm their shuffled
+   order (indices into s), gperm scratch for the groups, items of the
+   block [ilo, ihi). */
 typedef struct fm_cell {
   const fm_sample *s;
   uint32_t *perm;
   int64_t n;
+  const int64_t *g;
+  uint32_t *gperm;
+  int64_t ng;
   int32_t ilo, ihi;
 } fm_cell;
 
@@ -211,6 +233,10 @@ typedef struct fm_tstate {
   float *kos_score;
   int32_t *kos_item;
   float *kos_w;
+  /* The items seen by user seen_u, one bit each (n_items bits): the seen
+     check of a drawn negative is one L1 load instead of a binary search. */
+  uint64_t *seen;
+  int32_t seen_u;
 } fm_tstate;
 
 /* Shuffles the cell and runs the loss over it; stops early (ts->stopped)
