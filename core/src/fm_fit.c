@@ -211,13 +211,14 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
 
   fit_ctx ctx = {{m, X, W, logw, fm_sched_of(p)}, T, 0, cells, ts};
   double loss = 0.0;
-  int64_t done = 0, total_done = 0;
+  int64_t done = 0, total_done = 0, lcount = 0;
   int ep;
   for (ep = 0; ep < epochs; ep++) {
     int stopped = 0;
     for (int t = 0; t < T; t++) {
       memcpy(ts[t].rng.s, m->rng + 4 * t, sizeof ts[t].rng.s);
       ts[t].loss = 0.0;
+      ts[t].lcount = 0;
       ts[t].done = 0;
       ts[t].stopped = 0;
     }
@@ -233,8 +234,10 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
     m->cache_valid = 0;
     loss = 0.0;
     done = 0;
+    lcount = 0;
     for (int t = 0; t < T; t++) {
       loss += ts[t].loss;
+      lcount += ts[t].lcount;
       done += ts[t].done;
     }
     total_done += done;
@@ -249,7 +252,7 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
   }
   if (rep) {
     rep->epochs = ep;
-    rep->loss = done ? loss / (double)done : 0.0;
+    rep->loss = lcount ? loss / (double)lcount : 0.0;
     rep->samples = total_done;
     rep->seconds = now() - t0;
   }

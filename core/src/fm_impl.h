@@ -226,7 +226,8 @@ typedef struct fm_fitenv {
    thread). */
 typedef struct fm_tstate {
   _Alignas(64) mfm_rng rng;
-  double loss;
+  double loss;   /* summed over the samples whose loss was computed */
+  int64_t lcount; /* how many those were */
   int64_t done;
   int stopped;
   fm_scratch sc;

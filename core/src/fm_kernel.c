@@ -131,6 +131,7 @@ FM_INLINE void run_logistic(const fm_fitenv *e, const fm_cell *c,
     point_step(m, &e->sched, x->u, x->i, ru, ri, d, sc);
   }
   ts->loss += loss;
+  ts->lcount += q;
   ts->done += q;
 }
 
@@ -172,7 +173,8 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
     float d = -x->w / (1.0f + ex);
     if ((q & 7) == 0) {
       fm_bpr_grad(diff, &l);
-      loss += 8.0 * x->w * l;
+      loss += x->w * l;
+      ts->lcount++;
     }
     pair_step(m, &e->sched, x->u, x->i, n, ru, rp, rn, d, sc);
   }
@@ -230,6 +232,7 @@ FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   }
   ts->rng = rng;
   ts->loss += loss;
+  ts->lcount += q;
   ts->done += q;
 }
 
@@ -291,6 +294,7 @@ FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   }
   ts->rng = rng;
   ts->loss += loss;
+  ts->lcount += q;
   ts->done += q;
 }
 
