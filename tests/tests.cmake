@@ -22,7 +22,7 @@ find_program(BUSTED busted REQUIRED)
 # own module first, so an ASan build tests its own core.so.
 set(MFM_BUSTED ${LUA54} ${BUSTED} --ignore-lua -o TAP
     --cpath=${CMAKE_BINARY_DIR}/lua/?.so
-    --lpath=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;${CMAKE_SOURCE_DIR}/tests/?.lua)
+    --lpath=${CMAKE_SOURCE_DIR}/lua/?.lua$<SEMICOLON>${CMAKE_SOURCE_DIR}/lua/?/init.lua$<SEMICOLON>${CMAKE_SOURCE_DIR}/tests/?.lua)
 set(MFM_TEST_ENV
   "MOONFM_EXE=${CMAKE_BINARY_DIR}/moonfm"
   "MOONFM_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
