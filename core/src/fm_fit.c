@@ -100,7 +100,8 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
   size_t words = (((size_t)ni + 63) / 64 + 7) & ~(size_t)7;
   uint64_t *bits = mfm_alloc_aligned((size_t)T, words * sizeof(uint64_t));
   fm_sample *samples = NULL;
-  uint32_t *perm = NULL, *gperm = NULL;
+  uint32_t *gperm = NULL;
+  fm_sample *gbuf = NULL;
   int64_t *groups = NULL, *gcnt = NULL;
   if (!wu || !wi || !iblk || !cnt || !cells || !ts || !logw || !scratch ||
       !bits)
@@ -139,11 +140,9 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
   for (int c = 0; c < T * T; c++) cnt[c + 1] += cnt[c];
   int64_t total = cnt[T * T];
   samples = mfm_malloc_array((size_t)total + 1, sizeof *samples);
-  perm = mfm_malloc_array((size_t)total + 1, sizeof *perm);
-  if (!samples || !perm) goto nomem;
+  if (!samples) goto nomem;
   for (int c = 0; c < T * T; c++) {
     cells[c].s = samples + cnt[c];
-    cells[c].perm = perm + cnt[c];
     cells[c].n = cnt[c + 1] - cnt[c];
     cells[c].ilo = ilo[c % T];
     cells[c].ihi = ilo[c % T + 1];
@@ -171,6 +170,7 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
     }
   for (int c = 0; c < T * T; c++) cells[c].s = samples + cnt[c];
 
+  int64_t maxg = 1;
   /* User groups of each cell (runs of one user in canonical order). */
   gcnt = mfm_calloc((size_t)T * T + 1, sizeof(int64_t));
   if (!gcnt) goto nomem;
@@ -189,7 +189,13 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
     cells[c].g = g;
     cells[c].ng = ng;
     cells[c].gperm = gperm + gcnt[c];
+    for (int64_t q = 0; q < ng; q++)
+      if (g[q + 1] - g[q] > maxg) maxg = g[q + 1] - g[q];
   }
+  /* Per thread: room for the largest group, in whole cache lines. */
+  size_t gper = ((size_t)maxg * sizeof(fm_sample) + 63) & ~(size_t)63;
+  gbuf = mfm_alloc_aligned((size_t)T, gper);
+  if (!gbuf) goto nomem;
 
   /* WARP's rank weight for a violator found at draw n: log(floor((N-1)/n)),
      computed once, so the inner loop has no division. */
@@ -207,6 +213,7 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
     ts[t].kos_w = b + 6 * k + 2 * p->kos_n;
     ts[t].seen = bits + words * t;
     ts[t].seen_u = -1;
+    ts[t].buf = (fm_sample *)((char *)gbuf + gper * t);
   }
 
   fit_ctx ctx = {{m, X, W, logw, fm_sched_of(p)}, T, 0, cells, ts};
@@ -270,7 +277,7 @@ out:
   mfm_free_aligned(scratch);
   mfm_free_aligned(bits);
   mfm_free(samples);
-  mfm_free(perm);
+  mfm_free_aligned(gbuf);
   mfm_free(gperm);
   mfm_free(groups);
   mfm_free(gcnt);

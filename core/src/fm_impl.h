@@ -117,6 +117,20 @@ FM_INLINE float fm_dot(const float *restrict a, const float *restrict b,
   return s + ((acc[0] + acc[2]) + (acc[1] + acc[3]));
 }
 
+/* dot(a, b - c), the same way. */
+FM_INLINE float fm_dot_diff(const float *restrict a, const float *restrict b,
+                            const float *restrict c, int32_t k) {
+  float acc[16] = {0};
+  int32_t j = 0;
+  for (; j + 16 <= k; j += 16)
+    for (int l = 0; l < 16; l++) acc[l] += a[j + l] * (b[j + l] - c[j + l]);
+  float s = 0.0f;
+  for (; j < k; j++) s += a[j] * (b[j] - c[j]);
+  for (int l = 0; l < 8; l++) acc[l] += acc[l + 8];
+  for (int l = 0; l < 4; l++) acc[l] += acc[l + 4];
+  return s + ((acc[0] + acc[2]) + (acc[1] + acc[3]));
+}
+
 /* The representation of entity e of a side: a pointer to its embedding
    row on the identity-only path, else the weighted sum computed into
    scratch (k floats).  *b gets the bias. */
@@ -200,12 +214,10 @@ typedef struct fm_sample {
 } fm_sample;
 
 /* The samples of one (user block, item block) cell, in canonical order
-   (grouped by user: group q is s[g[q]..g[q+1])), perm their shuffled
-   order (indices into s), gperm scratch for the groups, items of the
-   block [ilo, ihi). */
+   (grouped by user: group q is s[g[q]..g[q+1])), gperm the shuffled order
+   of the groups, items of the block [ilo, ihi). */
 typedef struct fm_cell {
   const fm_sample *s;
-  uint32_t *perm;
   int64_t n;
   const int64_t *g;
   uint32_t *gperm;
@@ -238,6 +250,7 @@ typedef struct fm_tstate {
      check of a drawn negative is one L1 load instead of a binary search. */
   uint64_t *seen;
   int32_t seen_u;
+  fm_sample *buf; /* the current group, shuffled (largest group size) */
 } fm_tstate;
 
 /* Shuffles the cell and runs the loss over it; stops early (ts->stopped)

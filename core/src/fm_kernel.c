@@ -21,8 +21,9 @@ float fm_bpr_grad(float x, float *loss) {
 }
 
 FM_INLINE void pair_step(mfm_fm *m, const fm_sched *s, int32_t u,
-                             int32_t p, int32_t n, const float *ru,
-                             const float *rp, const float *rn, float d,
+                             int32_t p, int32_t n, const float *restrict ru,
+                             const float *restrict rp,
+                             const float *restrict rn, float d,
                              fm_scratch *sc) {
   int32_t k = m->k;
   float *restrict gu = sc->gu, *restrict gp = sc->gp, *restrict gn = sc->gn;
@@ -39,8 +40,9 @@ FM_INLINE void pair_step(mfm_fm *m, const fm_sched *s, int32_t u,
 }
 
 FM_INLINE void point_step(mfm_fm *m, const fm_sched *s, int32_t u,
-                              int32_t i, const float *ru, const float *ri,
-                              float d, fm_scratch *sc) {
+                              int32_t i, const float *restrict ru,
+                              const float *restrict ri, float d,
+                              fm_scratch *sc) {
   int32_t k = m->k;
   float *restrict gu = sc->gu, *restrict gi = sc->gp;
   for (int32_t j = 0; j < k; j++) {
@@ -63,31 +65,54 @@ void fm_point_step(mfm_fm *m, const fm_sched *s, int32_t u, int32_t i,
   point_step(m, s, u, i, ru, ri, d, sc);
 }
 
-static void fisher_yates(uint32_t *perm, int64_t n, mfm_rng *r) {
-  for (int64_t q = n - 1; q > 0; q--) {
-    uint32_t j = mfm_rng_below(r, (uint32_t)q + 1);
-    uint32_t t = perm[q];
-    perm[q] = perm[j];
-    perm[j] = t;
+/* The epoch's order: users in random order, each user's samples together
+   in random order.  Keeping a user's samples together keeps its row of
+   seen items and its embedding in L1, and its samples are copied from one
+   contiguous run into a small buffer and shuffled there; a fully random
+   order spent most of its time waiting for memory (measured: 4x slower
+   on ML-1M sizes).  Built from the identity, so the order depends only on
+   the RNG state (a resumed fit replays the same epochs). */
+static void shuffle_groups(const fm_cell *c, mfm_rng *r) {
+  uint32_t *p = c->gperm;
+  for (int64_t q = 0; q < c->ng; q++) p[q] = (uint32_t)q;
+  for (int64_t q = c->ng - 1; q > 0; q--) {
+    uint32_t j = mfm_rng_below(r, (uint32_t)q + 1), t = p[q];
+    p[q] = p[j];
+    p[j] = t;
   }
 }
 
-/* The epoch's order: users in random order, each user's samples together
-   in random order.  Keeping a user's samples together keeps its row of
-   seen items and its embedding in L1; a fully random order spent most of
-   its time waiting for those (measured: 4x slower on ML-1M sizes).  Built
-   from the identity, so the order depends only on the RNG state (a
-   resumed fit replays the same epochs). */
-static void shuffle(const fm_cell *c, mfm_rng *r) {
-  for (int64_t q = 0; q < c->ng; q++) c->gperm[q] = (uint32_t)q;
-  fisher_yates(c->gperm, c->ng, r);
-  uint32_t *out = c->perm;
-  for (int64_t q = 0; q < c->ng; q++) {
-    int64_t a = c->g[c->gperm[q]], b = c->g[c->gperm[q] + 1];
-    for (int64_t j = a; j < b; j++) out[j - a] = (uint32_t)j;
-    fisher_yates(out, b - a, r);
-    out += b - a;
+#define STOP_EVERY 63 /* check the flag every 64 samples */
+
+typedef struct walk {
+  int64_t g, q, len, done;
+} walk;
+
+/* The next sample of the cell in the epoch's order; NULL at the end, or
+   when the stop flag is raised (then ts->stopped is set). */
+FM_INLINE fm_sample *walk_next(const fm_cell *c, fm_tstate *ts, walk *w,
+                               mfm_rng *rng) {
+  if (w->q == w->len) {
+    if (w->g == c->ng) return NULL;
+    uint32_t gi = c->gperm[w->g++];
+    int64_t a = c->g[gi];
+    fm_sample *b = ts->buf;
+    w->len = c->g[gi + 1] - a;
+    w->q = 0;
+    memcpy(b, c->s + a, (size_t)w->len * sizeof *b);
+    for (int64_t q = w->len - 1; q > 0; q--) {
+      uint32_t j = mfm_rng_below(rng, (uint32_t)q + 1);
+      fm_sample t = b[q];
+      b[q] = b[j];
+      b[j] = t;
+    }
   }
+  if ((w->done & STOP_EVERY) == 0 && mfm_stop_requested()) {
+    ts->stopped = 1;
+    return NULL;
+  }
+  w->done++;
+  return &ts->buf[w->q++];
 }
 
 /* Points ts->seen at user u's row (users come grouped, so this runs about
@@ -107,21 +132,15 @@ FM_INLINE int is_seen(const fm_tstate *ts, int32_t i) {
   return (int)((ts->seen[i >> 6] >> (i & 63)) & 1);
 }
 
-#define STOP_EVERY 63 /* check the flag every 64 samples */
-
 FM_INLINE void run_logistic(const fm_fitenv *e, const fm_cell *c,
                          fm_tstate *ts) {
   mfm_fm *m = e->m;
   int32_t k = m->k;
   fm_scratch *sc = &ts->sc;
   double loss = 0.0;
-  int64_t q;
-  for (q = 0; q < c->n; q++) {
-    if ((q & STOP_EVERY) == 0 && mfm_stop_requested()) {
-      ts->stopped = 1;
-      break;
-    }
-    const fm_sample *x = &c->s[c->perm[q]];
+  walk wk = {0, 0, 0, 0};
+  const fm_sample *x;
+  while ((x = walk_next(c, ts, &wk, &ts->rng))) {
     float bu, bi, l;
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
     const float *ri = fm_rep(&m->i, k, x->i, sc->rp, &bi);
@@ -131,8 +150,8 @@ FM_INLINE void run_logistic(const fm_fitenv *e, const fm_cell *c,
     point_step(m, &e->sched, x->u, x->i, ru, ri, d, sc);
   }
   ts->loss += loss;
-  ts->lcount += q;
-  ts->done += q;
+  ts->lcount += wk.done;
+  ts->done += wk.done;
 }
 
 FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
@@ -143,13 +162,9 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   fm_scratch *sc = &ts->sc;
   mfm_rng rng = ts->rng;
   double loss = 0.0;
-  int64_t q;
-  for (q = 0; q < c->n; q++) {
-    if ((q & STOP_EVERY) == 0 && mfm_stop_requested()) {
-      ts->stopped = 1;
-      break;
-    }
-    const fm_sample *x = &c->s[c->perm[q]];
+  walk wk = {0, 0, 0, 0};
+  const fm_sample *x;
+  while ((x = walk_next(c, ts, &wk, &rng))) {
     seen_user(X, ts, x->u);
     int32_t n = -1;
     for (int t = 0; t < 32; t++) {
@@ -164,14 +179,12 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
     const float *rp = fm_rep(&m->i, k, x->i, sc->rp, &bp);
     const float *rn = fm_rep(&m->i, k, n, sc->rn, &bn);
-    float diff = 0.0f;
-    for (int32_t j = 0; j < k; j++) diff += ru[j] * (rp[j] - rn[j]);
-    diff += bp - bn;
+    float diff = fm_dot_diff(ru, rp, rn, k) + bp - bn;
     /* dL/dx = -sigmoid(-x); the reported loss is estimated from one
        sample in 8: its log costs as much as the rest of the step. */
     float ex = expf(diff < 30.0f ? diff : 30.0f);
     float d = -x->w / (1.0f + ex);
-    if ((q & 7) == 0) {
+    if ((wk.done & 7) == 0) {
       fm_bpr_grad(diff, &l);
       loss += x->w * l;
       ts->lcount++;
@@ -180,7 +193,7 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   }
   ts->rng = rng;
   ts->loss += loss;
-  ts->done += q;
+  ts->done += wk.done;
 }
 
 /* WARP for user u and positive p (already scored: ru, sp): draws
@@ -216,13 +229,9 @@ FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   fm_scratch *sc = &ts->sc;
   mfm_rng rng = ts->rng;
   double loss = 0.0;
-  int64_t q;
-  for (q = 0; q < c->n; q++) {
-    if ((q & STOP_EVERY) == 0 && mfm_stop_requested()) {
-      ts->stopped = 1;
-      break;
-    }
-    const fm_sample *x = &c->s[c->perm[q]];
+  walk wk = {0, 0, 0, 0};
+  const fm_sample *x;
+  while ((x = walk_next(c, ts, &wk, &rng))) {
     seen_user(e->x, ts, x->u);
     float bu, bp;
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
@@ -232,8 +241,8 @@ FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   }
   ts->rng = rng;
   ts->loss += loss;
-  ts->lcount += q;
-  ts->done += q;
+  ts->lcount += wk.done;
+  ts->done += wk.done;
 }
 
 /* k-OS WARP: per (user, block), draw kos_n positives of the block, take
@@ -245,13 +254,10 @@ FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   fm_scratch *sc = &ts->sc;
   mfm_rng rng = ts->rng;
   double loss = 0.0;
-  int64_t q;
-  for (q = 0; q < c->n; q++) {
-    if ((q & STOP_EVERY) == 0 && mfm_stop_requested()) {
-      ts->stopped = 1;
-      break;
-    }
-    int32_t u = c->s[c->perm[q]].u;
+  walk wk = {0, 0, 0, 0};
+  const fm_sample *x;
+  while ((x = walk_next(c, ts, &wk, &rng))) {
+    int32_t u = x->u;
     const int32_t *row = X->indices + X->indptr[u];
     int64_t len = X->indptr[u + 1] - X->indptr[u];
     /* The user's items in [ilo, ihi): a contiguous run of the row. */
@@ -294,8 +300,8 @@ FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   }
   ts->rng = rng;
   ts->loss += loss;
-  ts->lcount += q;
-  ts->done += q;
+  ts->lcount += wk.done;
+  ts->done += wk.done;
 }
 
 /* Compiled for AVX-512, AVX2 and the baseline; picked at load time. */
@@ -303,7 +309,7 @@ FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 void fm_run_cell(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
-  shuffle(c, &ts->rng);
+  shuffle_groups(c, &ts->rng);
   switch (e->m->p.loss) {
   case MFM_FM_LOGISTIC: run_logistic(e, c, ts); break;
   case MFM_FM_BPR: run_bpr(e, c, ts); break;
