@@ -91,7 +91,8 @@ static mfm_fm *small_model(int hybrid, mfm_fm_schedule sched, float alpha) {
     float uv[] = {1, 2, 1};
     int32_t ir[] = {0, 1, 1, 3, 4}, ic[] = {0, 0, 2, 1, 2};
     float iv[] = {1, 1, 1, 0.5f, 2};
-    mfm_csr *uf = csr_of(3, 2, 3, ur, uc, uv), *itf = csr_of(6, 3, 5, ir, ic, iv);
+    mfm_csr *uf = csr_of(3, 2, 3, ur, uc, uv);
+    mfm_csr *itf = csr_of(6, 3, 5, ir, ic, iv);
     if (mfm_fm_set_user_features(m, uf, NULL) != MFM_OK ||
         mfm_fm_set_item_features(m, itf, NULL) != MFM_OK)
       abort();

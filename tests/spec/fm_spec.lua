@@ -35,7 +35,11 @@ local function mean_group_margin(m)
   local s = m:score(us, is)
   local a, na, b, nb = 0, 0, 0, 0
   for q = 1, #s do
-    if sign[q] > 0 then a, na = a + s[q], na + 1 else b, nb = b + s[q], nb + 1 end
+    if sign[q] > 0 then
+      a, na = a + s[q], na + 1
+    else
+      b, nb = b + s[q], nb + 1
+    end
   end
   return a / na - b / nb
 end
