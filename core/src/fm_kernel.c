@@ -128,6 +128,23 @@ FM_INLINE void seen_user(const mfm_csr *X, fm_tstate *ts, int32_t u) {
   ts->seen_u = u;
 }
 
+/* Asks for the rows of the next sample's item early: on large tables they
+   come from memory, and the current step hides the wait. */
+FM_INLINE void prefetch_next(const mfm_fm *m, const fm_tstate *ts,
+                             const walk *w) {
+#if defined(__GNUC__) && !defined(FM_NO_PREFETCH)
+  if (w->q < w->len && !m->i.rows) {
+    int64_t o = (int64_t)ts->buf[w->q].i * m->k;
+    for (int32_t j = 0; j < m->k; j += 16) {
+      __builtin_prefetch(m->i.emb + o + j, 1);
+      __builtin_prefetch(m->i.acc + o + j, 1);
+    }
+  }
+#else
+  (void)m, (void)ts, (void)w;
+#endif
+}
+
 FM_INLINE int is_seen(const fm_tstate *ts, int32_t i) {
   return (int)((ts->seen[i >> 6] >> (i & 63)) & 1);
 }
@@ -141,6 +158,7 @@ FM_INLINE void run_logistic(const fm_fitenv *e, const fm_cell *c,
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
   while ((x = walk_next(c, ts, &wk, &ts->rng))) {
+    prefetch_next(m, ts, &wk);
     float bu, bi, l;
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
     const float *ri = fm_rep(&m->i, k, x->i, sc->rp, &bi);
@@ -165,6 +183,7 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
   while ((x = walk_next(c, ts, &wk, &rng))) {
+    prefetch_next(m, ts, &wk);
     seen_user(X, ts, x->u);
     int32_t n = -1;
     for (int t = 0; t < 32; t++) {
@@ -232,6 +251,7 @@ FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
   while ((x = walk_next(c, ts, &wk, &rng))) {
+    prefetch_next(m, ts, &wk);
     seen_user(e->x, ts, x->u);
     float bu, bp;
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);

@@ -464,6 +464,14 @@ static void test_cold_start(void) {
          ccf, chy);
   CHECK(chy > 2 * ccf);
   CHECK(chy > 0.1);
+  /* Two threads on the hybrid model (shared tag rows: Hogwild). */
+  double p2;
+  mfm_fm *h2 = train(&w, MFM_FM_WARP, 30, 1, 2, &p2);
+  mfm_fm_factors(h2, &f, NULL);
+  double c2 = precision10(&w, &f, 1);
+  printf("cold start: with tags, 2 threads %.4f\n", c2);
+  CHECK(c2 > 0.8 * chy);
+  mfm_fm_free(h2);
   mfm_fm_free(cf);
   mfm_fm_free(hy);
   world_free(&w);
@@ -730,6 +738,57 @@ static void test_stop_and_errors(void) {
   world_free(&w);
 }
 
+/* ---- sample weights and logistic labels -------------------------------- */
+
+static void test_weights_and_labels(void) {
+  /* Ratings 1-5: items 0-4 are rated 5 by everyone, items 5-9 rated 1.
+     With threshold 3.5 the logistic loss learns that 0-4 are liked. */
+  mfm_coo c = {0};
+  for (int32_t u = 0; u < 50; u++)
+    for (int32_t i = 0; i < 10; i++)
+      if ((u + i) % 3) mfm_coo_push(&c, u, i, i < 5 ? 5.0f : 1.0f);
+  mfm_csr *x;
+  mfm_csr_from_coo(50, 10, c.n, c.rows, c.cols, c.vals, &x, NULL);
+  mfm_coo_free(&c);
+  mfm_fm_params p = mfm_fm_params_default();
+  p.loss = MFM_FM_LOGISTIC;
+  p.logistic_threshold = 3.5f;
+  p.factors = 4;
+  mfm_fm *m;
+  mfm_fit_report rep;
+  mfm_fm_new(50, 10, 0, 0, &p, &m, NULL);
+  CHECK(mfm_fm_fit(m, x, NULL, 20, 1, &rep, NULL) == MFM_OK);
+  CHECK(rep.samples == 20 * x->nnz); /* every entry is a sample */
+  int32_t us[10] = {0}, is[10];
+  float sc[10];
+  for (int i = 0; i < 10; i++) is[i] = i;
+  mfm_fm_score(m, 10, us, is, sc, NULL);
+  for (int i = 0; i < 5; i++) CHECK(sc[i] > 0 && sc[i + 5] < 0);
+  mfm_fm_free(m);
+
+  /* Ranking losses: the weights matrix decides which entries are samples
+     (weight > 0) and how much they count. */
+  mfm_csr *w;
+  mfm_csr_from_coo(50, 10, 0, NULL, NULL, NULL, &w, NULL);
+  mfm_csr_free(w);
+  mfm_csr_resize(x, 50, 10, &w, NULL);
+  int64_t kept = 0;
+  for (int64_t q = 0; q < w->nnz; q++) {
+    w->data[q] = (q % 4 == 0) ? 2.0f : 0.0f;
+    kept += q % 4 == 0;
+  }
+  p.loss = MFM_FM_BPR;
+  mfm_fm_new(50, 10, 0, 0, &p, &m, NULL);
+  CHECK(mfm_fm_fit(m, x, w, 1, 1, &rep, NULL) == MFM_OK);
+  CHECK(rep.samples == kept);
+  mfm_csr_free(w);
+  mfm_csr_from_coo(50, 9, 0, NULL, NULL, NULL, &w, NULL);
+  CHECK(mfm_fm_fit(m, x, w, 1, 1, &rep, NULL) == MFM_EINVAL);
+  mfm_csr_free(w);
+  mfm_fm_free(m);
+  mfm_csr_free(x);
+}
+
 int main(void) {
   test_gradients();
   test_schedules();
@@ -737,6 +796,7 @@ int main(void) {
   test_determinism();
   test_stop_and_errors();
   test_fold_in();
+  test_weights_and_labels();
   test_quality();
   test_cold_start();
   DONE("fm");
