@@ -20,37 +20,47 @@ float fm_bpr_grad(float x, float *loss) {
   return fm_logistic_grad(x, 1.0f, loss);
 }
 
-FM_INLINE void pair_step(mfm_fm *m, const fm_sched *s, int32_t u,
-                             int32_t p, int32_t n, const float *restrict ru,
-                             const float *restrict rp,
-                             const float *restrict rn, float d,
-                             fm_scratch *sc) {
-  int32_t k = m->k;
-  float *restrict gu = sc->gu, *restrict gp = sc->gp, *restrict gn = sc->gn;
-  /* All gradients first: ru, rp, rn may point into the tables. */
+/* The gradients of a step, computed before any row is written (the
+   representations may point into the tables).  restrict holds here: only
+   the scratch is written in this function. */
+FM_INLINE void pair_grads(const float *restrict ru, const float *restrict rp,
+                          const float *restrict rn, float d,
+                          float *restrict gu, float *restrict gp,
+                          float *restrict gn, int32_t k) {
   for (int32_t j = 0; j < k; j++) {
     gu[j] = d * (rp[j] - rn[j]);
     gp[j] = d * ru[j];
     gn[j] = -d * ru[j];
   }
-  fm_update(&m->i, s, k, p, gp, d, 1);
-  fm_update(&m->i, s, k, n, gn, -d, 1);
-  /* The user bias cancels in s_p - s_n: no gradient. */
-  fm_update(&m->u, s, k, u, gu, 0.0f, 0);
 }
 
-FM_INLINE void point_step(mfm_fm *m, const fm_sched *s, int32_t u,
-                              int32_t i, const float *restrict ru,
-                              const float *restrict ri, float d,
-                              fm_scratch *sc) {
-  int32_t k = m->k;
-  float *restrict gu = sc->gu, *restrict gi = sc->gp;
+FM_INLINE void point_grads(const float *restrict ru, const float *restrict ri,
+                           float d, float *restrict gu, float *restrict gi,
+                           int32_t k) {
   for (int32_t j = 0; j < k; j++) {
     gu[j] = d * ri[j];
     gi[j] = d * ru[j];
   }
-  fm_update(&m->i, s, k, i, gi, d, 1);
-  fm_update(&m->u, s, k, u, gu, d, 1);
+}
+
+FM_INLINE void pair_step(mfm_fm *m, const fm_sched *s, int32_t u, int32_t p,
+                         int32_t n, const float *ru, const float *rp,
+                         const float *rn, float d, fm_scratch *sc) {
+  int32_t k = m->k;
+  pair_grads(ru, rp, rn, d, sc->gu, sc->gp, sc->gn, k);
+  fm_update(&m->i, s, k, p, sc->gp, d, 1);
+  fm_update(&m->i, s, k, n, sc->gn, -d, 1);
+  /* The user bias cancels in s_p - s_n: no gradient. */
+  fm_update(&m->u, s, k, u, sc->gu, 0.0f, 0);
+}
+
+FM_INLINE void point_step(mfm_fm *m, const fm_sched *s, int32_t u,
+                          int32_t i, const float *ru, const float *ri,
+                          float d, fm_scratch *sc) {
+  int32_t k = m->k;
+  point_grads(ru, ri, d, sc->gu, sc->gp, k);
+  fm_update(&m->i, s, k, i, sc->gp, d, 1);
+  fm_update(&m->u, s, k, u, sc->gu, d, 1);
 }
 
 void fm_pair_step(mfm_fm *m, const fm_sched *s, int32_t u, int32_t p,
