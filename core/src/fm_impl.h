@@ -22,6 +22,7 @@ typedef struct fm_side {
   float *acc, *acc_b;   /* adagrad sums / adadelta E[g^2] */
   float *acc2, *acc2_b; /* adadelta E[dx^2]; NULL for other schedules */
   mfm_csr *rows;     /* n x n_rows, NULL when identity only */
+  mfm_csr *given;    /* the features as set (a copy), or NULL */
   float *rep, *rep_b; /* cached representations (hybrid), n x k, n */
   float alpha;
 } fm_side;

@@ -96,6 +96,7 @@ static void side_free(fm_side *s) {
   mfm_free_aligned(s->rep);
   mfm_free_aligned(s->rep_b);
   mfm_csr_free(s->rows);
+  mfm_csr_free(s->given);
 }
 
 void mfm_fm_free(mfm_fm *m) {
@@ -264,21 +265,32 @@ static mfm_status ensure_cache(fm_side *s, int32_t k, mfm_err *err) {
   return mfm_err_set(err, MFM_ENOMEM, "fm: out of memory");
 }
 
+static mfm_status set_side(fm_side *s, const mfm_csr *f, int normalize,
+                           int32_t k, const char *what, mfm_err *err) {
+  mfm_csr *copy = NULL;
+  mfm_status st = set_features(s, f, normalize, what, err);
+  if (st == MFM_OK) st = ensure_cache(s, k, err);
+  if (st == MFM_OK) st = mfm_csr_resize(f, f->n_rows, f->n_cols, &copy, err);
+  if (st != MFM_OK) return st;
+  mfm_csr_free(s->given);
+  s->given = copy;
+  return MFM_OK;
+}
+
 mfm_status mfm_fm_set_user_features(mfm_fm *m, const mfm_csr *f,
                                     mfm_err *err) {
-  mfm_status st = set_features(&m->u, f, m->p.normalize, "user", err);
-  if (st == MFM_OK) st = ensure_cache(&m->u, m->k, err);
   m->cache_valid = 0;
-  return st;
+  return set_side(&m->u, f, m->p.normalize, m->k, "user", err);
 }
 
 mfm_status mfm_fm_set_item_features(mfm_fm *m, const mfm_csr *f,
                                     mfm_err *err) {
-  mfm_status st = set_features(&m->i, f, m->p.normalize, "item", err);
-  if (st == MFM_OK) st = ensure_cache(&m->i, m->k, err);
   m->cache_valid = 0;
-  return st;
+  return set_side(&m->i, f, m->p.normalize, m->k, "item", err);
 }
+
+const mfm_csr *mfm_fm_user_features(const mfm_fm *m) { return m->u.given; }
+const mfm_csr *mfm_fm_item_features(const mfm_fm *m) { return m->i.given; }
 
 void fm_side_refresh(fm_side *sd, int32_t k) {
   for (int32_t e = 0; e < sd->n; e++) {

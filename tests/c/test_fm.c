@@ -521,7 +521,9 @@ static void test_determinism(void) {
       mfm_fm *d;
       p.seed = 1234; /* different init, overwritten by the fill */
       mfm_fm_new(w.nu, w.ni, 0, w.nt, &p, &d, NULL);
-      mfm_fm_set_item_features(d, w.tags, NULL);
+      const mfm_csr *given = mfm_fm_item_features(a);
+      CHECK(given && given->nnz == w.tags->nnz && !mfm_fm_user_features(a));
+      mfm_fm_set_item_features(d, given, NULL);
       mfm_array x[32], y[32];
       int n = mfm_fm_arrays(a, x, 32);
       CHECK(n == mfm_fm_arrays(d, y, 32));

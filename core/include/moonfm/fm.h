@@ -126,6 +126,11 @@ mfm_status mfm_fm_set_user_features(mfm_fm *m, const mfm_csr *f,
 mfm_status mfm_fm_set_item_features(mfm_fm *m, const mfm_csr *f,
                                     mfm_err *err);
 
+/* The side features as last set (borrowed from the model), or NULL: the
+   model file stores them, and a loader sets them again. */
+const mfm_csr *mfm_fm_user_features(const mfm_fm *m);
+const mfm_csr *mfm_fm_item_features(const mfm_fm *m);
+
 /* Runs `epochs` epochs of the loss over `interactions` (borrowed; rows =
    users, cols = items, at most the model's sizes).  Ranking losses (bpr,
    warp, warp-kos) use entries with value > 0 as positives and their value
