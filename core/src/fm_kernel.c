@@ -228,16 +228,34 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
 /* WARP for user u and positive p (already scored: ru, sp): draws
    negatives from the block until one violates the margin; returns the
    loss added. */
+/* Negatives are drawn one ahead (*next), and the row of the next one is
+   requested while the current one is scored: on tables larger than the
+   cache each draw would otherwise wait for memory. */
+FM_INLINE int32_t draw_ahead(const fm_cell *c, const mfm_fm *m,
+                             mfm_rng *rng, int32_t *next) {
+  int32_t n = *next;
+  *next = c->ilo + (int32_t)mfm_rng_below(rng, (uint32_t)(c->ihi - c->ilo));
+#if defined(__GNUC__) && !defined(FM_NO_PREFETCH)
+  if (!m->i.rows) {
+    const float *r = m->i.emb + (int64_t)*next * m->k;
+    for (int32_t j = 0; j < m->k; j += 16) __builtin_prefetch(r + j, 0);
+    __builtin_prefetch(m->i.bias + *next, 0);
+  }
+#else
+  (void)m;
+#endif
+  return n;
+}
+
 FM_INLINE double warp_one(const fm_fitenv *e, const fm_cell *c,
-                              fm_tstate *ts, mfm_rng *rng, int32_t u,
-                              int32_t p, float w, const float *ru,
-                              const float *rp, float sp) {
+                          fm_tstate *ts, mfm_rng *rng, int32_t *next,
+                          int32_t u, int32_t p, float w, const float *ru,
+                          const float *rp, float sp) {
   mfm_fm *m = e->m;
-  int32_t k = m->k, ilo = c->ilo, ms = m->p.max_sampled;
-  uint32_t nb = (uint32_t)(c->ihi - c->ilo);
+  int32_t k = m->k, ms = m->p.max_sampled;
   fm_scratch *sc = &ts->sc;
   for (int32_t draws = 1; draws <= ms; draws++) {
-    int32_t n = ilo + (int32_t)mfm_rng_below(rng, nb);
+    int32_t n = draw_ahead(c, m, rng, next);
     float bn;
     const float *rn = fm_rep(&m->i, k, n, sc->rn, &bn);
     float sn = fm_dot(ru, rn, k) + bn;
@@ -257,6 +275,8 @@ FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   int32_t k = m->k;
   fm_scratch *sc = &ts->sc;
   mfm_rng rng = ts->rng;
+  int32_t next =
+      c->ilo + (int32_t)mfm_rng_below(&rng, (uint32_t)(c->ihi - c->ilo));
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
@@ -267,7 +287,7 @@ FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
     const float *rp = fm_rep(&m->i, k, x->i, sc->rp, &bp);
     float sp = fm_dot(ru, rp, k) + bp;
-    loss += warp_one(e, c, ts, &rng, x->u, x->i, x->w, ru, rp, sp);
+    loss += warp_one(e, c, ts, &rng, &next, x->u, x->i, x->w, ru, rp, sp);
   }
   ts->rng = rng;
   ts->loss += loss;
@@ -283,6 +303,8 @@ FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   int32_t k = m->k, kn = m->p.kos_n, kk = m->p.kos_k;
   fm_scratch *sc = &ts->sc;
   mfm_rng rng = ts->rng;
+  int32_t next =
+      c->ilo + (int32_t)mfm_rng_below(&rng, (uint32_t)(c->ihi - c->ilo));
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
@@ -325,7 +347,7 @@ FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
     int32_t p = ts->kos_item[pick];
     float bp;
     const float *rp = fm_rep(&m->i, k, p, sc->rp, &bp);
-    loss += warp_one(e, c, ts, &rng, u, p, ts->kos_w[pick], ru, rp,
+    loss += warp_one(e, c, ts, &rng, &next, u, p, ts->kos_w[pick], ru, rp,
                      ts->kos_score[pick]);
   }
   ts->rng = rng;
