@@ -78,9 +78,6 @@ mfm_status mfm_reader_bad(mfm_reader *r, const char *line, size_t line_n,
 /* Room for n decoded bytes in r->scratch (at least the line length). */
 mfm_status mfm_reader_scratch(mfm_reader *r, size_t n, mfm_err *err);
 
-/* Parses a decimal number (optional sign, digits, '.', exponent, or
-   inf/nan) spanning exactly [p, p + n).  Returns 0 when it is not one. */
-int mfm_parse_number(const char *p, size_t n, double *out);
 
 /* The column (MFM_COL_*) a header name usually means, or -1. */
 int mfm_reader_known_col(const char *s, size_t n);

@@ -260,7 +260,7 @@ static mfm_status jrow(mfm_reader *r, const char *s, const char *e,
   }
   float w = r->o.default_weight;
   jval *vw = &v[MFM_COL_WEIGHT];
-  if (vw->type != J_NONE) {
+  if (vw->type != J_NONE && vw->type != J_NULL) { /* null: no weight */
     const char *name = r->o.col_name[MFM_COL_WEIGHT]
                            ? r->o.col_name[MFM_COL_WEIGHT] : "weight";
     double d;

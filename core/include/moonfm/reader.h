@@ -167,6 +167,10 @@ mfm_status mfm_read_interactions(const char *const *paths,
                                  int grow_items, mfm_coo *out,
                                  mfm_read_report *rep, mfm_err *err);
 
+/* Parses a decimal number (optional sign, digits, '.', exponent, or
+   inf/nan) spanning exactly [p, p + n).  Returns 0 when it is not one. */
+int mfm_parse_number(const char *p, size_t n, double *out);
+
 /* Builds the CSR of a COO in place: the triplets are sorted by row in
    their own arrays (American flag sort), which then become the CSR's
    indices and data, so the peak memory is the COO's and not twice it.
