@@ -9,12 +9,12 @@
 /* Names a header may use for each column (compared without case). */
 static const char *const known[MFM_N_COLS][12] = {
   {"user", "user_id", "userid", "uid", "user id", "customer_id",
-   "customer", "visitor_id", "session_id", "u", NULL},
+   "customer", "visitor_id", "session_id", NULL},
   {"item", "item_id", "itemid", "iid", "item id", "product_id", "product",
-   "movie_id", "movieid", "article_id", "i", NULL},
+   "movie_id", "movieid", "article_id", NULL},
   {"weight", "rating", "score", "value", "count", "quantity",
-   "confidence", "label", "w", NULL},
-  {"timestamp", "time", "ts", "date", "datetime", "event_time", "t", NULL},
+   "confidence", "label", NULL},
+  {"timestamp", "time", "ts", "date", "datetime", "event_time", NULL},
 };
 
 static int same_nocase(const char *a, size_t n, const char *b) {
@@ -210,9 +210,16 @@ static mfm_status set_positions(mfm_reader *r, const char *s, const char *e,
         if (mfm_reader_known_col(names[k], lens[k]) == c) r->pos[c] = k + 1;
       if (r->pos[c]) r->named = 1;
     }
-    if (!r->pos[c] && !(is_header && any_known && c >= MFM_COL_WEIGHT)) {
-      /* Positional defaults: 1, 2, and 3, 4 when the rows have them. */
-      if (c + 1 <= n) r->pos[c] = c + 1;
+    if (!r->pos[c] && c + 1 <= n) {
+      /* Positional defaults: 1, 2, and 3, 4 when the rows have them and
+         no column found by name took that place. */
+      int taken = 0;
+      for (int d = 0; d < c; d++) taken |= r->pos[d] == c + 1;
+      if (is_header && any_known && c >= MFM_COL_WEIGHT)
+        for (int k = c + 1; k < MFM_N_COLS; k++)
+          for (int j = 0; j < nn; j++)
+            taken |= j == c && mfm_reader_known_col(names[j], lens[j]) >= 0;
+      if (!taken) r->pos[c] = c + 1;
     }
   }
   if (!r->pos[MFM_COL_USER] || !r->pos[MFM_COL_ITEM]) {
@@ -248,7 +255,8 @@ static int detect_header(mfm_reader *r, const char *s, const char *e,
     k++;
     double v;
     if (k == wpos && fn > 0 && !mfm_parse_number(fp, fn, &v)) return 1;
-    if ((k == upos || k == ipos) && mfm_reader_known_col(fp, fn) >= 0) return 1;
+    if (k == upos && mfm_reader_known_col(fp, fn) == MFM_COL_USER) return 1;
+    if (k == ipos && mfm_reader_known_col(fp, fn) == MFM_COL_ITEM) return 1;
   }
   return 0;
 }
