@@ -20,9 +20,10 @@ find_program(BUSTED busted REQUIRED)
 
 # busted under lua5.4, never through --lua (TOOLCHAIN P4, P5): the build's
 # own module first, so an ASan build tests its own core.so.
+# $<SEMICOLON> keeps the path list one argument (a plain ; would split it).
 set(MFM_BUSTED ${LUA54} ${BUSTED} --ignore-lua -o TAP
     --cpath=${CMAKE_BINARY_DIR}/lua/?.so
-    --lpath=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;${CMAKE_SOURCE_DIR}/tests/?.lua)
+    "--lpath=${CMAKE_SOURCE_DIR}/lua/?.lua$<SEMICOLON>${CMAKE_SOURCE_DIR}/lua/?/init.lua$<SEMICOLON>${CMAKE_SOURCE_DIR}/tests/?.lua")
 set(MFM_TEST_ENV
   "MOONFM_EXE=${CMAKE_BINARY_DIR}/moonfm"
   "MOONFM_SOURCE_DIR=${CMAKE_SOURCE_DIR}"

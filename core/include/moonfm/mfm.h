@@ -24,6 +24,8 @@
 #include "csr.h"
 #include "factors.h"
 #include "idmap.h"
+#include "als.h"
+#include "eval.h"
 
 /* "0.1.0" */
 const char *mfm_version(void);

@@ -1,0 +1,500 @@
+/* Evaluation: ranking metrics for every test user in one pass of the block
+   engine (topk.c).  Per user row, after the sgemm:
+   - excluded items get -inf and mark bit 1; test items get mark 2;
+   - AUC and MRR come from one pass that gives each item the number of test
+     items scoring above it (ties half), read from a small table indexed by
+     a monotone grid over the test scores; only items sharing a grid cell
+     with a test item are compared exactly (binary search);
+   - the top kmax come from the k-heap scan;
+   - per block sums, reduced in block order, so results do not depend on
+     the number of threads. */
+#include "moonfm/eval.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moonfm/alloc.h"
+#include "topk.h"
+
+static const char *const metric_names[] = {
+  NULL, "precision", "recall", "ndcg", "map", "hit_rate", "mrr", "auc",
+  "coverage"
+};
+
+const char *mfm_metric_name(mfm_metric m) {
+  if (m < MFM_METRIC_PRECISION || m > MFM_METRIC_COVERAGE) return NULL;
+  return metric_names[m];
+}
+
+mfm_metric mfm_metric_parse(const char *name) {
+  for (int m = MFM_METRIC_PRECISION; m <= MFM_METRIC_COVERAGE; m++)
+    if (name && strcmp(name, metric_names[m]) == 0) return (mfm_metric)m;
+  return (mfm_metric)0;
+}
+
+int mfm_metric_uses_k(mfm_metric m) {
+  return m != MFM_METRIC_MRR && m != MFM_METRIC_AUC;
+}
+
+mfm_eval_params mfm_eval_params_default(void) {
+  mfm_eval_params p;
+  memset(&p, 0, sizeof p);
+  p.item_bias = 1;
+  return p;
+}
+
+const char *mfm_eval_params_check(const mfm_eval_params *p) {
+  if (!p) return "eval: params are NULL";
+  if (p->n_columns < 1 || p->n_columns > MFM_EVAL_MAX_COLUMNS)
+    return "eval: n_columns must be in [1, 64]";
+  for (int c = 0; c < p->n_columns; c++) {
+    if (!mfm_metric_name(p->metric[c])) return "eval: unknown metric";
+    if (mfm_metric_uses_k(p->metric[c]) && p->k[c] < 1)
+      return "eval: k must be >= 1 for a top-k metric";
+  }
+  if (p->block < 0) return "eval: block must be >= 0";
+  return NULL;
+}
+
+/* ---- per-thread state ------------------------------------------------- */
+
+typedef struct tstate {
+  uint8_t *mark;   /* n_items */
+  float *q;        /* test scores, max_m */
+  int32_t *table;  /* grid, gmax + 2 */
+  int32_t *cells;  /* CELL_CHUNK */
+  float *hs;       /* heap */
+  int32_t *hi;
+  int32_t *minrank; /* coverage: best rank of each item, n_items */
+  double *dcg, *ap; /* prefix sums, kmax + 1 */
+  int32_t *hits;
+} tstate;
+
+typedef struct ectx {
+  const mfm_factors *f;
+  const mfm_csr *test, *exclude;
+  const mfm_eval_params *p;
+  int need_rank; /* AUC or MRR */
+  int need_cov;
+  int32_t kmax, kheap, gmax;
+  const double *idcg; /* idcg[n] = sum_{r=1..n} 1/log2(r+1), n <= kmax */
+  tstate *ts;
+  double *sums; /* nblocks x ncol */
+  int64_t *cnts;
+  double *per_user;
+} ectx;
+
+/* The grid cell of s: monotone non-decreasing in s, so an item in a cell
+   holding no test score compares the same way with every test score as
+   the whole cell does.  NaN and -inf go to cell 0. */
+static int32_t cell_of(float s, float lo, float scale, float g) {
+  float x = (s - lo) * scale;
+  if (!(x >= -1.0f)) x = -1.0f;
+  if (x > g) x = g;
+  return (int32_t)(x + 1.0f);
+}
+
+/* cell_of over a chunk, written so that it vectorises. */
+#define CELL_CHUNK 256
+static void cells_of(const float *restrict s, int32_t n, float lo,
+                     float scale, float g, int32_t *restrict out) {
+  for (int32_t j = 0; j < n; j++) {
+    float x = (s[j] - lo) * scale;
+    x = x >= -1.0f ? x : -1.0f;
+    x = x > g ? g : x;
+    out[j] = (int32_t)(x + 1.0f);
+  }
+}
+
+/* Number of q (sorted, m) below s and at most s. */
+static void bounds(const float *q, int32_t m, float s, int32_t *lb,
+                   int32_t *ub) {
+  int32_t a = 0, b = m;
+  while (a < b) {
+    int32_t h = a + (b - a) / 2;
+    if (q[h] < s) a = h + 1; else b = h;
+  }
+  *lb = a;
+  b = m;
+  while (a < b) {
+    int32_t h = a + (b - a) / 2;
+    if (q[h] <= s) a = h + 1; else b = h;
+  }
+  *ub = a;
+}
+
+/* Twice the number of test scores above s, plus the number equal to s. */
+static int64_t f2_exact(const float *q, int32_t m, float s) {
+  int32_t lb, ub;
+  bounds(q, m, s, &lb, &ub);
+  return 2 * (int64_t)(m - ub) + (ub - lb);
+}
+
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* Sum over all items of f2, the items strictly above qmax, and the items
+   equal to qmax. */
+static void rank_pass(const float *row, int32_t n, const float *q, int32_t m,
+                      int32_t *table, int32_t gmax, int32_t *cells,
+                      int64_t *acc_out,
+                      int64_t *above_out, int64_t *eq_out) {
+  float lo = q[0], hi = q[m - 1];
+  int64_t acc = 0, above = 0, eq = 0;
+  if (isfinite(lo) && isfinite(hi)) {
+    int32_t g = 16;
+    /* About 64 cells per test item, at most n so that filling the table
+       stays cheaper than the pass. */
+    while (g < gmax && g < 64 * m && g < n) g *= 2;
+    float span = hi - lo;
+    if (!(span > 0)) span = fabsf(lo) * 1e-3f + 1e-20f;
+    float scale = (float)g / span;
+    if (!(scale > 0 && isfinite(scale))) scale = 1.0f;
+    float gf = (float)g;
+    /* table[c]: 2 * (test scores in cells above c), or -(1 + i) when
+       test score i is the first in c itself: items in such a cell are
+       compared exactly, with the few test scores from i on (test scores
+       in later cells are above every item of c). */
+    int32_t c = 0;
+    for (int32_t i = 0; i < m; i++) {
+      int32_t ci = cell_of(q[i], lo, scale, gf);
+      if (ci < c) continue; /* same cell as the previous test score */
+      for (; c < ci; c++) table[c] = 2 * (m - i);
+      table[ci] = -(1 + i);
+      c = ci + 1;
+    }
+    for (; c <= g + 1; c++) table[c] = 0;
+    /* Cells first, in a loop the compiler vectorises; then lookups. */
+    for (int32_t j0 = 0; j0 < n; j0 += CELL_CHUNK) {
+      int32_t nn = n - j0 < CELL_CHUNK ? n - j0 : CELL_CHUNK;
+      cells_of(row + j0, nn, lo, scale, gf, cells);
+      for (int32_t j = 0; j < nn; j++) {
+        int32_t t = table[cells[j]];
+        if (t >= 0) {
+          acc += t;
+          above += t == 0;
+        } else {
+          float s = row[j0 + j];
+          int32_t lb = -t - 1, ub;
+          while (lb < m && q[lb] < s) lb++;
+          ub = lb;
+          while (ub < m && q[ub] <= s) ub++;
+          acc += 2 * (int64_t)(m - ub) + (ub - lb);
+          above += lb == m;
+          eq += s == hi;
+        }
+      }
+    }
+  } else {
+    for (int32_t j = 0; j < n; j++) {
+      int32_t lb, ub;
+      float s = row[j];
+      bounds(q, m, s, &lb, &ub);
+      acc += 2 * (int64_t)(m - ub) + (ub - lb);
+      above += lb == m;
+      eq += s == hi;
+    }
+  }
+  *acc_out = acc;
+  *above_out = above;
+  *eq_out = eq;
+}
+
+static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
+                           int32_t u, float *row) {
+  ectx *c = arg;
+  const mfm_factors *f = c->f;
+  const mfm_eval_params *p = c->p;
+  const mfm_csr *x = c->exclude, *te = c->test;
+  tstate *ts = &c->ts[tid];
+  uint8_t *mark = ts->mark;
+  int32_t ni = f->n_items, ncol = p->n_columns;
+  int64_t xa = 0, xz = 0, n_excl = 0;
+  if (x && u < x->n_rows) {
+    xa = x->indptr[u];
+    xz = x->indptr[u + 1];
+    for (int64_t t = xa; t < xz; t++) {
+      int32_t j = x->indices[t];
+      if (j < ni) {
+        mark[j] = 1;
+        row[j] = -INFINITY;
+        n_excl++;
+      }
+    }
+  }
+  /* The test items, with the best one (lowest index among equal). */
+  int32_t m = 0, best_j = -1;
+  float best = 0;
+  for (int64_t t = te->indptr[u]; t < te->indptr[u + 1]; t++) {
+    int32_t j = te->indices[t];
+    if (j >= ni || (mark[j] & 1)) continue;
+    mark[j] = 2;
+    float s = row[j];
+    ts->q[m++] = s;
+    if (best_j < 0 || s > best) {
+      best = s;
+      best_j = j;
+    }
+  }
+
+  double auc = NAN, mrr = NAN;
+  if (c->need_rank && m > 0) {
+    if (m > 1) qsort(ts->q, (size_t)m, sizeof *ts->q, cmp_float);
+    const float *q = ts->q;
+    int64_t acc, above, eq;
+    rank_pass(row, ni, q, m, ts->table, c->gmax, ts->cells, &acc, &above,
+              &eq);
+    /* Remove the pairs counted against excluded items and the test items
+       themselves: what is left is over the negatives only. */
+    acc -= n_excl * f2_exact(q, m, -INFINITY);
+    int64_t gmaxcnt = 0;
+    for (int32_t a = 0; a < m;) {
+      int32_t b = a + 1;
+      while (b < m && q[b] == q[a]) b++;
+      int64_t g = b - a;
+      acc -= g * (2 * (int64_t)(m - b) + g);
+      if (b == m) gmaxcnt = g;
+      a = b;
+    }
+    int64_t n_neg = (int64_t)ni - n_excl - m;
+    if (n_neg > 0) auc = (double)acc / (2.0 * (double)m * (double)n_neg);
+    /* Rank of the best test item: items strictly above, then items tied
+       with it at a lower index (ties go to the lower index). */
+    int64_t before = 0;
+    if (eq > gmaxcnt) {
+      for (int32_t j = 0; j < best_j; j++)
+        before += row[j] == best && mark[j] == 0;
+    }
+    mrr = 1.0 / (double)(1 + above + before);
+  }
+
+  mfm_heap h;
+  h.n = 0;
+  if (m > 0 && c->kheap > 0) {
+    mfm_heap_init(&h, ts->hs, ts->hi, c->kheap);
+    mfm_heap_scan(&h, row, ni, mark);
+    mfm_heap_sort(&h);
+    int32_t nh = 0;
+    double dcg = 0, ap = 0;
+    ts->hits[0] = 0;
+    ts->dcg[0] = 0;
+    ts->ap[0] = 0;
+    for (int32_t r = 1; r <= h.n; r++) {
+      if (mark[h.index[r - 1]] == 2) {
+        nh++;
+        dcg += 1.0 / log2((double)r + 1.0);
+        ap += (double)nh / (double)r;
+      }
+      ts->hits[r] = nh;
+      ts->dcg[r] = dcg;
+      ts->ap[r] = ap;
+    }
+    if (c->need_cov)
+      for (int32_t r = 0; r < h.n; r++)
+        if (ts->minrank[h.index[r]] > r + 1) ts->minrank[h.index[r]] = r + 1;
+  }
+
+  if (m > 0) {
+    double *sums = c->sums + (size_t)blk * ncol;
+    int64_t *cnts = c->cnts + (size_t)blk * ncol;
+    double *pu = c->per_user ? c->per_user + (size_t)u * ncol : NULL;
+    for (int col = 0; col < ncol; col++) {
+      int32_t k = p->k[col];
+      int32_t kk = k < h.n ? k : h.n;
+      int32_t km = k < m ? k : m;
+      double v = NAN;
+      switch (p->metric[col]) {
+      case MFM_METRIC_PRECISION: v = (double)ts->hits[kk] / k; break;
+      case MFM_METRIC_RECALL: v = (double)ts->hits[kk] / m; break;
+      case MFM_METRIC_HIT_RATE: v = ts->hits[kk] > 0; break;
+      case MFM_METRIC_NDCG: v = ts->dcg[kk] / c->idcg[km]; break;
+      case MFM_METRIC_MAP: v = ts->ap[kk] / km; break;
+      case MFM_METRIC_MRR: v = mrr; break;
+      case MFM_METRIC_AUC: v = auc; break;
+      case MFM_METRIC_COVERAGE: break;
+      }
+      if (!isnan(v)) {
+        sums[col] += v;
+        cnts[col]++;
+      }
+      if (pu) pu[col] = v;
+    }
+  }
+
+  for (int64_t t = xa; t < xz; t++)
+    if (x->indices[t] < ni) mark[x->indices[t]] = 0;
+  for (int64_t t = te->indptr[u]; t < te->indptr[u + 1]; t++)
+    if (te->indices[t] < ni) mark[te->indices[t]] = 0;
+  return MFM_OK;
+}
+
+static void free_ts(tstate *ts, int nt) {
+  if (!ts) return;
+  for (int t = 0; t < nt; t++) {
+    mfm_free(ts[t].mark);
+    mfm_free(ts[t].q);
+    mfm_free(ts[t].table);
+    mfm_free(ts[t].cells);
+    mfm_free(ts[t].hs);
+    mfm_free(ts[t].hi);
+    mfm_free(ts[t].minrank);
+    mfm_free(ts[t].dcg);
+    mfm_free(ts[t].ap);
+    mfm_free(ts[t].hits);
+  }
+  mfm_free(ts);
+}
+
+mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
+                        const mfm_csr *exclude, const mfm_eval_params *p,
+                        mfm_eval_result *out, double *per_user,
+                        mfm_err *err) {
+  mfm_status st = mfm_factors_check(f, err);
+  if (st != MFM_OK) return st;
+  const char *why = mfm_eval_params_check(p);
+  if (why) return mfm_err_set(err, MFM_EINVAL, "%s", why);
+  if (!test || !out)
+    return mfm_err_set(err, MFM_EINVAL, "eval: test and out are required");
+  if (p->include_seen) exclude = NULL;
+
+  mfm_eval_result r;
+  memset(&r, 0, sizeof r);
+  int ncol = p->n_columns;
+  int32_t n_known = test->n_rows < f->n_users ? test->n_rows : f->n_users;
+  if (per_user)
+    for (size_t i = 0; i < (size_t)n_known * ncol; i++) per_user[i] = NAN;
+
+  ectx c;
+  memset(&c, 0, sizeof c);
+  c.f = f;
+  c.test = test;
+  c.exclude = exclude;
+  c.p = p;
+  c.per_user = per_user;
+  for (int col = 0; col < ncol; col++) {
+    mfm_metric mt = p->metric[col];
+    if (mt == MFM_METRIC_AUC || mt == MFM_METRIC_MRR) c.need_rank = 1;
+    if (mt == MFM_METRIC_COVERAGE) c.need_cov = 1;
+    if (mfm_metric_uses_k(mt) && p->k[col] > c.kmax) c.kmax = p->k[col];
+  }
+  c.kheap = c.kmax < f->n_items ? c.kmax : f->n_items;
+
+  /* Which users are evaluated, and what is counted instead. */
+  int32_t *users = NULL, n_users = 0, max_m = 1;
+  double *idcg = NULL;
+  tstate *ts = NULL;
+  int nt = 0;
+  users = mfm_malloc_array(n_known > 0 ? (size_t)n_known : 1, sizeof *users);
+  idcg = mfm_malloc_array((size_t)c.kmax + 1, sizeof *idcg);
+  if (!users || !idcg) {
+    st = MFM_ENOMEM;
+    goto done;
+  }
+  idcg[0] = 1; /* never read with a positive numerator */
+  for (int32_t n = 1; n <= c.kmax; n++)
+    idcg[n] = (n > 1 ? idcg[n - 1] : 0) + 1.0 / log2((double)n + 1.0);
+  c.idcg = idcg;
+  for (int32_t u = 0; u < test->n_rows; u++) {
+    int64_t a = test->indptr[u], z = test->indptr[u + 1];
+    if (u >= f->n_users) {
+      if (z > a) {
+        r.n_unknown_users++;
+        r.n_unknown_user_items += z - a;
+      }
+      continue;
+    }
+    int32_t m = 0;
+    for (int64_t t = a; t < z; t++) {
+      int32_t j = test->indices[t];
+      if (j >= f->n_items) r.n_unknown_items++;
+      else if (exclude && mfm_csr_has(exclude, u, j)) r.n_test_excluded++;
+      else m++;
+    }
+    if (m == 0) {
+      r.n_skipped++;
+      continue;
+    }
+    if (m > max_m) max_m = m;
+    r.n_positives += m;
+    users[n_users++] = u;
+  }
+  r.n_users = n_users;
+
+  mfm_engine e = {f, users, n_users, 0, 0, p->item_bias, eval_row, &c};
+  int32_t nblocks = mfm_engine_setup(&e, p->block, p->threads);
+  nt = e.threads;
+  c.gmax = 16;
+  while (c.gmax < (1 << 16) && c.gmax < 64 * max_m) c.gmax *= 2;
+  size_t ni = f->n_items > 0 ? (size_t)f->n_items : 1;
+  size_t kh = c.kheap > 0 ? (size_t)c.kheap : 1;
+  size_t nb = nblocks > 0 ? (size_t)nblocks : 1;
+  c.sums = mfm_calloc(nb * ncol, sizeof *c.sums);
+  c.cnts = mfm_calloc(nb * ncol, sizeof *c.cnts);
+  ts = mfm_calloc((size_t)nt, sizeof *ts);
+  if (!c.sums || !c.cnts || !ts) {
+    st = MFM_ENOMEM;
+    goto done;
+  }
+  for (int t = 0; t < nt; t++) {
+    tstate *s = &ts[t];
+    s->mark = mfm_calloc(ni, 1);
+    s->q = mfm_malloc_array((size_t)max_m, sizeof *s->q);
+    s->table = mfm_malloc_array((size_t)c.gmax + 2, sizeof *s->table);
+    s->cells = mfm_malloc_array(CELL_CHUNK, sizeof *s->cells);
+    s->hs = mfm_malloc_array(kh, sizeof *s->hs);
+    s->hi = mfm_malloc_array(kh, sizeof *s->hi);
+    s->dcg = mfm_malloc_array(kh + 1, sizeof *s->dcg);
+    s->ap = mfm_malloc_array(kh + 1, sizeof *s->ap);
+    s->hits = mfm_calloc(kh + 1, sizeof *s->hits);
+    s->minrank = c.need_cov ? mfm_malloc_array(ni, sizeof *s->minrank)
+                            : NULL;
+    if (!s->mark || !s->q || !s->table || !s->cells || !s->hs || !s->hi || !s->dcg ||
+        !s->ap || !s->hits || (c.need_cov && !s->minrank)) {
+      st = MFM_ENOMEM;
+      goto done;
+    }
+    if (c.need_cov)
+      for (size_t j = 0; j < ni; j++) s->minrank[j] = INT32_MAX;
+    s->dcg[0] = s->ap[0] = 0;
+  }
+  c.ts = ts;
+  st = mfm_engine_run(&e, err);
+  if (st != MFM_OK) goto done;
+
+  for (int col = 0; col < ncol; col++) {
+    double sum = 0;
+    int64_t cnt = 0;
+    for (int32_t b = 0; b < nblocks; b++) {
+      sum += c.sums[(size_t)b * ncol + col];
+      cnt += c.cnts[(size_t)b * ncol + col];
+    }
+    r.mean[col] = cnt > 0 ? sum / (double)cnt : NAN;
+    r.n_defined[col] = cnt;
+    if (p->metric[col] == MFM_METRIC_COVERAGE) {
+      int64_t covered = 0;
+      for (int32_t j = 0; j < f->n_items; j++) {
+        int32_t best = INT32_MAX;
+        for (int t = 0; t < nt; t++)
+          if (ts[t].minrank[j] < best) best = ts[t].minrank[j];
+        covered += best <= p->k[col];
+      }
+      r.mean[col] = f->n_items > 0 && n_users > 0
+                        ? (double)covered / (double)f->n_items
+                        : NAN;
+      r.n_defined[col] = n_users;
+    }
+  }
+  *out = r;
+
+done:
+  free_ts(ts, nt);
+  mfm_free(c.sums);
+  mfm_free(c.cnts);
+  mfm_free(users);
+  mfm_free(idcg);
+  if (st == MFM_ENOMEM) return mfm_err_set(err, st, "out of memory");
+  return st;
+}

@@ -1,0 +1,379 @@
+/* The k-heap, the block engine (one sgemm per block of users, worker
+   threads), top-k recommendation and pair scoring. */
+#include "topk.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "moonfm/alloc.h"
+#include "moonfm/stop.h"
+#include "moonfm/threads.h"
+
+/* ---- the heap --------------------------------------------------------- */
+
+static int worse(float sa, int32_t ia, float sb, int32_t ib) {
+  return sa < sb || (sa == sb && ia > ib);
+}
+
+void mfm_heap_init(mfm_heap *h, float *score, int32_t *index, int32_t k) {
+  h->k = k;
+  h->n = 0;
+  h->score = score;
+  h->index = index;
+}
+
+static void sift_down(mfm_heap *h, int32_t i, int32_t n) {
+  float s = h->score[i];
+  int32_t x = h->index[i];
+  for (;;) {
+    int32_t c = 2 * i + 1;
+    if (c >= n) break;
+    if (c + 1 < n &&
+        worse(h->score[c + 1], h->index[c + 1], h->score[c], h->index[c]))
+      c++;
+    if (!worse(h->score[c], h->index[c], s, x)) break;
+    h->score[i] = h->score[c];
+    h->index[i] = h->index[c];
+    i = c;
+  }
+  h->score[i] = s;
+  h->index[i] = x;
+}
+
+void mfm_heap_push(mfm_heap *h, float s, int32_t j) {
+  if (h->n < h->k) {
+    int32_t i = h->n++;
+    while (i > 0) {
+      int32_t p = (i - 1) / 2;
+      if (!worse(s, j, h->score[p], h->index[p])) break;
+      h->score[i] = h->score[p];
+      h->index[i] = h->index[p];
+      i = p;
+    }
+    h->score[i] = s;
+    h->index[i] = j;
+  } else if (h->k > 0 && worse(h->score[0], h->index[0], s, j)) {
+    h->score[0] = s;
+    h->index[0] = j;
+    sift_down(h, 0, h->n);
+  }
+}
+
+void mfm_heap_sort(mfm_heap *h) {
+  /* Heapsort: moving the worst root to the end leaves the best first. */
+  for (int32_t n = h->n; n > 1; n--) {
+    float s = h->score[0];
+    int32_t x = h->index[0];
+    h->score[0] = h->score[n - 1];
+    h->index[0] = h->index[n - 1];
+    h->score[n - 1] = s;
+    h->index[n - 1] = x;
+    sift_down(h, 0, n - 1);
+  }
+}
+
+#define SCAN_CHUNK 64
+
+void mfm_heap_scan(mfm_heap *h, const float *row, int32_t n,
+                   const uint8_t *mark) {
+  int32_t j = 0;
+  if (h->k <= 0) return;
+  for (; j < n && h->n < h->k; j++)
+    if (!mark || !(mark[j] & 1)) mfm_heap_push(h, row[j], j);
+  /* Items come in increasing index, so an item tied with the root loses:
+     only a strictly greater score enters.  The count below vectorises. */
+  while (j < n) {
+    int32_t e = n - j > SCAN_CHUNK ? j + SCAN_CHUNK : n;
+    float thr = h->score[0];
+    int cnt = 0;
+    for (int32_t t = j; t < e; t++) cnt += row[t] > thr;
+    if (cnt) {
+      for (int32_t t = j; t < e; t++)
+        if (row[t] > h->score[0] && (!mark || !(mark[t] & 1)))
+          mfm_heap_push(h, row[t], t);
+    }
+    j = e;
+  }
+}
+
+/* ---- the block engine ------------------------------------------------- */
+
+int32_t mfm_engine_setup(mfm_engine *e, int32_t block, int threads) {
+  int32_t ni = e->f->n_items > 0 ? e->f->n_items : 1;
+  if (block <= 0) {
+    /* About 8 MB of scores per thread: large enough for sgemm to run at
+       full speed, small enough to stay near the caches. */
+    block = (int32_t)((1 << 21) / ni);
+    if (block < 8) block = 8;
+    if (block > 256) block = 256;
+  }
+  if (e->n > 0 && block > e->n) block = e->n;
+  if (block < 1) block = 1;
+  e->block = block;
+  int32_t nblocks = e->n > 0 ? (int32_t)((e->n + (int64_t)block - 1) / block)
+                             : 0;
+  int t = mfm_threads_resolve(threads);
+  if (t > nblocks) t = nblocks;
+  if (t < 1) t = 1;
+  e->threads = t;
+  return nblocks;
+}
+
+typedef struct engine_run {
+  const mfm_engine *e;
+  int32_t nblocks;
+  float **ubuf, **sbuf;
+  atomic_int next;
+  atomic_int failed;
+  mfm_status *st;
+} engine_run;
+
+static void engine_worker(void *arg, int tid) {
+  engine_run *r = arg;
+  const mfm_engine *e = r->e;
+  const mfm_factors *f = e->f;
+  int32_t k = f->k, ni = f->n_items;
+  float *ub = r->ubuf[tid], *sb = r->sbuf[tid];
+  for (;;) {
+    if (atomic_load(&r->failed)) return;
+    int32_t b = atomic_fetch_add(&r->next, 1);
+    if (b >= r->nblocks) return;
+    if (mfm_stop_requested()) {
+      r->st[tid] = MFM_ECANCELED;
+      atomic_store(&r->failed, 1);
+      return;
+    }
+    int32_t p0 = b * e->block;
+    int32_t nb = e->n - p0 < e->block ? e->n - p0 : e->block;
+    if (ni > 0) {
+      if (k > 0) {
+        for (int32_t i = 0; i < nb; i++)
+          memcpy(ub + (size_t)i * k, f->user + e->users[p0 + i] * f->ld_user,
+                 (size_t)k * sizeof *ub);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, ni, k, 1.0f,
+                    ub, k, f->item, (int)f->ld_item, 0.0f, sb, ni);
+      } else {
+        memset(sb, 0, (size_t)nb * ni * sizeof *sb);
+      }
+    }
+    for (int32_t i = 0; i < nb; i++) {
+      float *row = sb + (size_t)i * ni;
+      if (e->item_bias && f->item_bias) {
+        const float *ib = f->item_bias;
+        for (int32_t j = 0; j < ni; j++) row[j] += ib[j];
+      }
+      mfm_status st = e->row(e->ctx, tid, b, p0 + i, e->users[p0 + i], row);
+      if (st != MFM_OK) {
+        r->st[tid] = st;
+        atomic_store(&r->failed, 1);
+        return;
+      }
+    }
+  }
+}
+
+mfm_status mfm_engine_run(const mfm_engine *e, mfm_err *err) {
+  engine_run r;
+  int nt = e->threads;
+  mfm_status st = MFM_OK;
+  r.e = e;
+  r.nblocks = e->n > 0 ? (int32_t)((e->n + (int64_t)e->block - 1) / e->block)
+                       : 0;
+  atomic_init(&r.next, 0);
+  atomic_init(&r.failed, 0);
+  r.ubuf = mfm_calloc((size_t)nt, sizeof *r.ubuf);
+  r.sbuf = mfm_calloc((size_t)nt, sizeof *r.sbuf);
+  r.st = mfm_calloc((size_t)nt, sizeof *r.st);
+  if (!r.ubuf || !r.sbuf || !r.st) {
+    st = MFM_ENOMEM;
+    goto done;
+  }
+  size_t ni = e->f->n_items > 0 ? (size_t)e->f->n_items : 1;
+  size_t k = e->f->k > 0 ? (size_t)e->f->k : 1;
+  for (int t = 0; t < nt; t++) {
+    r.ubuf[t] = mfm_alloc_aligned((size_t)e->block * k, sizeof(float));
+    r.sbuf[t] = mfm_alloc_aligned((size_t)e->block * ni, sizeof(float));
+    if (!r.ubuf[t] || !r.sbuf[t]) {
+      st = MFM_ENOMEM;
+      goto done;
+    }
+  }
+  if (r.nblocks > 0) {
+    /* Our threads each run a single-threaded sgemm (TOOLCHAIN P9). */
+    int prev = openblas_get_num_threads();
+    mfm_blas_threads(1);
+    st = mfm_parallel(nt, engine_worker, &r);
+    mfm_blas_threads(prev);
+    if (st == MFM_OK)
+      for (int t = 0; t < nt; t++)
+        if (r.st[t] != MFM_OK) {
+          st = r.st[t];
+          break;
+        }
+  }
+done:
+  if (r.ubuf)
+    for (int t = 0; t < nt; t++) mfm_free_aligned(r.ubuf[t]);
+  if (r.sbuf)
+    for (int t = 0; t < nt; t++) mfm_free_aligned(r.sbuf[t]);
+  mfm_free(r.ubuf);
+  mfm_free(r.sbuf);
+  mfm_free(r.st);
+  if (st == MFM_ENOMEM) return mfm_err_set(err, st, "out of memory");
+  if (st == MFM_ECANCELED) return mfm_err_set(err, st, "stopped");
+  return st;
+}
+
+/* ---- checks ----------------------------------------------------------- */
+
+mfm_status mfm_factors_check(const mfm_factors *f, mfm_err *err) {
+  if (!f) return mfm_err_set(err, MFM_EINVAL, "factors: NULL");
+  if (f->n_users < 0 || f->n_items < 0 || f->k < 0)
+    return mfm_err_set(err, MFM_EINVAL,
+                       "factors: negative size (%d users, %d items, k %d)",
+                       f->n_users, f->n_items, f->k);
+  if (f->k > 0 && f->n_users > 0 && (!f->user || f->ld_user < f->k))
+    return mfm_err_set(err, MFM_EINVAL,
+                       "factors: user matrix missing or ld_user < k");
+  if (f->k > 0 && f->n_items > 0 && (!f->item || f->ld_item < f->k))
+    return mfm_err_set(err, MFM_EINVAL,
+                       "factors: item matrix missing or ld_item < k");
+  return MFM_OK;
+}
+
+/* ---- recommend -------------------------------------------------------- */
+
+mfm_topk_params mfm_topk_params_default(void) {
+  mfm_topk_params p = {0, 1, 0, 0};
+  return p;
+}
+
+typedef struct rec_ctx {
+  const mfm_factors *f;
+  const mfm_csr *exclude;
+  int32_t k, kk; /* asked, and kept (at most n_items) */
+  int32_t *items;
+  float *scores;
+  uint8_t **mark;
+  float **hs;
+  int32_t **hi;
+} rec_ctx;
+
+static mfm_status rec_row(void *arg, int tid, int32_t blk, int32_t pos,
+                          int32_t u, float *row) {
+  rec_ctx *c = arg;
+  const mfm_factors *f = c->f;
+  const mfm_csr *x = c->exclude;
+  uint8_t *mark = c->mark[tid];
+  int64_t a = 0, z = 0;
+  if (x && u < x->n_rows) {
+    a = x->indptr[u];
+    z = x->indptr[u + 1];
+    for (int64_t t = a; t < z; t++)
+      if (x->indices[t] < f->n_items) mark[x->indices[t]] = 1;
+  }
+  mfm_heap h;
+  mfm_heap_init(&h, c->hs[tid], c->hi[tid], c->kk);
+  mfm_heap_scan(&h, row, f->n_items, mark);
+  mfm_heap_sort(&h);
+  for (int64_t t = a; t < z; t++)
+    if (x->indices[t] < f->n_items) mark[x->indices[t]] = 0;
+  float ub = f->user_bias ? f->user_bias[u] : 0.0f;
+  size_t o = (size_t)pos * c->k;
+  for (int32_t r = 0; r < c->k; r++) {
+    if (c->items) c->items[o + r] = r < h.n ? h.index[r] : -1;
+    if (c->scores) c->scores[o + r] = r < h.n ? h.score[r] + ub : NAN;
+  }
+  return MFM_OK;
+}
+
+mfm_status mfm_topk_recommend(const mfm_factors *f, const int32_t *users,
+                              int32_t n, int32_t k, const mfm_csr *exclude,
+                              const mfm_topk_params *p, int32_t *items,
+                              float *scores, mfm_err *err) {
+  mfm_topk_params dp = mfm_topk_params_default();
+  if (!p) p = &dp;
+  mfm_status st = mfm_factors_check(f, err);
+  if (st != MFM_OK) return st;
+  if (k < 1) return mfm_err_set(err, MFM_EINVAL, "recommend: k must be >= 1, "
+                                "got %d", (int)k);
+  if (n < 0 || (n > 0 && !users))
+    return mfm_err_set(err, MFM_EINVAL, "recommend: bad user list");
+  for (int32_t i = 0; i < n; i++)
+    if (users[i] < 0 || users[i] >= f->n_users)
+      return mfm_err_set(err, MFM_EINVAL, "recommend: user %d (entry %d) out "
+                         "of range [0, %d)", (int)users[i], (int)i,
+                         (int)f->n_users);
+  mfm_engine e = {f, users, n, 0, 0, p->item_bias, rec_row, NULL};
+  mfm_engine_setup(&e, p->block, p->threads);
+  rec_ctx c = {f, p->include_seen ? NULL : exclude, k, 0, items, scores,
+               NULL, NULL, NULL};
+  c.kk = k < f->n_items ? k : f->n_items;
+  int nt = e.threads;
+  size_t hk = c.kk > 0 ? (size_t)c.kk : 1;
+  size_t ni = f->n_items > 0 ? (size_t)f->n_items : 1;
+  c.mark = mfm_calloc((size_t)nt, sizeof *c.mark);
+  c.hs = mfm_calloc((size_t)nt, sizeof *c.hs);
+  c.hi = mfm_calloc((size_t)nt, sizeof *c.hi);
+  if (!c.mark || !c.hs || !c.hi) {
+    st = MFM_ENOMEM;
+    goto done;
+  }
+  for (int t = 0; t < nt; t++) {
+    c.mark[t] = mfm_calloc(ni, 1);
+    c.hs[t] = mfm_malloc_array(hk, sizeof(float));
+    c.hi[t] = mfm_malloc_array(hk, sizeof(int32_t));
+    if (!c.mark[t] || !c.hs[t] || !c.hi[t]) {
+      st = MFM_ENOMEM;
+      goto done;
+    }
+  }
+  e.ctx = &c;
+  st = mfm_engine_run(&e, err);
+done:
+  for (int t = 0; t < nt; t++) {
+    if (c.mark) mfm_free(c.mark[t]);
+    if (c.hs) mfm_free(c.hs[t]);
+    if (c.hi) mfm_free(c.hi[t]);
+  }
+  mfm_free(c.mark);
+  mfm_free(c.hs);
+  mfm_free(c.hi);
+  if (st == MFM_ENOMEM) return mfm_err_set(err, st, "out of memory");
+  return st;
+}
+
+/* ---- pair scores ------------------------------------------------------ */
+
+mfm_status mfm_factors_score(const mfm_factors *f, const int32_t *users,
+                             const int32_t *items, int64_t n, float *out,
+                             mfm_err *err) {
+  mfm_status st = mfm_factors_check(f, err);
+  if (st != MFM_OK) return st;
+  for (int64_t i = 0; i < n; i++) {
+    int32_t u = users[i], j = items[i];
+    if (u < 0 || u >= f->n_users)
+      return mfm_err_set(err, MFM_EINVAL, "score: user %d (pair %lld) out of "
+                         "range [0, %d)", (int)u, (long long)i,
+                         (int)f->n_users);
+    if (j < 0 || j >= f->n_items)
+      return mfm_err_set(err, MFM_EINVAL, "score: item %d (pair %lld) out of "
+                         "range [0, %d)", (int)j, (long long)i,
+                         (int)f->n_items);
+    const float *a = f->user + u * f->ld_user, *b = f->item + j * f->ld_item;
+    /* Eight partial sums: vectorisable without reassociation flags. */
+    float acc[8] = {0};
+    int32_t t = 0;
+    for (; t + 8 <= f->k; t += 8)
+      for (int l = 0; l < 8; l++) acc[l] += a[t + l] * b[t + l];
+    float s = 0.0f;
+    for (; t < f->k; t++) s += a[t] * b[t];
+    for (int l = 0; l < 8; l++) s += acc[l];
+    if (f->user_bias) s += f->user_bias[u];
+    if (f->item_bias) s += f->item_bias[j];
+    out[i] = s;
+  }
+  return MFM_OK;
+}

@@ -1,0 +1,55 @@
+/* Internal to libmoonfm: the k-heap, the threshold scan, and the engine
+   that scores blocks of users against all items (one sgemm per block) on
+   worker threads.  Evaluation (eval.c) and recommend (topk.c) share it. */
+#ifndef MOONFM_TOPK_H
+#define MOONFM_TOPK_H
+
+#include <stdint.h>
+
+#include "moonfm/eval.h"
+
+/* A min-heap of the best k (score, index) seen so far; its root is the
+   worst kept, "worse" meaning lower score, or equal score and higher
+   index.  Buffers are the caller's (k floats, k ints). */
+typedef struct mfm_heap {
+  int32_t k, n;
+  float *score;
+  int32_t *index;
+} mfm_heap;
+
+void mfm_heap_init(mfm_heap *h, float *score, int32_t *index, int32_t k);
+/* Offers (s, j); keeps it if the heap is not full or it beats the root. */
+void mfm_heap_push(mfm_heap *h, float s, int32_t j);
+/* Sorts the kept entries best first, in place (the heap is consumed). */
+void mfm_heap_sort(mfm_heap *h);
+
+/* Offers every item j of row[0..n) whose mark[j] has bit 1 clear (mark may
+   be NULL), in increasing j.  Chunks that cannot beat the root are passed
+   over by a vectorised count, so the cost is close to one read of row. */
+void mfm_heap_scan(mfm_heap *h, const float *row, int32_t n,
+                   const uint8_t *mark);
+
+/* The block engine.  For each user users[pos] (pos in [0, n)), the row
+   callback receives that user's scores against all items, dot + item bias
+   when item_bias: n_items floats, thread-private and writable.  Users are
+   scored `block` at a time (one sgemm); blocks are shared by the threads
+   in order of a counter.  The callback returns MFM_OK or stops the run. */
+typedef struct mfm_engine {
+  const mfm_factors *f;
+  const int32_t *users;
+  int32_t n;
+  int32_t block; /* resolved by mfm_engine_setup */
+  int threads;   /* resolved by mfm_engine_setup */
+  int item_bias;
+  mfm_status (*row)(void *ctx, int tid, int32_t blk, int32_t pos,
+                    int32_t user, float *row);
+  void *ctx;
+} mfm_engine;
+
+/* Resolves block (0 = automatic) and threads (<= 0 = all CPUs, at most
+   one per block); returns the number of blocks. */
+int32_t mfm_engine_setup(mfm_engine *e, int32_t block, int threads);
+/* Runs it; MFM_ENOMEM, MFM_ECANCELED, or the first callback failure. */
+mfm_status mfm_engine_run(const mfm_engine *e, mfm_err *err);
+
+#endif

@@ -1,0 +1,74 @@
+-- The failure file (spec section 9): B/output/failure holds one line
+-- "<Category>: <summary>" and the details, at most 1024 bytes, cut at a
+-- UTF-8 boundary; the full text goes to stderr and output/data.
+local lfs = require "lfs"
+local core = require "moonfm.core"
+
+local M = {}
+
+M.LIMIT = 1024
+
+-- Cuts s to at most limit bytes, on a UTF-8 character boundary, ending a
+-- cut text with "..." (rule 63).
+function M.truncate(s, limit)
+  limit = limit or M.LIMIT
+  if #s <= limit then return s end
+  local cut = limit - 3
+  -- Step back over continuation bytes (10xxxxxx) to a character start.
+  while cut > 0 do
+    local b = s:byte(cut + 1)
+    if b == nil or b < 0x80 or b >= 0xC0 then break end
+    cut = cut - 1
+  end
+  return s:sub(1, cut) .. "..."
+end
+
+-- Makes text valid UTF-8 by replacing invalid bytes with "?", so that the
+-- failure file is valid UTF-8 whatever a message quoted (rule 60).
+function M.sanitize(s)
+  if utf8.len(s) then return s end
+  local out, i = {}, 1
+  while i <= #s do
+    local ok, nxt = pcall(utf8.offset, s, 2, i)
+    local ch = ok and nxt and s:sub(i, nxt - 1)
+    if ch and utf8.len(ch) then
+      out[#out + 1] = ch
+      i = nxt
+    else
+      out[#out + 1] = "?"
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
+-- The full text: first line "<Category>: <summary>", then details.
+function M.text(category, summary, details)
+  local first = (category .. ": " .. summary):gsub("[\r\n]+", " ")
+  local t = first
+  if details and details ~= "" then t = t .. "\n" .. details end
+  return M.sanitize(t)
+end
+
+-- Writes the failure (rules 60-65) under output_dir, unless a failure file
+-- already exists (rule 61: the recipe may have written a better one).
+-- Prints the full text to stderr first.  Returns the full text.
+function M.report(output_dir, category, summary, details)
+  local text = M.text(category, summary, details)
+  io.stdout:flush()
+  io.stderr:write(text, "\n")
+  io.stderr:flush()
+  if output_dir and lfs.attributes(output_dir, "mode") == "directory" then
+    local path = output_dir .. "/failure"
+    if lfs.attributes(path, "mode") == nil then
+      core.write_atomic(path, M.truncate(text, M.LIMIT - 1) .. "\n")
+    end
+    if lfs.attributes(output_dir .. "/data", "mode") == "directory" then
+      core.write_atomic(output_dir .. "/data/failure-full.txt", text .. "\n")
+    end
+    os.remove(output_dir .. "/success") -- rule 58
+  end
+  return text
+end
+
+return M
