@@ -56,6 +56,11 @@ const char *lmfm_optstr(lua_State *L, int t, const char *key, const char *d);
    from it (valid while the value lives). */
 const mfm_csr *lmfm_checkinteractions(lua_State *L, int i);
 
+/* moonfm.IdMap (lmfm_idmap.c): checks argument i is an open IdMap. */
+mfm_idmap *lmfm_checkidmap(lua_State *L, int i);
+/* Pushes a new, closed IdMap box (fill b->p with mfm_idmap_new). */
+lmfm_box *lmfm_newidmap(lua_State *L);
+
 /* Models.  A model type's metatable has the field "__mfm_scorer", a light
    userdata pointing at a static lmfm_scorer, so evaluation, top-k and
    serving work on any model kind without knowing it. */

@@ -44,4 +44,19 @@ mfm_status mfm_idmap_from_view(const char *bytes, int64_t n_bytes,
 /* A copy. */
 mfm_status mfm_idmap_clone(const mfm_idmap *m, mfm_idmap **out, mfm_err *err);
 
+/* ---- Additions (data layer) ------------------------------------------ */
+
+/* The map's hash of len bytes (64-bit, unseeded). */
+uint64_t mfm_hash_bytes(const void *p, size_t len);
+
+/* find / intern with the hash already computed by mfm_hash_bytes (a reader
+   that looks one id up in two maps hashes it once). */
+int32_t mfm_idmap_find_hashed(const mfm_idmap *m, const char *id, size_t len,
+                              uint64_t h);
+mfm_status mfm_idmap_intern_hashed(mfm_idmap *m, const char *id, size_t len,
+                                   uint64_t h, int32_t *index, mfm_err *err);
+
+/* Bytes of heap the map holds (table, offsets, id bytes). */
+size_t mfm_idmap_memory(const mfm_idmap *m);
+
 #endif

@@ -26,6 +26,7 @@
 #include "idmap.h"
 #include "als.h"
 #include "eval.h"
+#include "fm.h"
 
 /* "0.1.0" */
 const char *mfm_version(void);

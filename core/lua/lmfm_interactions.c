@@ -1,0 +1,485 @@
+/* moonfm.Interactions: a users x items CSR with its two id maps (user
+   values 1 and 2), read from files by the C readers. */
+#include <string.h>
+
+#include "lmfm.h"
+#include "moonfm/reader.h"
+
+static const char *const col_names[MFM_N_COLS] = {"user", "item", "weight",
+                                                  "timestamp"};
+
+const mfm_csr *lmfm_checkinteractions(lua_State *L, int i) {
+  return lmfm_checkopen(L, i, LMFM_INTERACTIONS);
+}
+
+/* Pushes the IdMap of option `key` of table t (checked), or a fresh one;
+   returns it. */
+static mfm_idmap *opt_idmap(lua_State *L, int t, const char *key) {
+  if (!lua_isnoneornil(L, t) && lua_getfield(L, t, key) != LUA_TNIL) {
+    if (!luaL_testudata(L, -1, LMFM_IDMAP))
+      luaL_error(L, "option '%s' must be a moonfm.IdMap", key);
+    return lmfm_checkidmap(L, lua_gettop(L));
+  }
+  if (!lua_isnoneornil(L, t)) lua_pop(L, 1);
+  lmfm_box *b = lmfm_newidmap(L);
+  mfm_err err;
+  mfm_status st = mfm_idmap_new((mfm_idmap **)&b->p, &err);
+  if (st != MFM_OK) lmfm_raise(L, "idmap", st, &err);
+  return b->p;
+}
+
+static const char *const read_keys[] = {
+  "bad_rows", "block_size", "channel", "columns", "default_weight",
+  "delimiter", "file_names", "format", "grow_items", "grow_users", "header",
+  "items", "max_bad_fraction", "max_bad_rows", "record_wrapper", "users",
+  NULL};
+
+static void check_keys(lua_State *L, int t, const char *const *keys,
+                       const char *what) {
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    int ok = 0;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, -2);
+      for (int i = 0; keys[i] && !ok; i++) ok = strcmp(k, keys[i]) == 0;
+    }
+    if (!ok)
+      luaL_error(L, "%s: unknown option '%s'", what,
+                 lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?");
+    lua_pop(L, 1);
+  }
+}
+
+/* opts.columns = {user=, item=, weight=, timestamp=}: a 1-based position,
+   a name, or false (weight and timestamp only: no such column). */
+static void opt_columns(lua_State *L, int t, mfm_read_opts *o) {
+  if (lua_isnoneornil(L, t) || lua_getfield(L, t, "columns") == LUA_TNIL) {
+    if (!lua_isnoneornil(L, t)) lua_pop(L, 1);
+    return;
+  }
+  if (!lua_istable(L, -1)) luaL_error(L, "option 'columns' must be a table");
+  int c = lua_gettop(L);
+  static const char *const keys[] = {"user", "item", "weight", "timestamp",
+                                     NULL};
+  check_keys(L, c, keys, "columns");
+  for (int k = 0; k < MFM_N_COLS; k++) {
+    int ty = lua_getfield(L, c, col_names[k]);
+    if (ty == LUA_TNUMBER) {
+      lua_Integer pos = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+      if (pos < 1 || pos > 100000)
+        luaL_error(L, "columns.%s: a position must be an integer >= 1",
+                   keys[k]);
+      o->col_pos[k] = (int)pos;
+    } else if (ty == LUA_TSTRING) {
+      o->col_name[k] = lua_tostring(L, -1); /* kept alive by opts */
+    } else if (ty == LUA_TBOOLEAN && !lua_toboolean(L, -1) &&
+               k >= MFM_COL_WEIGHT) {
+      o->col_pos[k] = -1;
+    } else if (ty != LUA_TNIL) {
+      luaL_error(L, "columns.%s must be a position, a name%s", keys[k],
+                 k >= MFM_COL_WEIGHT ? " or false" : "");
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static mfm_format opt_format(lua_State *L, int t) {
+  const char *f = lmfm_optstr(L, t, "format", "csv");
+  if (strcmp(f, "csv") == 0 || strcmp(f, "tsv") == 0) return MFM_FORMAT_CSV;
+  if (strcmp(f, "jsonl") == 0) return MFM_FORMAT_JSONL;
+  if (strcmp(f, "sparse") == 0 || strcmp(f, "libsvm") == 0)
+    return MFM_FORMAT_SPARSE;
+  luaL_error(L, "option 'format' must be \"csv\", \"tsv\", \"jsonl\" or "
+             "\"sparse\", got \"%s\"", f);
+  return MFM_FORMAT_CSV;
+}
+
+static void read_opts(lua_State *L, int t, mfm_read_opts *o,
+                      mfm_source_opts *so) {
+  *o = mfm_read_opts_default();
+  memset(so, 0, sizeof *so);
+  if (!lua_isnoneornil(L, t)) {
+    luaL_checktype(L, t, LUA_TTABLE);
+    check_keys(L, t, read_keys, "read_interactions");
+  }
+  o->format = opt_format(L, t);
+  if (strcmp(lmfm_optstr(L, t, "format", "csv"), "tsv") == 0)
+    o->delimiter = '\t';
+  const char *d = lmfm_optstr(L, t, "delimiter", NULL);
+  if (d) {
+    if (strcmp(d, "tab") == 0 || strcmp(d, "\\t") == 0) d = "\t";
+    if (strlen(d) != 1 || !strchr(",\t;| ", d[0]))
+      luaL_error(L, "option 'delimiter' must be one of \",\", \"\\t\", "
+                 "\";\", \"|\", \" \"");
+    o->delimiter = d[0];
+  }
+  if (!lua_isnoneornil(L, t)) {
+    int ty = lua_getfield(L, t, "header");
+    if (ty == LUA_TBOOLEAN) {
+      o->header = lua_toboolean(L, -1);
+    } else if (ty == LUA_TSTRING) {
+      const char *h = lua_tostring(L, -1);
+      if (strcmp(h, "present") == 0) o->header = 1;
+      else if (strcmp(h, "absent") == 0) o->header = 0;
+      else if (strcmp(h, "detect") == 0) o->header = -1;
+      else luaL_error(L, "option 'header' must be true, false, \"present\", "
+                      "\"absent\" or \"detect\"");
+    } else if (ty != LUA_TNIL) {
+      luaL_error(L, "option 'header' must be a boolean or a string");
+    }
+    lua_pop(L, 1);
+  }
+  opt_columns(L, t, o);
+  o->channel = lmfm_optstr(L, t, "channel", NULL);
+  const char *bad = lmfm_optstr(L, t, "bad_rows", "fail");
+  if (strcmp(bad, "skip") == 0) o->skip_bad = 1;
+  else if (strcmp(bad, "fail") != 0)
+    luaL_error(L, "option 'bad_rows' must be \"fail\" or \"skip\"");
+  o->max_bad_rows = lmfm_optint(L, t, "max_bad_rows", -1);
+  o->max_bad_fraction = lmfm_optnum(L, t, "max_bad_fraction", 1.0);
+  o->default_weight = (float)lmfm_optnum(L, t, "default_weight", 1.0);
+  const char *w = lmfm_optstr(L, t, "record_wrapper", "None");
+  if (strcmp(w, "RecordIO") == 0) so->record_io = 1;
+  else if (strcmp(w, "None") != 0)
+    luaL_error(L, "option 'record_wrapper' must be \"None\" or \"RecordIO\"");
+  lua_Integer block = lmfm_optint(L, t, "block_size", 0);
+  if (block < 0 || block > ((lua_Integer)1 << 30))
+    luaL_error(L, "option 'block_size' must be in [0, 2^30]");
+  so->block = (size_t)block;
+  const char *why = mfm_read_opts_check(o);
+  if (why) luaL_error(L, "read_interactions: %s", why);
+}
+
+static void push_report(lua_State *L, const mfm_read_report *r) {
+  lua_createtable(L, 0, 24);
+#define SETI(name) (lua_pushinteger(L, (lua_Integer)r->name), \
+                    lua_setfield(L, -2, #name))
+  SETI(rows);
+  SETI(kept);
+  SETI(bad);
+  SETI(blank);
+  SETI(headers);
+  SETI(dropped);
+  SETI(unseen_user_rows);
+  SETI(unseen_item_rows);
+  SETI(unseen_users);
+  SETI(unseen_items);
+  SETI(files);
+  SETI(bytes);
+  SETI(raw_bytes);
+#undef SETI
+  if (r->delimiter) {
+    char d[2] = {r->delimiter, 0};
+    lua_pushstring(L, d);
+    lua_setfield(L, -2, "delimiter");
+  }
+  if (r->header >= 0) {
+    lua_pushboolean(L, r->header);
+    lua_setfield(L, -2, "header");
+  }
+  lua_createtable(L, 0, 4);
+  for (int c = 0; c < MFM_N_COLS; c++) {
+    if (r->col_pos[c]) {
+      lua_pushinteger(L, r->col_pos[c]);
+      lua_setfield(L, -2, col_names[c]);
+    }
+  }
+  lua_setfield(L, -2, "columns");
+  lua_createtable(L, r->n_bad_kept, 0);
+  for (int k = 0; k < r->n_bad_kept; k++) {
+    lua_pushstring(L, r->bad_rows[k]);
+    lua_rawseti(L, -2, k + 1);
+  }
+  lua_setfield(L, -2, "bad_examples");
+}
+
+static const char *status_kind(mfm_status st) {
+  switch (st) {
+  case MFM_EIO: return "io";
+  case MFM_EFORMAT: return "format";
+  case MFM_ECANCELED: return "stopped";
+  default: return "error";
+  }
+}
+
+/* read_interactions(paths, opts) -> interactions, report | fail, msg, kind
+   kind: "io", "format" or "stopped". */
+static int inter_read(lua_State *L) {
+  mfm_read_opts o;
+  mfm_source_opts so;
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 1);
+    lua_replace(L, 1);
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  read_opts(L, 2, &o, &so);
+  lua_Integer n = luaL_len(L, 1);
+  luaL_argcheck(L, n <= 10000000, 1, "too many paths");
+  const char **paths = lua_newuserdatauv(L, (size_t)(n ? n : 1) * 2 *
+                                         sizeof *paths, 0);
+  const char **names = paths + n;
+  int has_names = 0;
+  if (lua_getfield(L, 2, "file_names") != LUA_TNIL) {
+    luaL_argcheck(L, lua_istable(L, -1) && luaL_len(L, -1) == n, 2,
+                  "file_names must be a table with one name per path");
+    has_names = 1;
+  }
+  int names_t = lua_gettop(L);
+  for (lua_Integer k = 1; k <= n; k++) {
+    if (lua_geti(L, 1, k) != LUA_TSTRING)
+      luaL_error(L, "read_interactions: path %d is not a string", (int)k);
+    paths[k - 1] = lua_tostring(L, -1); /* held by the paths table */
+    lua_pop(L, 1);
+    names[k - 1] = paths[k - 1];
+    if (has_names) {
+      if (lua_geti(L, names_t, k) != LUA_TSTRING)
+        luaL_error(L, "read_interactions: file name %d is not a string",
+                   (int)k);
+      names[k - 1] = lua_tostring(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  int grow_u = lmfm_optbool(L, 2, "grow_users", 1);
+  int grow_i = lmfm_optbool(L, 2, "grow_items", 1);
+  lmfm_box *box = lmfm_newbox(L, LMFM_INTERACTIONS, 2);
+  int bi = lua_gettop(L);
+  mfm_idmap *users = opt_idmap(L, 2, "users");
+  lua_setiuservalue(L, bi, 1);
+  mfm_idmap *items = opt_idmap(L, 2, "items");
+  lua_setiuservalue(L, bi, 2);
+  luaL_argcheck(L, users != items, 2, "users and items must be different "
+                "maps");
+
+  /* From here on, no Lua error until the C resources are released. */
+  mfm_err err;
+  mfm_reader *r = NULL;
+  mfm_csr *x = NULL;
+  mfm_read_report rep;
+  mfm_status st = mfm_reader_new(&o, users, items, grow_u, grow_i, &r, &err);
+  for (lua_Integer k = 0; st == MFM_OK && k < n; k++) {
+    mfm_source *s;
+    st = mfm_source_open(paths[k], &so, &s, &err);
+    if (st != MFM_OK) {
+      if (o.channel) {
+        char tmp[sizeof err.msg];
+        memcpy(tmp, err.msg, sizeof tmp);
+        if (snprintf(err.msg, sizeof err.msg, "channel '%s': %s", o.channel,
+                     tmp) < 0)
+          err.msg[0] = '\0';
+      }
+      break;
+    }
+    st = mfm_reader_feed(r, s, names[k], &err);
+    mfm_source_free(s);
+  }
+  if (st == MFM_OK) st = mfm_reader_finish(r, &x, &err);
+  if (r) rep = *mfm_reader_report(r);
+  mfm_reader_free(r);
+  if (st == MFM_ENOMEM || st == MFM_EINVAL)
+    return lmfm_raise(L, "read_interactions", st, &err);
+  if (st != MFM_OK) {
+    lmfm_pushfail(L, &err);
+    lua_pushstring(L, status_kind(st));
+    return 3;
+  }
+  box->p = x;
+  lua_pushvalue(L, bi);
+  push_report(L, &rep);
+  return 2;
+}
+
+/* An id or a 1-based index (integer) of map m, as a 0-based index. */
+static int32_t triplet_index(lua_State *L, mfm_idmap *m, int t,
+                             lua_Integer k, const char *what, mfm_err *err,
+                             mfm_status *st) {
+  int32_t ix = -1;
+  int ty = lua_geti(L, t, k);
+  if (ty == LUA_TNUMBER && lua_isinteger(L, -1)) {
+    lua_Integer v = lua_tointeger(L, -1);
+    if (v < 1 || v > mfm_idmap_size(m))
+      luaL_error(L, "interactions_from_triplets: %s %d: index %d is out of "
+                 "range 1..%d", what, (int)k, (int)v, (int)mfm_idmap_size(m));
+    ix = (int32_t)(v - 1);
+  } else if (ty == LUA_TSTRING) {
+    size_t len;
+    const char *id = lua_tolstring(L, -1, &len);
+    *st = mfm_idmap_intern(m, id, len, &ix, err);
+  } else {
+    luaL_error(L, "interactions_from_triplets: %s %d must be an id "
+               "(string) or an index (integer)", what, (int)k);
+  }
+  lua_pop(L, 1);
+  return ix;
+}
+
+/* interactions_from_triplets(users, items, us, is [, ws]): ids (strings,
+   added to the maps) or 1-based indices (integers). */
+static int inter_from_triplets(lua_State *L) {
+  mfm_idmap *users = lmfm_checkidmap(L, 1);
+  mfm_idmap *items = lmfm_checkidmap(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  int has_w = !lua_isnoneornil(L, 5);
+  if (has_w) luaL_checktype(L, 5, LUA_TTABLE);
+  luaL_argcheck(L, users != items, 2, "users and items must differ");
+  lua_Integer n = luaL_len(L, 3);
+  luaL_argcheck(L, luaL_len(L, 4) == n, 4, "as many items as users");
+  luaL_argcheck(L, !has_w || luaL_len(L, 5) == n, 5,
+                "as many weights as users");
+  luaL_argcheck(L, n < INT32_MAX, 3, "too many triplets");
+  /* Scratch in a userdata: freed by the GC even if a check raises. */
+  int32_t *rows = lua_newuserdatauv(L, (size_t)(n ? n : 1) * 8 + 8, 0);
+  int32_t *cols = rows + n;
+  float *vals = (float *)(cols + n);
+  mfm_err err;
+  mfm_status st = MFM_OK;
+  for (lua_Integer k = 1; k <= n && st == MFM_OK; k++) {
+    rows[k - 1] = triplet_index(L, users, 3, k, "user", &err, &st);
+    if (st == MFM_OK)
+      cols[k - 1] = triplet_index(L, items, 4, k, "item", &err, &st);
+  }
+  if (st != MFM_OK) return lmfm_raise(L, "interactions_from_triplets", st,
+                                      &err);
+  if (has_w) {
+    for (lua_Integer k = 1; k <= n; k++) {
+      int isnum;
+      lua_geti(L, 5, k);
+      lua_Number w = lua_tonumberx(L, -1, &isnum);
+      if (!isnum) luaL_error(L, "weight %d is not a number", (int)k);
+      vals[k - 1] = (float)w;
+      lua_pop(L, 1);
+    }
+  }
+  lmfm_box *box = lmfm_newbox(L, LMFM_INTERACTIONS, 2);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 2);
+  mfm_csr *x;
+  st = mfm_csr_from_coo(mfm_idmap_size(users), mfm_idmap_size(items),
+                        (int64_t)n, rows, cols, has_w ? vals : NULL, &x,
+                        &err);
+  if (st != MFM_OK) return lmfm_raise(L, "interactions_from_triplets", st,
+                                      &err);
+  box->p = x;
+  return 1;
+}
+
+static int inter_shape(lua_State *L) {
+  const mfm_csr *x = lmfm_checkinteractions(L, 1);
+  lua_pushinteger(L, x->n_rows);
+  lua_pushinteger(L, x->n_cols);
+  return 2;
+}
+
+static int inter_nnz(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)lmfm_checkinteractions(L, 1)->nnz);
+  return 1;
+}
+
+static int inter_users(lua_State *L) {
+  lmfm_checkinteractions(L, 1);
+  lua_getiuservalue(L, 1, 1);
+  return 1;
+}
+
+static int inter_items(lua_State *L) {
+  lmfm_checkinteractions(L, 1);
+  lua_getiuservalue(L, 1, 2);
+  return 1;
+}
+
+/* row(u) -> {item indices (1-based)}, {weights} */
+static int inter_row(lua_State *L) {
+  const mfm_csr *x = lmfm_checkinteractions(L, 1);
+  lua_Integer u = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, u >= 1 && u <= x->n_rows, 2, "row out of range");
+  int64_t a = x->indptr[u - 1], b = x->indptr[u];
+  lua_createtable(L, (int)(b - a), 0);
+  lua_createtable(L, (int)(b - a), 0);
+  for (int64_t p = a; p < b; p++) {
+    lua_pushinteger(L, (lua_Integer)x->indices[p] + 1);
+    lua_rawseti(L, -3, (lua_Integer)(p - a + 1));
+    lua_pushnumber(L, x->data[p]);
+    lua_rawseti(L, -2, (lua_Integer)(p - a + 1));
+  }
+  return 2;
+}
+
+/* resized([n_users, n_items]) -> Interactions lined up with the maps
+   (default: their current sizes), sharing them. */
+static int inter_resized(lua_State *L) {
+  const mfm_csr *x = lmfm_checkinteractions(L, 1);
+  lua_settop(L, 3);
+  lua_getiuservalue(L, 1, 1);
+  lua_getiuservalue(L, 1, 2);
+  int32_t nu = mfm_idmap_size(lmfm_checkidmap(L, -2));
+  int32_t ni = mfm_idmap_size(lmfm_checkidmap(L, -1));
+  lua_Integer ru = luaL_optinteger(L, 2, nu), ri = luaL_optinteger(L, 3, ni);
+  luaL_argcheck(L, ru >= x->n_rows && ru <= INT32_MAX, 2,
+                "cannot shrink the rows");
+  luaL_argcheck(L, ri >= x->n_cols && ri <= INT32_MAX, 3,
+                "cannot shrink the columns");
+  lmfm_box *box = lmfm_newbox(L, LMFM_INTERACTIONS, 2);
+  lua_pushvalue(L, -3);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, -2);
+  lua_setiuservalue(L, -2, 2);
+  mfm_err err;
+  mfm_csr *y;
+  mfm_status st = mfm_csr_resize(x, (int32_t)ru, (int32_t)ri, &y, &err);
+  if (st != MFM_OK) return lmfm_raise(L, "resized", st, &err);
+  box->p = y;
+  return 1;
+}
+
+static int inter_close(lua_State *L) {
+  lmfm_box *b = luaL_checkudata(L, 1, LMFM_INTERACTIONS);
+  mfm_csr_free(b->p);
+  b->p = NULL;
+  return 0;
+}
+
+static int inter_tostring(lua_State *L) {
+  lmfm_box *b = luaL_checkudata(L, 1, LMFM_INTERACTIONS);
+  const mfm_csr *x = b->p;
+  if (!x) lua_pushliteral(L, "moonfm.Interactions (closed)");
+  else lua_pushfstring(L, "moonfm.Interactions (%d users x %d items, %I "
+                       "interactions)", (int)x->n_rows, (int)x->n_cols,
+                       (lua_Integer)x->nnz);
+  return 1;
+}
+
+static const luaL_Reg inter_funcs[] = {
+  {"interactions_from_triplets", inter_from_triplets},
+  {"read_interactions", inter_read},
+  {NULL, NULL}
+};
+
+static const luaL_Reg inter_methods[] = {
+  {"close", inter_close},
+  {"items", inter_items},
+  {"nnz", inter_nnz},
+  {"resized", inter_resized},
+  {"row", inter_row},
+  {"shape", inter_shape},
+  {"users", inter_users},
+  {NULL, NULL}
+};
+
+static const luaL_Reg inter_meta[] = {
+  {"__index", NULL},
+  {"__close", inter_close},
+  {"__gc", inter_close},
+  {"__tostring", inter_tostring},
+  {NULL, NULL}
+};
+
+void lmfm_open_interactions(lua_State *L) {
+  lmfm_newmeta(L, LMFM_INTERACTIONS, inter_meta, inter_methods);
+  luaL_setfuncs(L, inter_funcs, 0);
+}

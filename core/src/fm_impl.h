@@ -1,0 +1,272 @@
+/* Internals of the factorization model, shared by core/src/fm_*.c and the
+   unit tests (tests/c/test_fm.c); not installed. */
+#ifndef MOONFM_FM_IMPL_H
+#define MOONFM_FM_IMPL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "moonfm/fm.h"
+#include "moonfm/rng.h"
+
+/* One side (users or items) of the model.  Parameter rows: identity rows
+   0..n-1 first (when kept), then the side features.  `rows` maps each
+   entity to its parameter rows and weights (identity included, already
+   normalised); NULL on the identity-only fast path. */
+typedef struct fm_side {
+  int32_t n;         /* entities (users or items) */
+  int32_t n_feat;    /* side features */
+  int identity;      /* identity rows present */
+  int64_t n_rows;    /* parameter rows */
+  float *emb, *bias; /* n_rows x k, n_rows */
+  float *acc, *acc_b;   /* adagrad sums / adadelta E[g^2] */
+  float *acc2, *acc2_b; /* adadelta E[dx^2]; NULL for other schedules */
+  mfm_csr *rows;     /* n x n_rows, NULL when identity only */
+  mfm_csr *given;    /* the features as set (a copy), or NULL */
+  float *rep, *rep_b; /* cached representations (hybrid), n x k, n */
+  float alpha;
+} fm_side;
+
+struct mfm_fm {
+  mfm_fm_params p;
+  int32_t k;
+  fm_side u, i;
+  uint64_t rng[MFM_FM_MAX_THREADS * 4]; /* one xoshiro state per thread */
+  int64_t epoch[1];
+  int cache_valid;
+};
+
+/* The schedule, unpacked for the kernels. */
+typedef struct fm_sched {
+  mfm_fm_schedule kind;
+  float lr, rho, eps;
+} fm_sched;
+
+/* The kernels are inlined into fm_run_cell, which is compiled once per
+   instruction set (target_clones); a helper left out of line would run
+   the baseline (SSE2) code. */
+#if defined(__GNUC__)
+#define FM_INLINE static inline __attribute__((always_inline))
+#else
+#define FM_INLINE static inline
+#endif
+
+/* 1/sqrt(x) for x > 0 without a division: the classic bit trick and two
+   Newton steps (relative error < 5e-6), in plain C that vectorizes. */
+FM_INLINE float fm_rsqrt(float x) {
+  uint32_t b;
+  float y, h = 0.5f * x;
+  memcpy(&b, &x, sizeof b);
+  b = 0x5f375a86u - (b >> 1);
+  memcpy(&y, &b, sizeof y);
+  y = y * (1.5f - h * y * y);
+  y = y * (1.5f - h * y * y);
+  return y;
+}
+
+/* x -= step(scale * g + alpha * x), element-wise over k, for the
+   schedule.  The accumulators belong to the same row as x. */
+FM_INLINE void fm_apply_row(const fm_sched *s, float *restrict x,
+                                float *restrict a1, float *restrict a2,
+                                const float *restrict g, float scale,
+                                float alpha, int32_t k) {
+  float lr = s->lr, rho = s->rho, eps = s->eps, rho1 = 1.0f - s->rho;
+  switch (s->kind) {
+  case MFM_FM_ADAGRAD:
+    for (int32_t j = 0; j < k; j++) {
+      float gg = scale * g[j] + alpha * x[j];
+      float a = a1[j] + gg * gg;
+      a1[j] = a;
+      x[j] -= lr * gg * fm_rsqrt(a);
+    }
+    break;
+  case MFM_FM_ADADELTA:
+    for (int32_t j = 0; j < k; j++) {
+      float gg = scale * g[j] + alpha * x[j];
+      float a = rho * a1[j] + rho1 * gg * gg;
+      float m = a2[j] + eps;
+      float step = m * fm_rsqrt(m) * fm_rsqrt(a + eps) * gg;
+      a1[j] = a;
+      a2[j] = rho * a2[j] + rho1 * step * step;
+      x[j] -= step;
+    }
+    break;
+  default:
+    for (int32_t j = 0; j < k; j++) x[j] -= lr * (scale * g[j] + alpha * x[j]);
+    break;
+  }
+}
+
+/* The same for one scalar (a bias). */
+FM_INLINE void fm_apply_one(const fm_sched *s, float *x, float *a1,
+                                float *a2, float g, float alpha) {
+  fm_apply_row(s, x, a1, a2, &g, 1.0f, alpha, 1);
+}
+
+/* Sixteen partial sums in a fixed order: GCC vectorizes this without
+   -ffast-math, and the result is the same whatever the vector width. */
+FM_INLINE float fm_dot(const float *restrict a, const float *restrict b,
+                           int32_t k) {
+  float acc[16] = {0};
+  int32_t j = 0;
+  for (; j + 16 <= k; j += 16)
+    for (int l = 0; l < 16; l++) acc[l] += a[j + l] * b[j + l];
+  float s = 0.0f;
+  for (; j < k; j++) s += a[j] * b[j];
+  for (int l = 0; l < 8; l++) acc[l] += acc[l + 8];
+  for (int l = 0; l < 4; l++) acc[l] += acc[l + 4];
+  return s + ((acc[0] + acc[2]) + (acc[1] + acc[3]));
+}
+
+/* dot(a, b - c), the same way. */
+FM_INLINE float fm_dot_diff(const float *restrict a, const float *restrict b,
+                            const float *restrict c, int32_t k) {
+  float acc[16] = {0};
+  int32_t j = 0;
+  for (; j + 16 <= k; j += 16)
+    for (int l = 0; l < 16; l++) acc[l] += a[j + l] * (b[j + l] - c[j + l]);
+  float s = 0.0f;
+  for (; j < k; j++) s += a[j] * (b[j] - c[j]);
+  for (int l = 0; l < 8; l++) acc[l] += acc[l + 8];
+  for (int l = 0; l < 4; l++) acc[l] += acc[l + 4];
+  return s + ((acc[0] + acc[2]) + (acc[1] + acc[3]));
+}
+
+/* The representation of entity e of a side: a pointer to its embedding
+   row on the identity-only path, else the weighted sum computed into
+   scratch (k floats).  *b gets the bias. */
+FM_INLINE const float *fm_rep(const fm_side *sd, int32_t k, int32_t e,
+                                  float *restrict scratch, float *b) {
+  if (!sd->rows) {
+    *b = sd->bias[e];
+    return sd->emb + (int64_t)e * k;
+  }
+  const mfm_csr *r = sd->rows;
+  float bb = 0.0f;
+  for (int32_t j = 0; j < k; j++) scratch[j] = 0.0f;
+  for (int64_t q = r->indptr[e]; q < r->indptr[e + 1]; q++) {
+    const float *row = sd->emb + (int64_t)r->indices[q] * k;
+    float w = r->data[q];
+    for (int32_t j = 0; j < k; j++) scratch[j] += w * row[j];
+    bb += w * sd->bias[r->indices[q]];
+  }
+  *b = bb;
+  return scratch;
+}
+
+/* Applies gradient g (k floats, w.r.t. the representation) and gb (w.r.t.
+   the bias) of entity e to its parameter rows. */
+FM_INLINE void fm_update(const fm_side *sd, const fm_sched *s, int32_t k,
+                             int32_t e, const float *restrict g, float gb,
+                             int with_bias) {
+  if (!sd->rows) {
+    int64_t o = (int64_t)e * k;
+    fm_apply_row(s, sd->emb + o, sd->acc + o, sd->acc2 ? sd->acc2 + o : NULL,
+                 g, 1.0f, sd->alpha, k);
+    if (with_bias)
+      fm_apply_one(s, sd->bias + e, sd->acc_b + e,
+                   sd->acc2_b ? sd->acc2_b + e : NULL, gb, sd->alpha);
+    return;
+  }
+  const mfm_csr *r = sd->rows;
+  for (int64_t q = r->indptr[e]; q < r->indptr[e + 1]; q++) {
+    int64_t f = r->indices[q], o = f * k;
+    float w = r->data[q];
+    fm_apply_row(s, sd->emb + o, sd->acc + o, sd->acc2 ? sd->acc2 + o : NULL,
+                 g, w, sd->alpha, k);
+    if (with_bias)
+      fm_apply_one(s, sd->bias + f, sd->acc_b + f,
+                   sd->acc2_b ? sd->acc2_b + f : NULL, w * gb, sd->alpha);
+  }
+}
+
+/* Scratch of one thread: representations and gradients, k floats each. */
+typedef struct fm_scratch {
+  float *ru, *rp, *rn, *gu, *gp, *gn;
+} fm_scratch;
+
+fm_sched fm_sched_of(const mfm_fm_params *p);
+
+/* One pairwise step: user u, positive p, negative n, with d = dL/ds_p
+   (and dL/ds_n = -d).  One pointwise step (logistic): d = dL/ds.  The
+   representations must be those of u, p (and n) as returned by fm_rep
+   into sc->ru/rp/rn or pointing into the model. */
+void fm_pair_step(mfm_fm *m, const fm_sched *s, int32_t u, int32_t p,
+                  int32_t n, const float *ru, const float *rp,
+                  const float *rn, float d, fm_scratch *sc);
+void fm_point_step(mfm_fm *m, const fm_sched *s, int32_t u, int32_t i,
+                   const float *ru, const float *ri, float d, fm_scratch *sc);
+
+/* Loss derivatives (per unit weight): logistic on score x with label y
+   (+1/-1), BPR on x = s_p - s_n.  Each returns dL/dx and the loss. */
+float fm_logistic_grad(float x, float y, float *loss);
+float fm_bpr_grad(float x, float *loss);
+
+/* Recomputes side representations (hybrid) into sd->rep/rep_b. */
+void fm_side_refresh(fm_side *sd, int32_t k);
+
+/* ---- Fitting (fm_fit.c drives, fm_kernel.c runs the cells) ---------- */
+
+/* One training sample: (user, item, weight).  Logistic keeps the label in
+   the sign of w; k-OS keeps one sample per (user, item block), i unused. */
+typedef struct fm_sample {
+  int32_t u, i;
+  float w;
+} fm_sample;
+
+/* The samples of one (user block, item block) cell, in canonical order
+   (grouped by user: group q is s[g[q]..g[q+1])), gperm the shuffled order
+   of the groups, items of the block [ilo, ihi). */
+typedef struct fm_cell {
+  const fm_sample *s;
+  int64_t n;
+  const int64_t *g;
+  uint32_t *gperm;
+  int64_t ng;
+  int32_t ilo, ihi;
+} fm_cell;
+
+typedef struct fm_fitenv {
+  mfm_fm *m;
+  const mfm_csr *x; /* interactions: rows are the seen items */
+  const mfm_csr *w; /* sample weights (same pattern) or NULL */
+  const float *logw; /* WARP rank weights by draws, max_sampled + 1 */
+  fm_sched sched;
+} fm_fitenv;
+
+/* One thread's state, padded to whole cache lines so that threads never
+   share a line (false sharing made plain Hogwild slower than one
+   thread). */
+typedef struct fm_tstate {
+  _Alignas(64) mfm_rng rng;
+  double loss;   /* summed over the samples whose loss was computed */
+  int64_t lcount; /* how many those were */
+  int64_t done;
+  int stopped;
+  fm_scratch sc;
+  float *kos_score;
+  int32_t *kos_item;
+  float *kos_w;
+  /* The items seen by user seen_u, one bit each (n_items bits): the seen
+     check of a drawn negative is one L1 load instead of a binary search. */
+  uint64_t *seen;
+  int32_t seen_u;
+  fm_sample *buf; /* the current group, shuffled (largest group size) */
+} fm_tstate;
+
+/* Shuffles the cell and runs the loss over it; stops early (ts->stopped)
+   when the stop flag is raised. */
+void fm_run_cell(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts);
+
+/* Nonzero if the sorted a[0..n) holds x (branch-free lower bound). */
+static inline int fm_row_has(const int32_t *a, int64_t n, int32_t x) {
+  if (n <= 0) return 0;
+  while (n > 1) {
+    int64_t half = n >> 1;
+    a = a[half] <= x ? a + half : a;
+    n -= half;
+  }
+  return *a == x;
+}
+
+#endif

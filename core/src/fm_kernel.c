@@ -1,0 +1,371 @@
+/* The losses: per-sample gradient steps and the loops that run them over
+   one cell of the training data.  No allocation here: buffers come from
+   the thread state. */
+#include <math.h>
+
+#include "fm_impl.h"
+#include "moonfm/stop.h"
+
+float fm_logistic_grad(float x, float y, float *loss) {
+  /* L = log(1 + exp(-y x)); dL/dx = -y sigmoid(-y x). */
+  float z = -y * x;
+  float ez = expf(-fabsf(z));
+  float sig = z >= 0 ? 1.0f / (1.0f + ez) : ez / (1.0f + ez);
+  *loss = (z > 0 ? z : 0.0f) + log1pf(ez);
+  return -y * sig;
+}
+
+float fm_bpr_grad(float x, float *loss) {
+  /* L = log(1 + exp(-x)) = -log sigmoid(x); dL/dx = -sigmoid(-x). */
+  return fm_logistic_grad(x, 1.0f, loss);
+}
+
+/* The gradients of a step, computed before any row is written (the
+   representations may point into the tables).  restrict holds here: only
+   the scratch is written in this function. */
+FM_INLINE void pair_grads(const float *restrict ru, const float *restrict rp,
+                          const float *restrict rn, float d,
+                          float *restrict gu, float *restrict gp,
+                          float *restrict gn, int32_t k) {
+  for (int32_t j = 0; j < k; j++) {
+    gu[j] = d * (rp[j] - rn[j]);
+    gp[j] = d * ru[j];
+    gn[j] = -d * ru[j];
+  }
+}
+
+FM_INLINE void point_grads(const float *restrict ru, const float *restrict ri,
+                           float d, float *restrict gu, float *restrict gi,
+                           int32_t k) {
+  for (int32_t j = 0; j < k; j++) {
+    gu[j] = d * ri[j];
+    gi[j] = d * ru[j];
+  }
+}
+
+FM_INLINE void pair_step(mfm_fm *m, const fm_sched *s, int32_t u, int32_t p,
+                         int32_t n, const float *ru, const float *rp,
+                         const float *rn, float d, fm_scratch *sc) {
+  int32_t k = m->k;
+  pair_grads(ru, rp, rn, d, sc->gu, sc->gp, sc->gn, k);
+  fm_update(&m->i, s, k, p, sc->gp, d, 1);
+  fm_update(&m->i, s, k, n, sc->gn, -d, 1);
+  /* The user bias cancels in s_p - s_n: no gradient. */
+  fm_update(&m->u, s, k, u, sc->gu, 0.0f, 0);
+}
+
+FM_INLINE void point_step(mfm_fm *m, const fm_sched *s, int32_t u,
+                          int32_t i, const float *ru, const float *ri,
+                          float d, fm_scratch *sc) {
+  int32_t k = m->k;
+  point_grads(ru, ri, d, sc->gu, sc->gp, k);
+  fm_update(&m->i, s, k, i, sc->gp, d, 1);
+  fm_update(&m->u, s, k, u, sc->gu, d, 1);
+}
+
+void fm_pair_step(mfm_fm *m, const fm_sched *s, int32_t u, int32_t p,
+                  int32_t n, const float *ru, const float *rp,
+                  const float *rn, float d, fm_scratch *sc) {
+  pair_step(m, s, u, p, n, ru, rp, rn, d, sc);
+}
+
+void fm_point_step(mfm_fm *m, const fm_sched *s, int32_t u, int32_t i,
+                   const float *ru, const float *ri, float d,
+                   fm_scratch *sc) {
+  point_step(m, s, u, i, ru, ri, d, sc);
+}
+
+/* The epoch's order: users in random order, each user's samples together
+   in random order.  Keeping a user's samples together keeps its row of
+   seen items and its embedding in L1, and its samples are copied from one
+   contiguous run into a small buffer and shuffled there; a fully random
+   order spent most of its time waiting for memory (measured: 4x slower
+   on ML-1M sizes).  Built from the identity, so the order depends only on
+   the RNG state (a resumed fit replays the same epochs). */
+static void shuffle_groups(const fm_cell *c, mfm_rng *r) {
+  uint32_t *p = c->gperm;
+  for (int64_t q = 0; q < c->ng; q++) p[q] = (uint32_t)q;
+  for (int64_t q = c->ng - 1; q > 0; q--) {
+    uint32_t j = mfm_rng_below(r, (uint32_t)q + 1), t = p[q];
+    p[q] = p[j];
+    p[j] = t;
+  }
+}
+
+#define STOP_EVERY 63 /* check the flag every 64 samples */
+
+typedef struct walk {
+  int64_t g, q, len, done;
+} walk;
+
+/* The next sample of the cell in the epoch's order; NULL at the end, or
+   when the stop flag is raised (then ts->stopped is set). */
+FM_INLINE fm_sample *walk_next(const fm_cell *c, fm_tstate *ts, walk *w,
+                               mfm_rng *rng) {
+  if (w->q == w->len) {
+    if (w->g == c->ng) return NULL;
+    uint32_t gi = c->gperm[w->g++];
+    int64_t a = c->g[gi];
+    fm_sample *b = ts->buf;
+    w->len = c->g[gi + 1] - a;
+    w->q = 0;
+    memcpy(b, c->s + a, (size_t)w->len * sizeof *b);
+    for (int64_t q = w->len - 1; q > 0; q--) {
+      uint32_t j = mfm_rng_below(rng, (uint32_t)q + 1);
+      fm_sample t = b[q];
+      b[q] = b[j];
+      b[j] = t;
+    }
+  }
+  if ((w->done & STOP_EVERY) == 0 && mfm_stop_requested()) {
+    ts->stopped = 1;
+    return NULL;
+  }
+  w->done++;
+  return &ts->buf[w->q++];
+}
+
+/* Points ts->seen at user u's row (users come grouped, so this runs about
+   once per user and cell). */
+FM_INLINE void seen_user(const mfm_csr *X, fm_tstate *ts, int32_t u) {
+  if (ts->seen_u == u) return;
+  int32_t o = ts->seen_u;
+  if (o >= 0)
+    for (int64_t q = X->indptr[o]; q < X->indptr[o + 1]; q++)
+      ts->seen[X->indices[q] >> 6] = 0;
+  for (int64_t q = X->indptr[u]; q < X->indptr[u + 1]; q++)
+    ts->seen[X->indices[q] >> 6] |= 1ull << (X->indices[q] & 63);
+  ts->seen_u = u;
+}
+
+/* Asks for the rows of the next sample's item early: on large tables they
+   come from memory, and the current step hides the wait. */
+FM_INLINE void prefetch_next(const mfm_fm *m, const fm_tstate *ts,
+                             const walk *w) {
+#if defined(__GNUC__) && !defined(FM_NO_PREFETCH)
+  if (w->q < w->len && !m->i.rows) {
+    int64_t o = (int64_t)ts->buf[w->q].i * m->k;
+    for (int32_t j = 0; j < m->k; j += 16) {
+      __builtin_prefetch(m->i.emb + o + j, 1);
+      __builtin_prefetch(m->i.acc + o + j, 1);
+    }
+  }
+#else
+  (void)m, (void)ts, (void)w;
+#endif
+}
+
+FM_INLINE int is_seen(const fm_tstate *ts, int32_t i) {
+  return (int)((ts->seen[i >> 6] >> (i & 63)) & 1);
+}
+
+FM_INLINE void run_logistic(const fm_fitenv *e, const fm_cell *c,
+                         fm_tstate *ts) {
+  mfm_fm *m = e->m;
+  int32_t k = m->k;
+  fm_scratch *sc = &ts->sc;
+  double loss = 0.0;
+  walk wk = {0, 0, 0, 0};
+  const fm_sample *x;
+  while ((x = walk_next(c, ts, &wk, &ts->rng))) {
+    prefetch_next(m, ts, &wk);
+    float bu, bi, l;
+    const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
+    const float *ri = fm_rep(&m->i, k, x->i, sc->rp, &bi);
+    float y = x->w > 0 ? 1.0f : -1.0f, w = fabsf(x->w);
+    float d = w * fm_logistic_grad(fm_dot(ru, ri, k) + bu + bi, y, &l);
+    loss += w * l;
+    point_step(m, &e->sched, x->u, x->i, ru, ri, d, sc);
+  }
+  ts->loss += loss;
+  ts->lcount += wk.done;
+  ts->done += wk.done;
+}
+
+FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
+  mfm_fm *m = e->m;
+  const mfm_csr *X = e->x;
+  int32_t k = m->k, ilo = c->ilo;
+  uint32_t nb = (uint32_t)(c->ihi - c->ilo);
+  fm_scratch *sc = &ts->sc;
+  mfm_rng rng = ts->rng;
+  double loss = 0.0;
+  walk wk = {0, 0, 0, 0};
+  const fm_sample *x;
+  while ((x = walk_next(c, ts, &wk, &rng))) {
+    prefetch_next(m, ts, &wk);
+    seen_user(X, ts, x->u);
+    int32_t n = -1;
+    for (int t = 0; t < 32; t++) {
+      int32_t cand = ilo + (int32_t)mfm_rng_below(&rng, nb);
+      if (!is_seen(ts, cand)) {
+        n = cand;
+        break;
+      }
+    }
+    if (n < 0) continue; /* the user has seen (almost) the whole block */
+    float bu, bp, bn, l;
+    const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
+    const float *rp = fm_rep(&m->i, k, x->i, sc->rp, &bp);
+    const float *rn = fm_rep(&m->i, k, n, sc->rn, &bn);
+    float diff = fm_dot_diff(ru, rp, rn, k) + bp - bn;
+    /* dL/dx = -sigmoid(-x); the reported loss is estimated from one
+       sample in 8: its log costs as much as the rest of the step. */
+    float ex = expf(diff < 30.0f ? diff : 30.0f);
+    float d = -x->w / (1.0f + ex);
+    if ((wk.done & 7) == 0) {
+      fm_bpr_grad(diff, &l);
+      loss += x->w * l;
+      ts->lcount++;
+    }
+    pair_step(m, &e->sched, x->u, x->i, n, ru, rp, rn, d, sc);
+  }
+  ts->rng = rng;
+  ts->loss += loss;
+  ts->done += wk.done;
+}
+
+/* WARP for user u and positive p (already scored: ru, sp): draws
+   negatives from the block until one violates the margin; returns the
+   loss added. */
+/* Negatives are drawn one ahead (*next), and the row of the next one is
+   requested while the current one is scored: on tables larger than the
+   cache each draw would otherwise wait for memory. */
+FM_INLINE int32_t draw_ahead(const fm_cell *c, const mfm_fm *m,
+                             mfm_rng *rng, int32_t *next) {
+  int32_t n = *next;
+  *next = c->ilo + (int32_t)mfm_rng_below(rng, (uint32_t)(c->ihi - c->ilo));
+#if defined(__GNUC__) && !defined(FM_NO_PREFETCH)
+  if (!m->i.rows) {
+    const float *r = m->i.emb + (int64_t)*next * m->k;
+    for (int32_t j = 0; j < m->k; j += 16) __builtin_prefetch(r + j, 0);
+    __builtin_prefetch(m->i.bias + *next, 0);
+  }
+#else
+  (void)m;
+#endif
+  return n;
+}
+
+FM_INLINE double warp_one(const fm_fitenv *e, const fm_cell *c,
+                          fm_tstate *ts, mfm_rng *rng, int32_t *next,
+                          int32_t u, int32_t p, float w, const float *ru,
+                          const float *rp, float sp) {
+  mfm_fm *m = e->m;
+  int32_t k = m->k, ms = m->p.max_sampled;
+  fm_scratch *sc = &ts->sc;
+  for (int32_t draws = 1; draws <= ms; draws++) {
+    int32_t n = draw_ahead(c, m, rng, next);
+    float bn;
+    const float *rn = fm_rep(&m->i, k, n, sc->rn, &bn);
+    float sn = fm_dot(ru, rn, k) + bn;
+    if (sn > sp - 1.0f) {
+      /* Only violators are checked against the seen items (cheap). */
+      if (n == p || is_seen(ts, n)) continue;
+      float lw = e->logw[draws];
+      pair_step(m, &e->sched, u, p, n, ru, rp, rn, -w * lw, sc);
+      return (double)w * lw * (1.0f - sp + sn);
+    }
+  }
+  return 0.0;
+}
+
+FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
+  mfm_fm *m = e->m;
+  int32_t k = m->k;
+  fm_scratch *sc = &ts->sc;
+  mfm_rng rng = ts->rng;
+  int32_t next =
+      c->ilo + (int32_t)mfm_rng_below(&rng, (uint32_t)(c->ihi - c->ilo));
+  double loss = 0.0;
+  walk wk = {0, 0, 0, 0};
+  const fm_sample *x;
+  while ((x = walk_next(c, ts, &wk, &rng))) {
+    prefetch_next(m, ts, &wk);
+    seen_user(e->x, ts, x->u);
+    float bu, bp;
+    const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
+    const float *rp = fm_rep(&m->i, k, x->i, sc->rp, &bp);
+    float sp = fm_dot(ru, rp, k) + bp;
+    loss += warp_one(e, c, ts, &rng, &next, x->u, x->i, x->w, ru, rp, sp);
+  }
+  ts->rng = rng;
+  ts->loss += loss;
+  ts->lcount += wk.done;
+  ts->done += wk.done;
+}
+
+/* k-OS WARP: per (user, block), draw kos_n positives of the block, take
+   the kos_k-th best scored one as the positive of a WARP step. */
+FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
+  mfm_fm *m = e->m;
+  const mfm_csr *X = e->x, *W = e->w;
+  int32_t k = m->k, kn = m->p.kos_n, kk = m->p.kos_k;
+  fm_scratch *sc = &ts->sc;
+  mfm_rng rng = ts->rng;
+  int32_t next =
+      c->ilo + (int32_t)mfm_rng_below(&rng, (uint32_t)(c->ihi - c->ilo));
+  double loss = 0.0;
+  walk wk = {0, 0, 0, 0};
+  const fm_sample *x;
+  while ((x = walk_next(c, ts, &wk, &rng))) {
+    int32_t u = x->u;
+    const int32_t *row = X->indices + X->indptr[u];
+    int64_t len = X->indptr[u + 1] - X->indptr[u];
+    /* The user's items in [ilo, ihi): a contiguous run of the row. */
+    int64_t a = 0, b = len;
+    while (a < len && row[a] < c->ilo) a++;
+    b = a;
+    while (b < len && row[b] < c->ihi) b++;
+    if (b == a) continue;
+    seen_user(X, ts, u);
+    float bu;
+    const float *ru = fm_rep(&m->u, k, u, sc->ru, &bu);
+    int32_t got = 0;
+    for (int32_t t = 0; t < kn; t++) {
+      int64_t o = X->indptr[u] + a + mfm_rng_below(&rng, (uint32_t)(b - a));
+      float w = W ? W->data[o] : X->data[o];
+      if (!(w > 0)) continue;
+      float bp;
+      int32_t it = X->indices[o];
+      const float *rp = fm_rep(&m->i, k, it, sc->rp, &bp);
+      float s = fm_dot(ru, rp, k) + bp;
+      /* Insertion into a descending list. */
+      int32_t z = got++;
+      while (z > 0 && ts->kos_score[z - 1] < s) {
+        ts->kos_score[z] = ts->kos_score[z - 1];
+        ts->kos_item[z] = ts->kos_item[z - 1];
+        ts->kos_w[z] = ts->kos_w[z - 1];
+        z--;
+      }
+      ts->kos_score[z] = s;
+      ts->kos_item[z] = it;
+      ts->kos_w[z] = w;
+    }
+    if (got == 0) continue;
+    int32_t pick = (kk < got ? kk : got) - 1;
+    int32_t p = ts->kos_item[pick];
+    float bp;
+    const float *rp = fm_rep(&m->i, k, p, sc->rp, &bp);
+    loss += warp_one(e, c, ts, &rng, &next, u, p, ts->kos_w[pick], ru, rp,
+                     ts->kos_score[pick]);
+  }
+  ts->rng = rng;
+  ts->loss += loss;
+  ts->lcount += wk.done;
+  ts->done += wk.done;
+}
+
+/* Compiled for AVX-512, AVX2 and the baseline; picked at load time. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void fm_run_cell(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
+  shuffle_groups(c, &ts->rng);
+  switch (e->m->p.loss) {
+  case MFM_FM_LOGISTIC: run_logistic(e, c, ts); break;
+  case MFM_FM_BPR: run_bpr(e, c, ts); break;
+  case MFM_FM_WARP: run_warp(e, c, ts); break;
+  default: run_kos(e, c, ts); break;
+  }
+}

@@ -1,0 +1,668 @@
+/* The reader: line buffering over a source, id mapping, the COO, counts,
+   located error messages, and the in-place COO -> CSR build. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moonfm/alloc.h"
+#include "moonfm/stop.h"
+#include "reader_impl.h"
+
+const char *const mfm_col_names[MFM_N_COLS] = {"user", "item", "weight",
+                                               "timestamp"};
+
+mfm_read_opts mfm_read_opts_default(void) {
+  mfm_read_opts o;
+  memset(&o, 0, sizeof o);
+  o.format = MFM_FORMAT_CSV;
+  o.header = -1;
+  o.default_weight = 1.0f;
+  o.max_bad_rows = -1;
+  o.max_bad_fraction = 1.0;
+  return o;
+}
+
+const char *mfm_read_opts_check(const mfm_read_opts *o) {
+  if (o->format < MFM_FORMAT_CSV || o->format > MFM_FORMAT_SPARSE)
+    return "unknown format";
+  if (o->delimiter && !strchr(",\t;| ", o->delimiter))
+    return "delimiter must be one of ',', tab, ';', '|', space";
+  if (o->header < -1 || o->header > 1)
+    return "header must be -1 (detect), 0 (absent) or 1 (present)";
+  for (int c = 0; c < MFM_N_COLS; c++) {
+    if (o->col_pos[c] < -1) return "column positions are 1-based";
+    if (o->col_pos[c] > 0 && o->col_name[c])
+      return "a column is given both by position and by name";
+    if (o->col_name[c] && !o->col_name[c][0]) return "empty column name";
+    if (o->format != MFM_FORMAT_CSV && o->col_pos[c] > 0)
+      return "only CSV columns can be given by position";
+    if (o->format == MFM_FORMAT_CSV && o->col_name[c] && o->header == 0)
+      return "columns given by name need a header (header is absent)";
+  }
+  if (o->col_pos[MFM_COL_USER] < 0 || o->col_pos[MFM_COL_ITEM] < 0)
+    return "the user and item columns cannot be turned off";
+  if (!isfinite(o->default_weight)) return "default weight must be finite";
+  if (!(o->max_bad_fraction >= 0 && o->max_bad_fraction <= 1))
+    return "max_bad_fraction must be in [0, 1]";
+  return NULL;
+}
+
+mfm_status mfm_reader_new(const mfm_read_opts *opts, mfm_idmap *users,
+                          mfm_idmap *items, int grow_users, int grow_items,
+                          mfm_reader **out, mfm_err *err) {
+  *out = NULL;
+  const char *why = mfm_read_opts_check(opts);
+  if (why) return mfm_err_set(err, MFM_EINVAL, "read options: %s", why);
+  mfm_reader *r = mfm_calloc(1, sizeof *r);
+  if (!r) return mfm_err_set(err, MFM_ENOMEM, "out of memory (reader)");
+  r->o = *opts;
+  r->users = users;
+  r->items = items;
+  r->grow_users = grow_users;
+  r->grow_items = grow_items;
+  r->last_u = -1;
+  r->rep.header = -1;
+  r->cap = (size_t)4 << 20;
+  r->buf = mfm_malloc(r->cap);
+  if (!r->buf) {
+    mfm_free(r);
+    return mfm_err_set(err, MFM_ENOMEM, "out of memory (reader buffer)");
+  }
+  *out = r;
+  return MFM_OK;
+}
+
+void mfm_reader_free(mfm_reader *r) {
+  if (!r) return;
+  mfm_idmap_free(r->unseen_u);
+  mfm_idmap_free(r->unseen_i);
+  mfm_coo_free(&r->coo);
+  mfm_free(r->buf);
+  mfm_free(r->scratch);
+  mfm_free(r);
+}
+
+const mfm_read_report *mfm_reader_report(const mfm_reader *r) {
+  return &r->rep;
+}
+
+const mfm_coo *mfm_reader_coo(const mfm_reader *r) { return &r->coo; }
+
+mfm_status mfm_reader_scratch(mfm_reader *r, size_t n, mfm_err *err) {
+  if (n <= r->scratch_cap) return MFM_OK;
+  size_t cap = r->scratch_cap ? r->scratch_cap : 4096;
+  while (cap < n) cap *= 2;
+  char *s = mfm_realloc(r->scratch, cap);
+  if (!s) return mfm_err_set(err, MFM_ENOMEM, "out of memory (long row)");
+  r->scratch = s;
+  r->scratch_cap = cap;
+  return MFM_OK;
+}
+
+/* ---- Messages ------------------------------------------------------ */
+
+/* "channel 'c': file f, line l" into buf. */
+static int where(const mfm_reader *r, char *buf, size_t n) {
+  int k = 0;
+  if (r->o.channel)
+    k += snprintf(buf + k, n - (size_t)k, "channel '%s': ", r->o.channel);
+  if (r->file)
+    k += snprintf(buf + k, n - (size_t)k, "file %s, ", r->file);
+  k += snprintf(buf + k, n - (size_t)k, "line %lld", (long long)r->line);
+  return k;
+}
+
+/* The first bytes of a row, quoted, with control and non-ASCII bytes
+   escaped so the message stays one clean line. */
+static void snippet(const char *s, size_t n, char *out, size_t cap) {
+  size_t k = 0, i;
+  for (i = 0; i < n && i < 60 && k + 8 < cap; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') {
+      out[k++] = '\\';
+      out[k++] = (char)c;
+    } else if (c < 0x20 || c >= 0x7f) {
+      k += (size_t)snprintf(out + k, cap - k, "\\x%02x", c);
+    } else {
+      out[k++] = (char)c;
+    }
+  }
+  if (i < n && k + 4 < cap) {
+    memcpy(out + k, "...", 3);
+    k += 3;
+  }
+  out[k] = '\0';
+}
+
+mfm_status mfm_reader_bad(mfm_reader *r, const char *line, size_t line_n,
+                          int col, const char *colname, mfm_err *err,
+                          const char *fmt, ...) {
+  char what[200], loc[200], snip[160], msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  int k = where(r, loc, sizeof loc);
+  if (col > 0 && colname)
+    snprintf(loc + k, sizeof loc - (size_t)k, ", column %d (%s)", col,
+             colname);
+  else if (colname)
+    snprintf(loc + k, sizeof loc - (size_t)k, ", field \"%s\"", colname);
+  while (line_n > 0 && (line[line_n - 1] == '\n' || line[line_n - 1] == '\r'))
+    line_n--;
+  snippet(line, line_n, snip, sizeof snip);
+  if (snprintf(msg, sizeof msg, "%s: %s in row \"%s\"", loc, what, snip) < 0)
+    msg[0] = '\0';
+  if (!r->o.skip_bad)
+    return mfm_err_set(err, MFM_EFORMAT, "%s; fix the row or pass "
+                       "bad_rows=skip", msg);
+  r->rep.bad++;
+  if (r->rep.n_bad_kept < MFM_REPORT_BAD_KEPT)
+    memcpy(r->rep.bad_rows[r->rep.n_bad_kept++], msg, sizeof msg);
+  if (r->o.max_bad_rows >= 0 && r->rep.bad > r->o.max_bad_rows)
+    return mfm_err_set(err, MFM_EFORMAT, "%s%s%stoo many malformed rows "
+                       "(more than max_bad_rows=%lld); the last: %s",
+                       r->o.channel ? "channel '" : "",
+                       r->o.channel ? r->o.channel : "",
+                       r->o.channel ? "': " : "",
+                       (long long)r->o.max_bad_rows, msg);
+  return MFM_OK;
+}
+
+mfm_status mfm_reader_check_id(mfm_reader *r, const char *line,
+                               size_t line_n, int col, const char *what,
+                               const char *id, size_t n, int *ok,
+                               mfm_err *err) {
+  *ok = 0;
+  if (n == 0)
+    return mfm_reader_bad(r, line, line_n, col, what, err, "empty id");
+  if (memchr(id, '\0', n))
+    return mfm_reader_bad(r, line, line_n, col, what, err,
+                          "NUL byte in id (the file looks binary or "
+                          "UTF-16; save it as UTF-8 text)");
+  *ok = 1;
+  return MFM_OK;
+}
+
+/* ---- Numbers ------------------------------------------------------- */
+
+static const double pow10_exact[] = {
+  1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+int mfm_parse_number(const char *p, size_t n, double *out) {
+  const char *s = p, *e = p + n;
+  int neg = 0, any = 0, exp10 = 0;
+  uint64_t mant = 0;
+  if (s < e && (*s == '+' || *s == '-')) neg = *s++ == '-';
+  while (s < e && (unsigned)(*s - '0') < 10) {
+    if (mant < 100000000000000000ull) mant = mant * 10 + (unsigned)(*s - '0');
+    else exp10++;
+    s++;
+    any = 1;
+  }
+  if (s < e && *s == '.') {
+    s++;
+    while (s < e && (unsigned)(*s - '0') < 10) {
+      if (mant < 100000000000000000ull) {
+        mant = mant * 10 + (unsigned)(*s - '0');
+        exp10--;
+      }
+      s++;
+      any = 1;
+    }
+  }
+  if (!any) {
+    /* inf, nan, infinity: rare, so the library does it. */
+    char tmp[16];
+    if (n == 0 || n >= sizeof tmp) return 0;
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    char *end;
+    double v = strtod(tmp, &end);
+    if (end != tmp + n || isfinite(v)) return 0;
+    *out = v;
+    return 1;
+  }
+  if (s < e && (*s == 'e' || *s == 'E')) {
+    int eneg = 0, ex = 0, d = 0;
+    s++;
+    if (s < e && (*s == '+' || *s == '-')) eneg = *s++ == '-';
+    while (s < e && (unsigned)(*s - '0') < 10) {
+      if (ex < 100000) ex = ex * 10 + (*s - '0');
+      s++;
+      d = 1;
+    }
+    if (!d) return 0;
+    exp10 += eneg ? -ex : ex;
+  }
+  if (s != e) return 0;
+  double v = (double)mant;
+  if (mant == 0) v = 0;
+  else if (exp10 >= 0 && exp10 <= 22) v *= pow10_exact[exp10];
+  else if (exp10 < 0 && exp10 >= -22) v /= pow10_exact[-exp10];
+  else v *= pow(10.0, exp10);
+  *out = neg ? -v : v;
+  return 1;
+}
+
+/* ---- Rows ---------------------------------------------------------- */
+
+static mfm_status coo_grow(mfm_reader *r, mfm_err *err) {
+  mfm_coo *c = &r->coo;
+  int64_t cap = c->cap ? c->cap + c->cap / 2 : 65536;
+  int32_t *a = mfm_realloc(c->rows, (size_t)cap * sizeof *a);
+  if (!a) goto nomem;
+  c->rows = a;
+  a = mfm_realloc(c->cols, (size_t)cap * sizeof *a);
+  if (!a) goto nomem;
+  c->cols = a;
+  if (c->vals) {
+    float *v = mfm_realloc(c->vals, (size_t)cap * sizeof *v);
+    if (!v) goto nomem;
+    c->vals = v;
+  }
+  c->cap = cap;
+  return MFM_OK;
+nomem:
+  return mfm_err_set(err, MFM_ENOMEM, "out of memory after %lld "
+                     "interactions", (long long)c->n);
+}
+
+/* The first weight that is not 1: from now on weights are stored. */
+static mfm_status coo_weights(mfm_reader *r, mfm_err *err) {
+  mfm_coo *c = &r->coo;
+  float *v = mfm_malloc_array((size_t)(c->cap ? c->cap : 1), sizeof *v);
+  if (!v)
+    return mfm_err_set(err, MFM_ENOMEM, "out of memory after %lld "
+                       "interactions", (long long)c->n);
+  for (int64_t k = 0; k < c->n; k++) v[k] = 1.0f;
+  c->vals = v;
+  return MFM_OK;
+}
+
+static mfm_status note_unseen(mfm_idmap **m, const char *id, size_t n,
+                              int64_t *distinct, mfm_err *err) {
+  if (!*m) {
+    mfm_status st = mfm_idmap_new(m, err);
+    if (st != MFM_OK) return st;
+  }
+  int32_t before = mfm_idmap_size(*m), k;
+  mfm_status st = mfm_idmap_intern(*m, id, n, &k, err);
+  if (st != MFM_OK) return st;
+  if (mfm_idmap_size(*m) != before) (*distinct)++;
+  return MFM_OK;
+}
+
+static mfm_status map_id(mfm_reader *r, mfm_idmap *m, int grow,
+                         const char *id, size_t n, int32_t *k,
+                         const char *what, mfm_err *err) {
+  if (!grow) {
+    *k = mfm_idmap_find(m, id, n);
+    return MFM_OK;
+  }
+  mfm_status st = mfm_idmap_intern(m, id, n, k, err);
+  if (st == MFM_OK || st == MFM_ENOMEM) return st;
+  char loc[200];
+  where(r, loc, sizeof loc);
+  return mfm_err_set(err, st, "%s: too many distinct %s ids (the limit is "
+                     "%d)", loc, what, INT32_MAX);
+}
+
+mfm_status mfm_reader_emit(mfm_reader *r, const char *line, size_t line_n,
+                           const char *u, size_t un, int ucol,
+                           const char *i, size_t in, int icol, float w,
+                           mfm_err *err) {
+  int32_t ui, ii;
+  int ok;
+  mfm_status st;
+  const char *un_name = r->o.format == MFM_FORMAT_SPARSE ? "id" : "user";
+  const char *in_name = r->o.format == MFM_FORMAT_SPARSE ? "feature" : "item";
+  if (r->last_u >= 0 && un == r->last_u_len && memcmp(u, r->last_u_id, un) == 0) {
+    ui = r->last_u;
+  } else {
+    st = mfm_reader_check_id(r, line, line_n, ucol, un_name, u, un, &ok, err);
+    if (!ok) return st;
+    st = map_id(r, r->users, r->grow_users, u, un, &ui, un_name, err);
+    if (st != MFM_OK) return st;
+    if (ui >= 0 && un <= sizeof r->last_u_id) {
+      r->last_u = ui;
+      r->last_u_len = un;
+      memcpy(r->last_u_id, u, un);
+    }
+  }
+  st = mfm_reader_check_id(r, line, line_n, icol, in_name, i, in, &ok, err);
+  if (!ok) return st;
+  st = map_id(r, r->items, r->grow_items, i, in, &ii, in_name, err);
+  if (st != MFM_OK) return st;
+  if (ui < 0 || ii < 0) {
+    if (ui < 0) {
+      r->rep.unseen_user_rows++;
+      st = note_unseen(&r->unseen_u, u, un, &r->rep.unseen_users, err);
+      if (st != MFM_OK) return st;
+    }
+    if (ii < 0) {
+      r->rep.unseen_item_rows++;
+      st = note_unseen(&r->unseen_i, i, in, &r->rep.unseen_items, err);
+      if (st != MFM_OK) return st;
+    }
+    r->rep.dropped++;
+    return MFM_OK;
+  }
+  mfm_coo *c = &r->coo;
+  if (c->n == c->cap && (st = coo_grow(r, err)) != MFM_OK) return st;
+  if (w != 1.0f && !c->vals && (st = coo_weights(r, err)) != MFM_OK)
+    return st;
+  c->rows[c->n] = ui;
+  c->cols[c->n] = ii;
+  if (c->vals) c->vals[c->n] = w;
+  c->n++;
+  r->rep.kept++;
+  return MFM_OK;
+}
+
+/* ---- Feeding ------------------------------------------------------- */
+
+static mfm_status parse(mfm_reader *r, const char *p, const char *end,
+                        mfm_err *err) {
+  switch (r->o.format) {
+  case MFM_FORMAT_CSV: return mfm_reader_csv_lines(r, p, end, err);
+  case MFM_FORMAT_JSONL: return mfm_reader_jsonl_lines(r, p, end, err);
+  case MFM_FORMAT_SPARSE: return mfm_reader_sparse_lines(r, p, end, err);
+  }
+  return MFM_EINVAL;
+}
+
+/* Prefixes a source's message with the channel. */
+static mfm_status located(const mfm_reader *r, mfm_status st, mfm_err *err) {
+  if (err && r->o.channel) {
+    char tmp[sizeof err->msg];
+    memcpy(tmp, err->msg, sizeof tmp);
+    if (snprintf(err->msg, sizeof err->msg, "channel '%s': %s", r->o.channel,
+                 tmp) < 0)
+      err->msg[0] = '\0';
+  }
+  return st;
+}
+
+mfm_status mfm_reader_feed(mfm_reader *r, mfm_source *src, const char *file,
+                           mfm_err *err) {
+  mfm_status st = MFM_OK;
+  size_t len = 0; /* bytes of an unfinished line at the front of buf */
+  uint64_t raw0 = mfm_source_raw_bytes(src);
+  r->file = file;
+  r->line = 0;
+  r->doc_fresh = 1;
+  r->rep.files++;
+  for (;;) {
+    if (mfm_stop_requested()) {
+      char loc[200];
+      where(r, loc, sizeof loc);
+      st = mfm_err_set(err, MFM_ECANCELED, "%s: stopped while reading",
+                       loc);
+      break;
+    }
+    if (r->cap - len < r->cap / 4) {
+      /* A line longer than the buffer: no fixed limit, grow. */
+      char *b = mfm_realloc(r->buf, r->cap * 2);
+      if (!b) {
+        st = mfm_err_set(err, MFM_ENOMEM, "out of memory (a row of more "
+                         "than %zu bytes)", len);
+        break;
+      }
+      r->buf = b;
+      r->cap *= 2;
+    }
+    size_t n;
+    int doc_end;
+    st = mfm_source_read(src, r->buf + len, r->cap - len, &n, &doc_end, err);
+    if (st != MFM_OK) {
+      located(r, st, err);
+      break;
+    }
+    if (n == 0 && !doc_end) break;
+    r->rep.bytes += n;
+    char *fresh = r->buf + len, *nl = fresh + n;
+    while (nl > fresh && nl[-1] != '\n') nl--;
+    len += n;
+    if (nl > fresh) {
+      size_t upto = (size_t)(nl - r->buf);
+      st = parse(r, r->buf, nl, err);
+      if (st != MFM_OK) break;
+      memmove(r->buf, nl, len - upto);
+      len -= upto;
+    }
+    if (doc_end) r->doc_fresh = 1;
+  }
+  r->rep.raw_bytes += mfm_source_raw_bytes(src) - raw0;
+  return st;
+}
+
+mfm_status mfm_reader_feed_bytes(mfm_reader *r, const char *bytes, size_t n,
+                                 const char *file, mfm_err *err) {
+  r->file = file;
+  r->line = 0;
+  r->doc_fresh = 1;
+  r->rep.files++;
+  r->rep.bytes += n;
+  r->rep.raw_bytes += n;
+  if (n == 0) return MFM_OK;
+  if (n + 1 > r->cap) {
+    char *b = mfm_realloc(r->buf, n + 1);
+    if (!b) return mfm_err_set(err, MFM_ENOMEM, "out of memory");
+    r->buf = b;
+    r->cap = n + 1;
+  }
+  memcpy(r->buf, bytes, n);
+  if (r->buf[n - 1] != '\n') r->buf[n++] = '\n';
+  return parse(r, r->buf, r->buf + n, err);
+}
+
+/* ---- Finishing ----------------------------------------------------- */
+
+/* Sorts cols (and vals) of one row by column. */
+static void sort_row(int32_t *c, float *v, int64_t n) {
+  while (n > 16) {
+    int64_t a = 0, b = n / 2, z = n - 1, m;
+    /* median of three as the pivot */
+    m = c[a] < c[b] ? (c[b] < c[z] ? b : (c[a] < c[z] ? z : a))
+                    : (c[a] < c[z] ? a : (c[b] < c[z] ? z : b));
+    /* The pivot goes first, so Hoare's scheme leaves both sides
+       non-empty. */
+    int32_t tc0 = c[0]; c[0] = c[m]; c[m] = tc0;
+    float tv0 = v[0]; v[0] = v[m]; v[m] = tv0;
+    int32_t pivot = c[0];
+    int64_t i = -1, j = n;
+    for (;;) {
+      do i++; while (c[i] < pivot);
+      do j--; while (c[j] > pivot);
+      if (i >= j) break;
+      int32_t tc = c[i]; c[i] = c[j]; c[j] = tc;
+      float tv = v[i]; v[i] = v[j]; v[j] = tv;
+    }
+    /* [0, j] <= pivot <= [j + 1, n): recurse on the smaller side */
+    if (j + 1 < n - j - 1) {
+      sort_row(c, v, j + 1);
+      c += j + 1;
+      v += j + 1;
+      n -= j + 1;
+    } else {
+      sort_row(c + j + 1, v + j + 1, n - j - 1);
+      n = j + 1;
+    }
+  }
+  for (int64_t i = 1; i < n; i++) {
+    int32_t tc = c[i];
+    float tv = v[i];
+    int64_t j = i;
+    while (j > 0 && c[j - 1] > tc) {
+      c[j] = c[j - 1];
+      v[j] = v[j - 1];
+      j--;
+    }
+    c[j] = tc;
+    v[j] = tv;
+  }
+}
+
+mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
+                                    mfm_coo *coo, mfm_csr **out,
+                                    mfm_err *err) {
+  mfm_status st;
+  int64_t nnz = coo->n;
+  int64_t *next = NULL;
+  mfm_csr *a = NULL;
+  *out = NULL;
+  if (n_rows < 0 || n_cols < 0) {
+    st = mfm_err_set(err, MFM_EINVAL, "negative matrix size");
+    goto fail;
+  }
+  for (int64_t k = 0; k < nnz; k++) {
+    if (coo->rows[k] < 0 || coo->rows[k] >= n_rows || coo->cols[k] < 0 ||
+        coo->cols[k] >= n_cols) {
+      st = mfm_err_set(err, MFM_EINVAL, "entry %lld (%d, %d) is outside "
+                       "%d x %d", (long long)k, coo->rows[k], coo->cols[k],
+                       n_rows, n_cols);
+      goto fail;
+    }
+  }
+  st = MFM_ENOMEM;
+  a = mfm_calloc(1, sizeof *a);
+  if (!a) goto nomem;
+  a->indptr = mfm_calloc((size_t)n_rows + 1, sizeof *a->indptr);
+  next = mfm_malloc_array((size_t)n_rows + 1, sizeof *next);
+  if (!a->indptr || !next) goto nomem;
+  if (!coo->vals) {
+    coo->vals = mfm_malloc_array((size_t)(nnz ? nnz : 1), sizeof(float));
+    if (!coo->vals) goto nomem;
+    for (int64_t k = 0; k < nnz; k++) coo->vals[k] = 1.0f;
+  }
+  if (!coo->cols) {
+    coo->cols = mfm_malloc(sizeof(int32_t));
+    if (!coo->cols) goto nomem;
+  }
+  int32_t *rows = coo->rows, *cols = coo->cols;
+  float *vals = coo->vals;
+  for (int64_t k = 0; k < nnz; k++) a->indptr[rows[k] + 1]++;
+  for (int32_t r = 0; r < n_rows; r++) a->indptr[r + 1] += a->indptr[r];
+  memcpy(next, a->indptr, ((size_t)n_rows + 1) * sizeof *next);
+  /* American flag sort: each swap puts one triplet in its row's bucket. */
+  for (int32_t b = 0; b < n_rows; b++) {
+    int64_t end = a->indptr[b + 1];
+    while (next[b] < end) {
+      int64_t i = next[b];
+      int32_t rr = rows[i];
+      if (rr == b) {
+        next[b]++;
+        continue;
+      }
+      int64_t j = next[rr]++;
+      int32_t tr = rows[j]; rows[j] = rows[i]; rows[i] = tr;
+      int32_t tc = cols[j]; cols[j] = cols[i]; cols[i] = tc;
+      float tv = vals[j]; vals[j] = vals[i]; vals[i] = tv;
+    }
+  }
+  mfm_free(coo->rows);
+  coo->rows = NULL;
+  /* Sort each row, sum duplicates, close the gaps. */
+  int64_t w = 0;
+  for (int32_t r = 0; r < n_rows; r++) {
+    int64_t s = a->indptr[r], e = a->indptr[r + 1];
+    sort_row(cols + s, vals + s, e - s);
+    a->indptr[r] = w;
+    for (int64_t p = s; p < e; p++) {
+      if (w > a->indptr[r] && cols[w - 1] == cols[p]) {
+        vals[w - 1] += vals[p];
+      } else {
+        cols[w] = cols[p];
+        vals[w] = vals[p];
+        w++;
+      }
+    }
+  }
+  a->indptr[n_rows] = w;
+  if (w < nnz && w > 0) {
+    /* Give back what the duplicates used; a failed shrink is harmless. */
+    int32_t *c2 = mfm_realloc(cols, (size_t)w * sizeof *c2);
+    if (c2) cols = c2;
+    float *v2 = mfm_realloc(vals, (size_t)w * sizeof *v2);
+    if (v2) vals = v2;
+  }
+  a->n_rows = n_rows;
+  a->n_cols = n_cols;
+  a->nnz = w;
+  a->indices = cols;
+  a->data = vals;
+  coo->cols = NULL;
+  coo->vals = NULL;
+  mfm_coo_free(coo);
+  mfm_free(next);
+  *out = a;
+  return MFM_OK;
+nomem:
+  st = mfm_err_set(err, MFM_ENOMEM, "out of memory building a %d x %d "
+                   "matrix", n_rows, n_cols);
+fail:
+  mfm_free(next);
+  mfm_csr_free(a);
+  mfm_coo_free(coo);
+  return st;
+}
+
+static mfm_status check_fraction(mfm_reader *r, mfm_err *err) {
+  const mfm_read_report *p = &r->rep;
+  if (r->o.skip_bad && p->rows > 0 &&
+      (double)p->bad > r->o.max_bad_fraction * (double)p->rows)
+    return mfm_err_set(err, MFM_EFORMAT, "%s%s%stoo many malformed rows: "
+                       "%lld of %lld (more than max_bad_fraction=%g)%s%s",
+                       r->o.channel ? "channel '" : "",
+                       r->o.channel ? r->o.channel : "",
+                       r->o.channel ? "': " : "", (long long)p->bad,
+                       (long long)p->rows, r->o.max_bad_fraction,
+                       p->n_bad_kept ? "; the first: " : "",
+                       p->n_bad_kept ? p->bad_rows[0] : "");
+  return MFM_OK;
+}
+
+mfm_status mfm_reader_finish(mfm_reader *r, mfm_csr **out, mfm_err *err) {
+  *out = NULL;
+  mfm_status st = check_fraction(r, err);
+  if (st != MFM_OK) return st;
+  return mfm_csr_from_coo_inplace(mfm_idmap_size(r->users),
+                                  mfm_idmap_size(r->items), &r->coo, out,
+                                  err);
+}
+
+mfm_status mfm_read_interactions(const char *const *paths,
+                                 const char *const *names, int n_paths,
+                                 const mfm_source_opts *sopts,
+                                 const mfm_read_opts *opts, mfm_idmap *users,
+                                 mfm_idmap *items, int grow_users,
+                                 int grow_items, mfm_coo *out,
+                                 mfm_read_report *rep, mfm_err *err) {
+  mfm_reader *r;
+  memset(out, 0, sizeof *out);
+  mfm_status st = mfm_reader_new(opts, users, items, grow_users, grow_items,
+                                 &r, err);
+  if (st != MFM_OK) return st;
+  for (int k = 0; k < n_paths && st == MFM_OK; k++) {
+    mfm_source *s;
+    st = mfm_source_open(paths[k], sopts, &s, err);
+    if (st != MFM_OK) {
+      located(r, st, err);
+      break;
+    }
+    st = mfm_reader_feed(r, s, names ? names[k] : paths[k], err);
+    mfm_source_free(s);
+  }
+  if (st == MFM_OK) st = check_fraction(r, err);
+  if (rep) *rep = r->rep;
+  if (st == MFM_OK) {
+    *out = r->coo;
+    memset(&r->coo, 0, sizeof r->coo);
+  }
+  mfm_reader_free(r);
+  return st;
+}

@@ -1,0 +1,90 @@
+/* Internals shared by reader.c and the format parsers (reader_*.c). */
+#ifndef MOONFM_READER_IMPL_H
+#define MOONFM_READER_IMPL_H
+
+#include "moonfm/reader.h"
+
+#include <string.h>
+
+struct mfm_reader {
+  mfm_read_opts o;
+  mfm_idmap *users, *items;
+  int grow_users, grow_items;
+  mfm_idmap *unseen_u, *unseen_i; /* distinct unknown ids (lazy) */
+  mfm_coo coo;                    /* vals NULL while every weight is 1 */
+  mfm_read_report rep;
+  char *buf;                      /* line buffer */
+  size_t cap;
+  char *scratch;                  /* decoded fields of one line */
+  size_t scratch_cap;
+  /* Where we are, for messages. */
+  const char *file;
+  int64_t line;
+  int doc_fresh;                  /* next line is a document's first */
+  /* CSV, fixed at the first row of the first file. */
+  int resolved;
+  char delim;
+  int header;
+  int pos[MFM_N_COLS];            /* 1-based; 0 none */
+  int max_pos;
+  int named;                      /* positions come from header names */
+  size_t scratch_used;            /* decoded bytes in scratch this line */
+  /* The last user id seen (sorted data repeats it row after row). */
+  int32_t last_u;
+  size_t last_u_len;
+  char last_u_id[32];
+};
+
+/* A field of the current line. */
+typedef struct mfm_field {
+  const char *p;
+  size_t n;
+  int present;
+} mfm_field;
+
+/* Parsers: every line of [p, end) (which ends with '\n'). */
+mfm_status mfm_reader_csv_lines(mfm_reader *r, const char *p,
+                                const char *end, mfm_err *err);
+mfm_status mfm_reader_jsonl_lines(mfm_reader *r, const char *p,
+                                  const char *end, mfm_err *err);
+mfm_status mfm_reader_sparse_lines(mfm_reader *r, const char *p,
+                                   const char *end, mfm_err *err);
+
+/* Adds one interaction (ids as bytes).  Handles unseen ids, the COO, and
+   the row counters.  A bad id makes a bad row (see mfm_reader_bad). */
+mfm_status mfm_reader_emit(mfm_reader *r, const char *line, size_t line_n,
+                           const char *u, size_t un, int ucol,
+                           const char *i, size_t in, int icol, float w,
+                           mfm_err *err);
+/* Checks an id: empty or NUL bytes make a bad row.  Returns MFM_OK with
+   *ok = 1 when the id is good. */
+mfm_status mfm_reader_check_id(mfm_reader *r, const char *line,
+                               size_t line_n, int col, const char *what,
+                               const char *id, size_t n, int *ok,
+                               mfm_err *err);
+
+/* A malformed row: with bad_rows=fail, the located error; with skip, the
+   row is counted (and its message kept among the first few) and MFM_OK is
+   returned unless the cap is passed.  col is 1-based (0: no column);
+   colname may be NULL. */
+mfm_status mfm_reader_bad(mfm_reader *r, const char *line, size_t line_n,
+                          int col, const char *colname, mfm_err *err,
+                          const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 7, 8)))
+#endif
+    ;
+
+/* Room for n decoded bytes in r->scratch (at least the line length). */
+mfm_status mfm_reader_scratch(mfm_reader *r, size_t n, mfm_err *err);
+
+
+/* The column (MFM_COL_*) a header name usually means, or -1. */
+int mfm_reader_known_col(const char *s, size_t n);
+
+/* Column names for messages. */
+extern const char *const mfm_col_names[MFM_N_COLS];
+
+static inline int mfm_is_space(char c) { return c == ' ' || c == '\t'; }
+
+#endif
