@@ -14,14 +14,24 @@
                                   | fail, "stopped"
      core.dist_avg(model) -> moonfm.DistAvg   (any model with arrays)
        avg:sync() -> true
+     core.dist_fm(model, interactions [, shard]) -> moonfm.DistFM
+       dfm:fit([epochs [, threads]]) -> {epochs, loss, seconds, samples}
+                                         | fail, "stopped"
+       dfm:sync() -> true   (model averaging, see dist_avg.c)
+     shard true (default): this rank trains on its block of users only
+     (FullyReplicated data); false: on all it was given (its own shard).
    Collective calls must be made by every rank in the same order. */
 #include <string.h>
 
 #include "lmfm.h"
+#include "moonfm/alloc.h"
+#include "moonfm/stop.h"
 #include "moonfm/dist.h"
+#include "moonfm/fm.h"
 
 #define LMFM_DISTALS "moonfm.DistALS"
 #define LMFM_DISTAVG "moonfm.DistAvg"
+#define LMFM_DISTFM "moonfm.DistFM"
 
 static int raise_status(lua_State *L, const char *op, mfm_status st,
                         const mfm_err *err) {
@@ -286,6 +296,133 @@ static int davg_sync(lua_State *L) {
   return 1;
 }
 
+/* ---- moonfm.DistFM: data-parallel factorization model ----------------- */
+
+typedef struct dfm {
+  void *p;          /* mfm_dist_avg * (owned) */
+  mfm_fm *model;    /* borrowed: user value 1 */
+  mfm_csr view;     /* the rank's rows; indices/data of user value 2 */
+  int64_t *indptr;  /* owned, or NULL when view is the whole data */
+} dfm;
+
+static int dfm_close(lua_State *L) {
+  dfm *d = luaL_checkudata(L, 1, LMFM_DISTFM);
+  mfm_dist_avg_free(d->p);
+  mfm_free(d->indptr);
+  d->p = NULL;
+  d->indptr = NULL;
+  return 0;
+}
+
+static int d_fm(lua_State *L) {
+  lmfm_box *mb = luaL_checkudata(L, 1, "moonfm.FM");
+  if (!mb->p) return luaL_argerror(L, 1, "attempt to use a closed moonfm.FM");
+  const mfm_csr *x = lmfm_checkinteractions(L, 2);
+  int shard = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__mfm_scorer");
+  const lmfm_scorer *s = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  if (!s) return luaL_argerror(L, 1, "moonfm.FM without arrays");
+  mfm_array arr[MFM_DIST_AVG_MAX];
+  int n = s->arrays(mb->p, arr, MFM_DIST_AVG_MAX);
+  if (n > MFM_DIST_AVG_MAX) n = MFM_DIST_AVG_MAX;
+  dfm *d = lua_newuserdatauv(L, sizeof *d, 2);
+  memset(d, 0, sizeof *d);
+  luaL_setmetatable(L, LMFM_DISTFM);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 2);
+  d->model = mb->p;
+  d->view = *x;
+  if (shard && mfm_dist_size() > 1) {
+    int64_t lo, hi;
+    mfm_dist_block(x->n_rows, mfm_dist_rank(), mfm_dist_size(), &lo, &hi);
+    d->indptr = mfm_malloc_array((size_t)x->n_rows + 1, sizeof(int64_t));
+    if (!d->indptr) return luaL_error(L, "not enough memory");
+    /* Rows outside [lo, hi) are empty; their entries are skipped. */
+    for (int64_t r = 0; r <= x->n_rows; r++) {
+      int64_t c = r < lo ? lo : r > hi ? hi : r;
+      d->indptr[r] = x->indptr[c];
+    }
+    d->view.indptr = d->indptr;
+  }
+  mix_rng(arr, n);
+  mfm_err err;
+  mfm_dist_avg *a;
+  mfm_status st = mfm_dist_avg_new(arr, n, &a, &err);
+  if (st) return raise_status(L, "dist_fm", st, &err);
+  d->p = a;
+  return 1;
+}
+
+static int dfm_fit(lua_State *L) {
+  lmfm_checkopen(L, 1, LMFM_DISTFM);
+  dfm *d = lua_touserdata(L, 1);
+  lua_Integer epochs = luaL_optinteger(L, 2, 1);
+  lua_Integer threads = luaL_optinteger(L, 3, 0);
+  luaL_argcheck(L, epochs >= 0 && epochs <= INT32_MAX, 2,
+                "epochs must be >= 0");
+  lua_getiuservalue(L, 1, 1);
+  lmfm_box *mb = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!mb || !mb->p) return luaL_error(L, "dist_fm: the model was closed");
+  mfm_fit_report rep;
+  memset(&rep, 0, sizeof rep);
+  mfm_err err;
+  mfm_status st = mfm_fm_fit(mb->p, &d->view, NULL, (int)epochs,
+                             (int)threads, &rep, &err);
+  if (st && st != MFM_ECANCELED) return raise_status(L, "dist_fm fit", st,
+                                                     &err);
+  /* Every rank reaches here: agree on stopping, then combine the loss. */
+  int stopped = st == MFM_ECANCELED || mfm_stop_requested();
+  if ((st = mfm_dist_max_int(&stopped, &err))) return lmfm_pushfail(L, &err);
+  if (stopped) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "stopped");
+    return 2;
+  }
+  double v[3] = {rep.loss * (double)rep.samples, (double)rep.samples,
+                 rep.seconds};
+  if ((st = mfm_dist_sum_f64(v, 3, &err))) return lmfm_pushfail(L, &err);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, rep.epochs);
+  lua_setfield(L, -2, "epochs");
+  lua_pushnumber(L, v[1] > 0 ? v[0] / v[1] : rep.loss);
+  lua_setfield(L, -2, "loss");
+  lua_pushnumber(L, rep.seconds);
+  lua_setfield(L, -2, "seconds");
+  lua_pushinteger(L, (lua_Integer)v[1]);
+  lua_setfield(L, -2, "samples");
+  return 1;
+}
+
+static int dfm_sync(lua_State *L) {
+  lmfm_checkopen(L, 1, LMFM_DISTFM);
+  dfm *d = lua_touserdata(L, 1);
+  mfm_err err;
+  mfm_status st = mfm_dist_avg_sync(d->p, &err);
+  if (st == MFM_EIO) return lmfm_pushfail(L, &err);
+  if (st) return raise_status(L, "dist_fm sync", st, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const luaL_Reg dfm_methods[] = {
+  {"close", dfm_close},
+  {"fit", dfm_fit},
+  {"sync", dfm_sync},
+  {NULL, NULL}
+};
+
+static const luaL_Reg dfm_meta[] = {
+  {"__index", NULL},
+  {"__close", dfm_close},
+  {"__gc", dfm_close},
+  {NULL, NULL}
+};
+
 static const luaL_Reg dist_funcs[] = {
   {"dist_abort", d_abort},
   {"dist_als", d_als},
@@ -296,6 +433,7 @@ static const luaL_Reg dist_funcs[] = {
   {"dist_bcast", d_bcast},
   {"dist_block", d_block},
   {"dist_finalize", d_finalize},
+  {"dist_fm", d_fm},
   {"dist_init", d_init},
   {"dist_rank", d_rank},
   {"dist_resolve", d_resolve},
@@ -334,4 +472,5 @@ void lmfm_open_dist(lua_State *L) {
   luaL_setfuncs(L, dist_funcs, 0);
   lmfm_newmeta(L, LMFM_DISTALS, dals_meta, dals_methods);
   lmfm_newmeta(L, LMFM_DISTAVG, davg_meta, davg_methods);
+  lmfm_newmeta(L, LMFM_DISTFM, dfm_meta, dfm_methods);
 }
