@@ -282,11 +282,14 @@ local function lead(e, host)
   if core.stop_requested() then return { status = code } end
   local known = { [1] = "RecipeError", [2] = "ConfigError", [3] = "DataError",
                   [70] = "InternalError" }
+  local why = code > 128 and code < 160
+    and string.format("a rank was killed by signal %d (a host died or ran "
+                      .. "out of memory)", code - 128)
+    or "a host failed, died or could not be reached"
   return { status = known[code] and code or 1,
     category = known[code] or "RecipeError",
     message = string.format("the MPI job across %d hosts failed (mpirun "
-      .. "status %d): a host failed, died or could not be reached", #e.hosts,
-      code),
+      .. "status %d): %s", #e.hosts, code, why),
     details = "The first failing host's own failure file and log say why; "
       .. "mpirun also forwards every host's log lines into this host's log." }
 end
@@ -430,6 +433,17 @@ function M.fm_fit(model, interactions, o)
   local c = cache[model]
   if not c or c.x ~= interactions then
     if c then c.d:close() end
+    -- Averaging needs one model shape (one id numbering) on every host.
+    local nu, ni = model:shape()
+    local mine = string.format("%d x %d", nu, ni)
+    local lead = core.dist_bcast(mine, 0)
+    if lead ~= mine then
+      errors.raise("DataError", string.format("host has a %s model but the "
+        .. "leader a %s one: with ShardedByS3Key every host must see the "
+        .. "same users and items (the id maps are per host)", mine, lead),
+        "Use FullyReplicated for the train channel, or give every shard "
+        .. "the same id lists.")
+    end
     c = { x = interactions, since = 0,
           d = core.dist_fm(model, interactions, shard_rows()) }
     cache[model] = c
