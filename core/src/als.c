@@ -796,3 +796,123 @@ mfm_status mfm_als_fold_in(mfm_als *m, const int32_t *items,
   mfm_free(ones);
   return MFM_OK;
 }
+
+/* ---- Parts of an iteration, for distributed ALS (dist_als.c) ----------
+   A rank owns a block of users and a block of items; these run one
+   half-iteration, the Gram matrix or the loss on a block only. */
+
+static float *pad_gram(const mfm_als *m, const float *g) {
+  int32_t k = m->k, kp = padded(k);
+  float *gp = mfm_alloc_aligned((size_t)kp * kp, sizeof(float));
+  if (!gp) return NULL;
+  memset(gp, 0, (size_t)kp * kp * 4);
+  for (int32_t i = 0; i < k; i++) {
+    memcpy(gp + (size_t)i * kp, g + (size_t)i * k, (size_t)k * 4);
+    gp[(size_t)i * kp + i] += m->p.regularization;
+  }
+  return gp;
+}
+
+mfm_status mfm_als_gram_part(const mfm_als *m, int which, int32_t lo,
+                             int32_t hi, float *g) {
+  int32_t k = m->k, n = which ? m->n_items : m->n_users;
+  const float *f = which ? m->item : m->user;
+  if (lo < 0 || hi > n || lo > hi) return MFM_EINVAL;
+  memset(g, 0, (size_t)k * k * 4);
+  mfm_blas_threads(mfm_threads_resolve(m->p.threads));
+  if (hi > lo)
+    cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, k, hi - lo, 1.0f,
+                f + (size_t)lo * k, k, 0.0f, g, k);
+  for (int32_t i = 0; i < k; i++)
+    for (int32_t j = 0; j < i; j++) g[(size_t)j * k + i] = g[(size_t)i * k + j];
+  return MFM_OK;
+}
+
+mfm_status mfm_als_solve_part(mfm_als *m, int which, const mfm_csr *rows,
+                              const float *g, int32_t lo, int32_t hi,
+                              mfm_err *err) {
+  int32_t n = which ? m->n_items : m->n_users;
+  if (lo < 0 || hi > n || lo > hi)
+    return mfm_err_set(err, MFM_EINVAL, "als solve: rows %d..%d outside "
+                       "0..%d", lo, hi, n);
+  if (rows->n_rows > n || rows->n_cols > (which ? m->n_users : m->n_items))
+    return mfm_err_set(err, MFM_EINVAL, "als solve: interactions are %d x "
+                       "%d, larger than the model", rows->n_rows,
+                       rows->n_cols);
+  int threads = mfm_threads_resolve(m->p.threads);
+  int32_t kp = padded(m->k);
+  fit_ctx c;
+  memset(&c, 0, sizeof c);
+  c.k = m->k;
+  c.kp = kp;
+  c.steps = m->p.cg_steps;
+  c.alpha = m->p.alpha;
+  c.solver = m->p.solver;
+  float *gp = pad_gram(m, g);
+  c.ws = alloc_work(threads, kp);
+  mfm_status st = MFM_OK;
+  if (!gp || !c.ws) {
+    st = mfm_err_set(err, MFM_ENOMEM, "als solve: out of memory");
+    goto done;
+  }
+  c.s = (side){rows, hi, which ? m->item : m->user, which ? m->user : m->item,
+               gp};
+  atomic_store(&c.next, lo);
+  mfm_blas_threads(1);
+  if ((st = mfm_parallel(threads, pick_solver(), &c))) {
+    st = mfm_err_set(err, st, "als solve: out of memory");
+    goto done;
+  }
+  m->gram_valid = 0;
+  if (atomic_load(&c.canceled))
+    st = mfm_err_set(err, MFM_ECANCELED, "als fit: stopped");
+done:
+  mfm_blas_threads(threads);
+  mfm_free_aligned(gp);
+  free_work(c.ws, threads);
+  return st;
+}
+
+mfm_status mfm_als_loss_part(const mfm_als *m, const mfm_csr *ui,
+                             const float *g, int32_t lo, int32_t hi,
+                             double *sum, mfm_err *err) {
+  if (lo < 0 || hi > m->n_users || lo > hi)
+    return mfm_err_set(err, MFM_EINVAL, "als loss: rows outside the model");
+  int threads = mfm_threads_resolve(m->p.threads);
+  int32_t kp = padded(m->k);
+  fit_ctx c;
+  memset(&c, 0, sizeof c);
+  c.k = m->k;
+  c.kp = kp;
+  c.alpha = m->p.alpha;
+  c.ui = ui;
+  float *gp = pad_gram(m, g);
+  c.row_loss = mfm_malloc_array((size_t)hi + 1, sizeof(double));
+  c.ws = alloc_work(threads, kp);
+  mfm_status st = MFM_OK;
+  if (!gp || !c.row_loss || !c.ws) {
+    st = mfm_err_set(err, MFM_ENOMEM, "als loss: out of memory");
+    goto done;
+  }
+  c.s = (side){ui, hi, m->user, m->item, gp};
+  atomic_store(&c.next, lo);
+  mfm_blas_threads(1);
+  if ((st = mfm_parallel(threads, loss_rows, &c))) {
+    st = mfm_err_set(err, st, "als loss: out of memory");
+    goto done;
+  }
+  double l = 0;
+  for (int32_t u = lo; u < hi; u++) l += c.row_loss[u];
+  *sum = l;
+done:
+  mfm_blas_threads(threads);
+  mfm_free_aligned(gp);
+  mfm_free(c.row_loss);
+  free_work(c.ws, threads);
+  return st;
+}
+
+void mfm_als_step_done(mfm_als *m) {
+  m->iteration++;
+  m->gram_valid = 0;
+}

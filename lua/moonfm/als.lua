@@ -8,6 +8,7 @@
 -- Every observed (user, item, w) has preference 1 and confidence
 -- 1 + alpha * w; every other cell preference 0 and confidence 1.
 local core = require "moonfm.core"
+local dist = require "moonfm.dist"
 
 local M = {}
 
@@ -121,8 +122,13 @@ function ALS:fit(interactions, opts)
   end
   local reports = {}
   for _ = 1, iterations do
-    local r, err = self.model:fit(interactions,
-      { iterations = 1, threads = opts.threads or self.opts.threads })
+    local r, err
+    if dist.active() then -- several hosts: this rank's blocks (dist.lua)
+      r, err = dist.als_iteration(self.model, interactions)
+    else
+      r, err = self.model:fit(interactions,
+        { iterations = 1, threads = opts.threads or self.opts.threads })
+    end
     if not r then return nil, err end
     local rep = { iteration = r.iteration, seconds = r.seconds, loss = r.loss }
     reports[#reports + 1] = rep

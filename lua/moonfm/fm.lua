@@ -136,6 +136,15 @@ local function create(self, data)
   self.model = core.fm_new(nu, ni, core_opts(self.opts))
 end
 
+-- Several hosts: this rank's share, models averaged (moonfm.dist).
+local function run_fit(self, interactions, fo)
+  local dist = require "moonfm.dist"
+  if dist.active() and not fo.weights then
+    return dist.fm_fit(self.model, interactions, fo)
+  end
+  return self.model:fit(interactions, fo)
+end
+
 local function fit_opts(self, o)
   o = o or {}
   return { epochs = o.epochs or self.opts.epochs,
@@ -150,7 +159,7 @@ end
 function FM:fit(interactions, o)
   if self.model then self.model:close() end
   create(self, interactions)
-  return self.model:fit(interactions, fit_opts(self, o))
+  return run_fit(self, interactions, fit_opts(self, o))
 end
 
 -- fit_partial(interactions [, {...}]): more epochs from the current state
@@ -165,7 +174,7 @@ function FM:fit_partial(interactions, o)
            .. "x %d items; set n_users / n_items at creation to leave room")
           :format(rows, cols, nu, ni), 2)
   end
-  return self.model:fit(interactions, fit_opts(self, o))
+  return run_fit(self, interactions, fit_opts(self, o))
 end
 
 local function trained(self, what)

@@ -176,7 +176,7 @@ end
 
 -- Runs the train code path; returns the exit status.  opts.host is the
 -- moonfm.host table (paths); opts.declare_only collects declarations.
-function M.train(host)
+local function train(host)
   local base = env.base_dir()
   local output_dir = base .. "/output"
   -- Rule 12, first: the failure file needs output/.
@@ -199,6 +199,9 @@ function M.train(host)
     for _, w in ipairs(require("moonfm.hp").check_limits(e.hyperparameters_raw)) do
       log.warn("%s", w)
     end
+    -- Several hosts: launch or wait for the MPI job, or join it as a rank.
+    job.launched = require("moonfm.dist").launch(e, host)
+    if job.launched then return end
     job.recipe = M.find_recipe(e, host)
     export_environment(e)
     log_summary(e, job.recipe)
@@ -211,6 +214,15 @@ function M.train(host)
   -- Lua skips the message handler for memory errors (LUA_ERRMEM).
   if not ok and not errors.is(err) then err = classify(err) end
   local stopped = core.stop_requested()
+  if ok and job.launched then
+    local l = job.launched
+    if l.message then failure.report(output_dir, l.category, l.message,
+                                     l.details) end
+    return l.status
+  end
+  if ok and not require("moonfm.dist").writes_model() then
+    job.outputs = {} -- rule 99: the leader writes the model
+  end
   if ok then
     local missing = missing_outputs(job)
     if #missing > 0 then
@@ -238,6 +250,10 @@ function M.train(host)
   end
   failure.report(output_dir, err.category, err.message, err.details)
   return errors.exit_codes[err.category] or 1
+end
+
+function M.train(host)
+  return require("moonfm.dist").finish(train(host))
 end
 
 return M

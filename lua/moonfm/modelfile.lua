@@ -183,6 +183,7 @@ function M.save(path, model, header, idmaps, opts)
       error("save: unknown option '" .. tostring(k) .. "'", 2)
     end
   end
+  if require("moonfm.dist").skip_model_write(path) then return true end
   local list, extra_names = entries(model, idmaps, opts.extras)
   local json = M.encode_header(header, extra_names)
   local ok, msg = core.mfile_write(path, json, list,

@@ -127,4 +127,26 @@ void mfm_als_factors(const mfm_als *m, mfm_factors *f);
    (3), filling at most max. */
 int mfm_als_arrays(mfm_als *m, mfm_array *out, int max);
 
+/* ---- Parts of an iteration (distributed ALS, moonfm/dist.h) -----------
+   side 0 is the users, 1 the items.  Rows [lo, hi) of that side. */
+
+/* g (k x k floats, full, without regularization) = F[lo:hi]' F[lo:hi].
+   MFM_EINVAL for a bad range. */
+mfm_status mfm_als_gram_part(const mfm_als *m, int side, int32_t lo,
+                             int32_t hi, float *g);
+/* Solves rows [lo, hi) of `side` with the other side fixed, from their
+   interactions `rows` (user_items for users, item_users for items;
+   borrowed) and g, the other side's whole Gram matrix (k x k, without
+   regularization, borrowed).  MFM_ECANCELED on the stop flag, as fit. */
+mfm_status mfm_als_solve_part(mfm_als *m, int side, const mfm_csr *rows,
+                              const float *g, int32_t lo, int32_t hi,
+                              mfm_err *err);
+/* *sum = the unnormalised loss terms of users [lo, hi) (their rows of the
+   loss, regularization of X included, that of Y not), given g = Y'Y. */
+mfm_status mfm_als_loss_part(const mfm_als *m, const mfm_csr *ui,
+                             const float *g, int32_t lo, int32_t hi,
+                             double *sum, mfm_err *err);
+/* Counts one completed iteration (after both halves). */
+void mfm_als_step_done(mfm_als *m);
+
 #endif

@@ -1,0 +1,469 @@
+-- Multi-host jobs on Open MPI (spec sections 3 and 14; docs/multi-host.md).
+--
+-- When resourceconfig.json lists more than one host, `moonfm train` runs in
+-- one of three roles, the way SageMaker's training toolkit runs MPI jobs:
+--   launcher on the leader (hosts[1], not under mpirun): resolves every
+--     host (rule 98), waits until each answers on the remote-start command,
+--     then runs `mpirun ... moonfm train` over all hosts and ends with its
+--     status;
+--   launcher on another host: resolves the hosts, starts sshd (when the
+--     remote-start command is ssh), and waits until this host's rank of the
+--     leader's job has started and ended, then ends with its status;
+--   rank (under mpirun: OMPI_COMM_WORLD_SIZE is set): runs the recipe like
+--     a single host; model classes consult M.size() / M.rank() and train
+--     their share, exchanging what the other ranks need.
+-- One host: none of this; M.size() is 1.
+--
+-- Environment (all optional):
+--   MOONFM_MPI_AGENT       the remote-start command (default "ssh -o
+--                          StrictHostKeyChecking=no -o BatchMode=yes");
+--                          tests on one machine replace it
+--   MOONFM_MPI_OPTIONS     more mpirun options (also the hyperparameter
+--                          sagemaker_mpi_custom_mpi_options)
+--   MOONFM_DIST_TIMEOUT    seconds one collective may wait (default 1800)
+--   MOONFM_DIST_WAIT       seconds to wait for the other hosts to appear
+--                          (default 1200, as the toolkit's 20 minutes)
+--   MOONFM_DIST_RESOLVE    seconds of name-resolution retries (default 900)
+--   MOONFM_DIST_STATE_DIR  where a host keeps its rank markers (/tmp)
+local core = require "moonfm.core"
+local errors = require "moonfm.errors"
+local log = require "moonfm.log"
+
+local M = {}
+
+M.default_agent = "ssh -o StrictHostKeyChecking=no -o BatchMode=yes "
+  .. "-o ConnectTimeout=10"
+
+-- Variables every rank needs from the launcher's environment (mpirun -x).
+M.forwarded = {
+  "PATH", "LD_LIBRARY_PATH", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+  "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "SM_LOG_LEVEL",
+  "SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY", "MOONFM_RECIPE",
+  "TRAINING_JOB_NAME", "TRAINING_JOB_ARN", "MOONFM_DIST_TIMEOUT",
+  "MOONFM_DIST_SYNC", "MOONFM_NO_REEXEC", "LUA_PATH_5_4", "LUA_CPATH_5_4",
+}
+
+local function num_env(name, default)
+  local v = tonumber(os.getenv(name) or "")
+  if v and v > 0 then return v end
+  return default
+end
+
+local function split_words(s)
+  local t = {}
+  for w in s:gmatch("%S+") do t[#t + 1] = w end
+  return t
+end
+
+-- ---- inside the job -----------------------------------------------------
+
+local state = { role = "single", rank = 0, size = 1 }
+
+function M.role() return state.role end
+function M.rank() return state.rank end
+function M.size() return state.size end
+function M.is_leader() return state.rank == 0 end
+-- True when this process is one rank of several (model classes then train
+-- their share).
+function M.active() return state.size > 1 end
+
+function M.in_mpi()
+  local s = os.getenv("OMPI_COMM_WORLD_SIZE")
+  return s ~= nil and s ~= ""
+end
+
+local function state_dir()
+  local d = os.getenv("MOONFM_DIST_STATE_DIR")
+  if d and d ~= "" then return d end
+  return "/tmp"
+end
+
+local function marker(host, what)
+  return string.format("%s/moonfm-dist.%s.%s", state_dir(), host, what)
+end
+
+local function read_file(p)
+  local f = io.open(p, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- The rank's side: join the job and leave a marker for this host's
+-- launcher (which waits for the rank to start and end).
+local function join(e)
+  local rank, size = core.dist_init(num_env("MOONFM_DIST_TIMEOUT", 1800),
+                                    e.current_host)
+  if not rank then
+    errors.raise("InternalError", "cannot join the MPI job: " .. size)
+  end
+  if size ~= #e.hosts then
+    errors.config(string.format("the MPI job has %d ranks but "
+      .. "resourceconfig.json lists %d hosts", size, #e.hosts))
+  end
+  if rank ~= e.rank then
+    errors.config(string.format("host %s is rank %d of the MPI job but "
+      .. "rank %d in resourceconfig.json (hosts are ranked in the order "
+      .. "listed)", e.current_host, rank, e.rank))
+  end
+  state.role, state.rank, state.size = "rank", rank, size
+  state.host = e.current_host
+  core.write_atomic(marker(e.current_host, "rank"),
+                    tostring(core.getpid()) .. "\n")
+  log.info("rank %d of %d in the MPI job (host %s)", rank, size,
+           e.current_host)
+end
+
+-- Called by moonfm.job with the final exit status of a rank.
+function M.finish(status)
+  if state.role ~= "rank" then return status end
+  core.write_atomic(marker(state.host, "done"), tostring(status) .. "\n")
+  if status == 0 then core.dist_finalize() end
+  -- A failing rank leaves without MPI_Finalize: mpirun then ends the job
+  -- on every host (orte_abort_on_non_zero_status).
+  return status
+end
+
+-- ---- launchers ------------------------------------------------------------
+
+local function resolve_all(e)
+  local max_s = num_env("MOONFM_DIST_RESOLVE", 900)
+  for _, h in ipairs(e.hosts) do
+    local addr, err = core.dist_resolve(h, max_s)
+    if not addr then
+      if core.stop_requested() then return false end
+      errors.config(string.format("cannot reach the other hosts: %s", err),
+        "Every host in resourceconfig.json must resolve by name (the "
+        .. "container network of the training job).")
+    end
+    log.debug("host %s resolves to %s", h, addr)
+  end
+  return true
+end
+
+local function agent_words()
+  local a = os.getenv("MOONFM_MPI_AGENT")
+  if not a or a == "" then a = M.default_agent end
+  return split_words(a), a
+end
+
+local function uses_ssh()
+  local w = agent_words()
+  return (w[1] or ""):match("[^/]*$") == "ssh"
+end
+
+-- Runs argv (a list; argv[1] searched in PATH) and waits, forwarding
+-- SIGTERM; returns the exit code.
+local function which(cmd)
+  if cmd:find("/") then return cmd end
+  for dir in (os.getenv("PATH") or "/usr/bin:/bin"):gmatch("[^:]+") do
+    local p = dir .. "/" .. cmd
+    local f = io.open(p, "rb")
+    if f then f:close() return p end
+  end
+  return nil
+end
+
+local function run(argv, opts)
+  opts = opts or {}
+  local path = which(argv[1])
+  if not path then return nil, argv[1] .. ": command not found" end
+  local a = { path }
+  for i = 2, #argv do a[i] = argv[i] end
+  local pid, err = core.spawn { argv = a, env = opts.env,
+                                stdout = opts.stdout, stderr = opts.stderr }
+  if not pid then return nil, err end
+  local t0, forwarded = core.clock(), false
+  while true do
+    local code = core.wait(pid, 0.2)
+    if code then return code end
+    if core.stop_requested() and not forwarded then
+      core.kill(pid, "TERM")
+      forwarded = true
+    end
+    if opts.timeout and core.clock() - t0 > opts.timeout then
+      core.kill(pid, "KILL")
+      core.wait(pid, 5)
+      return nil, "timed out"
+    end
+  end
+end
+
+local function start_sshd()
+  local sshd = "/usr/sbin/sshd"
+  if not io.open(sshd, "rb") then
+    errors.config("multi-host jobs need sshd, which this image lacks",
+      "Install openssh-server in the image (scripts/install-deps does) or "
+      .. "set MOONFM_MPI_AGENT to another remote-start command.")
+  end
+  require("moonfm.env").mkdir_p("/run/sshd")
+  local pid, err = core.spawn { argv = { sshd, "-D" } }
+  if not pid then errors.config("cannot start sshd: " .. err) end
+  state.sshd = pid
+end
+
+local function stop_sshd()
+  if state.sshd then
+    core.kill(state.sshd, "TERM")
+    core.wait(state.sshd, 5)
+    state.sshd = nil
+  end
+end
+
+-- Leader: wait until every other host answers, then run mpirun.
+local function lead(e, host)
+  local words, agent = agent_words()
+  local wait_s = num_env("MOONFM_DIST_WAIT", 1200)
+  if uses_ssh() then start_sshd() end
+  for i = 2, #e.hosts do
+    local h, t0, tries = e.hosts[i], core.clock(), 0
+    while true do
+      local argv = {}
+      for _, w in ipairs(words) do argv[#argv + 1] = w end
+      argv[#argv + 1] = h
+      argv[#argv + 1] = "true"
+      tries = tries + 1
+      local code = run(argv, { timeout = 60, stdout = "/dev/null",
+                               stderr = "/dev/null" })
+      if code == 0 then break end
+      if core.stop_requested() then
+        stop_sshd()
+        return { status = 143 }
+      end
+      if core.clock() - t0 > wait_s then
+        stop_sshd()
+        return { status = errors.exit_codes.ConfigError,
+          category = "ConfigError",
+          message = string.format("host %s never answered (%d tries in "
+            .. "%.0f s with '%s'); the MPI job cannot start", h, tries,
+            core.clock() - t0, agent),
+          details = "Every host must start moonfm train and accept the "
+            .. "remote-start command (sshd with the image's root key); "
+            .. "MOONFM_DIST_WAIT sets how long the leader waits." }
+      end
+      core.sleep(1)
+    end
+  end
+  local hosts = table.concat(e.hosts, ",")
+  local argv = { "mpirun", "--host", hosts, "-np", tostring(#e.hosts),
+    "--mca", "plm_rsh_agent", agent,
+    "--mca", "plm_rsh_no_tree_spawn", "1",
+    "--mca", "orte_abort_on_non_zero_status", "1",
+    "--mca", "btl_tcp_if_include", e.network_interface_name,
+    "--mca", "oob_tcp_if_include", e.network_interface_name,
+    "--mca", "pml", "ob1", "--mca", "btl", "tcp,self",
+    "-bind-to", "none", "-map-by", "slot" }
+  local euid = io.popen("id -u"):read("l")
+  if euid == "0" then argv[#argv + 1] = "--allow-run-as-root" end
+  for _, v in ipairs(M.forwarded) do
+    if os.getenv(v) then
+      argv[#argv + 1] = "-x"
+      argv[#argv + 1] = v
+    end
+  end
+  local custom = os.getenv("MOONFM_MPI_OPTIONS") or ""
+  local r = e.reserved and e.reserved.sagemaker_mpi_custom_mpi_options
+  if r then custom = custom .. " " .. require("moonfm.hp").unquote(r) end
+  for _, w in ipairs(split_words(custom)) do argv[#argv + 1] = w end
+  argv[#argv + 1] = host.exe
+  argv[#argv + 1] = "train"
+  log.info("starting the MPI job on %d hosts: %s", #e.hosts, hosts)
+  local code, err = run(argv, { env = {
+    OMPI_ALLOW_RUN_AS_ROOT = "1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = "1" } })
+  stop_sshd()
+  if not code then
+    return { status = errors.exit_codes.ConfigError, category = "ConfigError",
+      message = "cannot start mpirun: " .. err,
+      details = "Install openmpi-bin in the image (scripts/install-deps)." }
+  end
+  log.info("the MPI job ended with status %d", code)
+  if code == 0 then return { status = 0 } end
+  if core.stop_requested() then return { status = code } end
+  local known = { [1] = "RecipeError", [2] = "ConfigError", [3] = "DataError",
+                  [70] = "InternalError" }
+  local why = code > 128 and code < 160
+    and string.format("a rank was killed by signal %d (a host died or ran "
+                      .. "out of memory)", code - 128)
+    or "a host failed, died or could not be reached"
+  return { status = known[code] and code or 1,
+    category = known[code] or "RecipeError",
+    message = string.format("the MPI job across %d hosts failed (mpirun "
+      .. "status %d): %s", #e.hosts, code, why),
+    details = "The first failing host's own failure file and log say why; "
+      .. "mpirun also forwards every host's log lines into this host's log." }
+end
+
+local function pid_alive(pid)
+  local ok = core.kill(pid, "0")
+  return ok == true
+end
+
+-- Another host: wait for this host's rank of the leader's job.
+local function follow(e)
+  local h = e.current_host
+  local wait_s = num_env("MOONFM_DIST_WAIT", 1200)
+  require("moonfm.env").mkdir_p(state_dir())
+  os.remove(marker(h, "rank"))
+  os.remove(marker(h, "done"))
+  if uses_ssh() then start_sshd() end
+  core.write_atomic(marker(h, "ready"), tostring(core.getpid()) .. "\n")
+  log.info("waiting for the leader %s to start the MPI job", e.hosts[1])
+  local t0, pid = core.clock(), nil
+  while not pid do
+    pid = tonumber(read_file(marker(h, "rank")) or "")
+    if not pid then
+      if core.stop_requested() then
+        stop_sshd()
+        return { status = 143 }
+      end
+      if core.clock() - t0 > wait_s then
+        stop_sshd()
+        os.remove(marker(h, "ready"))
+        return { status = errors.exit_codes.ConfigError,
+          category = "ConfigError",
+          message = string.format("the leader %s never started the MPI job "
+            .. "on host %s within %.0f s", e.hosts[1], h, wait_s),
+          details = "Check the leader's log (it may have failed before "
+            .. "starting, or never came up); MOONFM_DIST_WAIT sets how long "
+            .. "a host waits." }
+      end
+      core.sleep(0.2)
+    end
+  end
+  log.info("rank of host %s running (process %d)", h, pid)
+  local forwarded = false
+  while pid_alive(pid) do
+    core.reap() -- as PID 1, ended orphans are ours to collect
+    if core.stop_requested() and not forwarded then
+      core.kill(pid, "TERM")
+      forwarded = true
+    end
+    core.sleep(0.2)
+  end
+  stop_sshd()
+  os.remove(marker(h, "ready"))
+  local done = tonumber(read_file(marker(h, "done")) or "")
+  if done then
+    log.info("this host's rank ended with status %d", done)
+    return { status = math.tointeger(done) }
+  end
+  return { status = 1, category = "RecipeError",
+    message = string.format("the MPI job ended before host %s finished its "
+      .. "part: another host failed or died, or the leader stopped the job",
+      h),
+    details = "The leader's log and failure file say which host failed." }
+end
+
+-- The launch decision, made by moonfm.job before the recipe runs: nil to
+-- run the recipe here (one host, or a rank of the MPI job), else the
+-- launcher's outcome {status=, category=, message=, details=}.
+function M.launch(e, host)
+  if #e.hosts <= 1 then return nil end
+  if M.in_mpi() then
+    join(e)
+    return nil
+  end
+  if not core.dist_available() then
+    errors.config(string.format("resourceconfig.json lists %d hosts but "
+      .. "this moonfm was built without Open MPI", #e.hosts),
+      "Install libopenmpi-dev and rebuild (scripts/install-deps).")
+  end
+  if not resolve_all(e) then return { status = 143 } end
+  if e.is_leader then
+    state.role = "leader"
+    return lead(e, host)
+  end
+  state.role = "follower"
+  return follow(e)
+end
+
+-- Rule 99: in a job of several hosts only the leader writes B/model.
+function M.writes_model() return state.rank == 0 end
+
+-- True (after logging) when path lies in the job's model folder and this
+-- rank is not the leader: moonfm.modelfile then skips the write.
+function M.skip_model_write(path)
+  if state.rank == 0 then return false end
+  local job = package.loaded["moonfm.job"]
+  local e = job and job.current and job.current.env
+  if not e or path:sub(1, #e.model_dir + 1) ~= e.model_dir .. "/" then
+    return false
+  end
+  log.debug("not writing %s: only the leader writes the model", path)
+  return true
+end
+
+-- ---- model hooks (called by moonfm.als and moonfm.fm) ---------------------
+
+-- Epochs between two model averagings of the factorization model
+-- (MOONFM_DIST_SYNC, default 1; a recipe may set it).
+M.sync_interval = math.tointeger(num_env("MOONFM_DIST_SYNC", 1)) or 1
+
+-- Whether each rank trains on its block of users (FullyReplicated data,
+-- the default) or on all the data it was given (ShardedByS3Key: each host
+-- already has its own part).  nil: decided from the train channel.
+M.shard_rows = nil
+
+local function shard_rows()
+  if M.shard_rows ~= nil then return M.shard_rows end
+  local job = package.loaded["moonfm.job"]
+  local e = job and job.current and job.current.env
+  local c = e and e.channels and e.channels.train
+  return not (c and c.distribution == "ShardedByS3Key")
+end
+
+local cache = setmetatable({}, { __mode = "k" })
+
+-- ALS: one iteration over all ranks (users and items split in blocks).
+function M.als_iteration(model, interactions)
+  local c = cache[model]
+  if not c or c.x ~= interactions then
+    if c then c.d:close() end
+    c = { x = interactions, d = core.dist_als(model, interactions) }
+    cache[model] = c
+  end
+  return c.d:fit(1)
+end
+
+-- FM: `epochs` epochs of Hogwild on this rank's share, the models averaged
+-- every M.sync_interval epochs.  Returns the report of the last epoch
+-- (loss averaged over ranks) or nil, "stopped".
+function M.fm_fit(model, interactions, o)
+  local c = cache[model]
+  if not c or c.x ~= interactions then
+    if c then c.d:close() end
+    -- Averaging needs one model shape (one id numbering) on every host.
+    local nu, ni = model:shape()
+    local mine = string.format("%d x %d", nu, ni)
+    local lead = core.dist_bcast(mine, 0)
+    if lead ~= mine then
+      errors.raise("DataError", string.format("host has a %s model but the "
+        .. "leader a %s one: with ShardedByS3Key every host must see the "
+        .. "same users and items (the id maps are per host)", mine, lead),
+        "Use FullyReplicated for the train channel, or give every shard "
+        .. "the same id lists.")
+    end
+    c = { x = interactions, since = 0,
+          d = core.dist_fm(model, interactions, shard_rows()) }
+    cache[model] = c
+  end
+  local total = { epochs = 0, seconds = 0, samples = 0, loss = 0 / 0 }
+  for _ = 1, o.epochs or 1 do
+    local r, err = c.d:fit(1, o.threads or 0)
+    if not r then return nil, err end
+    c.since = c.since + 1
+    if c.since >= math.max(1, M.sync_interval) then
+      local ok, serr = c.d:sync()
+      if not ok then errors.raise("RecipeError", serr) end
+      c.since = 0
+    end
+    total.epochs = total.epochs + r.epochs
+    total.seconds = total.seconds + r.seconds
+    total.samples = total.samples + r.samples
+    total.loss = r.loss
+  end
+  return total
+end
+
+return M

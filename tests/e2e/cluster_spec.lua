@@ -1,0 +1,141 @@
+-- Multi-host jobs (issue 11; spec rules 19, 95, 98, 99, 108): several
+-- `moonfm train` hosts on this machine through scripts/local-cluster, the
+-- leader launching mpirun.  Needs Open MPI and root (mount namespace), as
+-- CI has.
+local src = os.getenv("MOONFM_SOURCE_DIR") or "."
+local exe = os.getenv("MOONFM_EXE") or (src .. "/build/moonfm")
+local bindir = exe:match("^(.*)/[^/]*$")
+local tmp = os.getenv("MOONFM_TEST_TMP") or "/tmp"
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1; echo \"::status=$?\"")
+  local out = p:read("a")
+  p:close()
+  local status = tonumber(out:match("::status=(%d+)%s*$"))
+  return out:gsub("::status=%d+%s*$", ""), status
+end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local usable = sh("command -v mpirun && unshare -m true") and
+  select(2, sh("command -v mpirun >/dev/null && unshare -m true")) == 0
+
+local n = 0
+local function cluster(hosts, args, env)
+  n = n + 1
+  local dir = string.format("%s/cluster-%d-%d", tmp, os.time(), n)
+  os.execute("rm -rf " .. dir)
+  local cmd = string.format("cd %s && PATH=%s:$PATH %s scripts/local-cluster "
+    .. "%d tests/recipes/cluster.lua %s --channel train=data/sample/train.csv "
+    .. "--channel test=data/sample/test.csv --dir %s", src, bindir, env or "",
+    hosts, args, dir)
+  local out, status = sh(cmd)
+  return out, status, dir
+end
+
+local function final(out, name)
+  return tonumber(out:match("#quality_metric: host=algo%-1, [%w_]+ "
+    .. name:gsub("%p", "%%%0") .. " <%a+>=(%S+)"))
+end
+
+local describe_if = usable and describe or pending
+
+describe_if("multi-host jobs on Open MPI", function()
+  it("collectives, distributed ALS and averaging match their references "
+     .. "on 2 ranks", function()
+    local out, status = sh(string.format("OMPI_ALLOW_RUN_AS_ROOT=1 "
+      .. "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 120 mpirun -np 2 "
+      .. "--oversubscribe --mca btl tcp,self %s/test_dist", bindir))
+    assert.equals(0, status, out)
+    local _, count = out:gsub("dist %(mpi%): %d+ passed, 0 failed", "")
+    assert.equals(2, count, out)
+  end)
+
+  it("ALS on 2 hosts matches one host to float tolerance", function()
+    local one, s1 = cluster(1, "algorithm=als epochs=4")
+    assert.equals(0, s1, one)
+    local two, s2, dir = cluster(2, "algorithm=als epochs=4")
+    assert.equals(0, s2, two)
+    assert.matches("algo-2: exit 0", two, 1, true)
+    local l1, l2 = final(one, "loss"), final(two, "loss")
+    assert.is_true(math.abs(l1 - l2) <= 1e-5 * l1, l1 .. " vs " .. l2)
+    local p1, p2 = final(one, "precision@10"), final(two, "precision@10")
+    assert.is_true(math.abs(p1 - p2) <= 2e-3, p1 .. " vs " .. p2)
+    -- Rules 99, 108: the leader alone writes the model and objective lines.
+    assert.is_truthy(read(dir .. "/algo-1/model/model.mfm"))
+    assert.is_nil(read(dir .. "/algo-2/model/model.mfm"))
+    local leader_out = read(dir .. "/algo-1.out")
+    assert.is_nil(leader_out:find("host=algo-2, test", 1, true))
+    assert.is_truthy(read(dir .. "/algo-2/output/success"))
+  end)
+
+  it("the factorization model trains on 2 hosts with model averaging",
+     function()
+    local out, status, dir = cluster(2, "algorithm=fm epochs=5")
+    assert.equals(0, status, out)
+    assert.matches("algo-2: exit 0", out, 1, true)
+    local p = final(out, "precision@10")
+    assert.is_true(p > 0.05, out)
+    assert.is_truthy(read(dir .. "/algo-1/model/model.mfm"))
+    assert.is_nil(read(dir .. "/algo-2/model/model.mfm"))
+  end)
+
+  it("ShardedByS3Key gives each host its own files", function()
+    -- Two copies of the training file: one per host.
+    local d = tmp .. "/cluster-shards"
+    os.execute("rm -rf " .. d .. " && mkdir -p " .. d .. " && cp " .. src
+      .. "/data/sample/train.csv " .. d .. "/part-1.csv && cp " .. src
+      .. "/data/sample/train.csv " .. d .. "/part-2.csv")
+    local cmd = string.format("cd %s && PATH=%s:$PATH scripts/local-cluster 2 "
+      .. "tests/recipes/cluster.lua algorithm=fm epochs=3 --sharded train "
+      .. "--channel train=%s --dir %s/sharded", src, bindir, d, tmp)
+    local out, status = sh(cmd)
+    assert.equals(0, status, out)
+    assert.is_truthy(read(tmp .. "/sharded/algo-1/input/data/train/part-1.csv"))
+    assert.is_nil(read(tmp .. "/sharded/algo-1/input/data/train/part-2.csv"))
+    assert.is_truthy(read(tmp .. "/sharded/algo-2/input/data/train/part-2.csv"))
+    assert.is_truthy(final(out, "loss"), out)
+    local idc = read(tmp .. "/sharded/algo-2/input/config/inputdataconfig.json")
+    assert.matches("ShardedByS3Key", idc, 1, true)
+  end)
+
+  it("a host that never appears ends the job with a clear error",
+     function()
+    local out, status, dir = cluster(2, "--absent algo-2",
+                                     "MOONFM_DIST_WAIT=3")
+    assert.equals(2, status, out)
+    local f = read(dir .. "/algo-1/output/failure")
+    assert.matches("^ConfigError: host algo%-2 never answered", f)
+    -- And a leader that never appears, seen from the other host.
+    out, status, dir = cluster(2, "--absent algo-1", "MOONFM_DIST_WAIT=3")
+    assert.equals(2, status, out)
+    f = read(dir .. "/algo-2/output/failure")
+    assert.matches("the leader algo-1 never started the MPI job", f, 1, true)
+  end)
+
+  it("a failing host fails the job on every host", function()
+    local out, status, dir = cluster(2, "fail_on=algo-2")
+    assert.equals(3, status, out)
+    assert.matches("^DataError: injected failure on algo%-2",
+                   read(dir .. "/algo-2/output/failure"))
+    assert.matches("the MPI job across 2 hosts failed",
+                   read(dir .. "/algo-1/output/failure"), 1, true)
+    assert.is_nil(read(dir .. "/algo-1/output/success"))
+  end)
+
+  it("a host that dies mid-job ends every surviving host", function()
+    local out, status, dir = cluster(2, "algorithm=fm epochs=100000 "
+      .. "--kill algo-2:0.5")
+    assert.is_not.equals(0, status, out)
+    assert.matches("killed by signal 9",
+                   read(dir .. "/algo-1/output/failure"), 1, true)
+    assert.matches("ended before host algo-2 finished",
+                   read(dir .. "/algo-2/output/failure"), 1, true)
+  end)
+end)

@@ -1,0 +1,56 @@
+-- A small ALS / FM recipe for the multi-host tests (tests/e2e/cluster_spec.lua,
+-- scripts/local-cluster, bench/bench-dist): train, per-epoch train loss,
+-- final test precision@10 and train loss, the model saved by the leader.
+local moonfm = require "moonfm"
+local ev = require "moonfm.evaluate"
+local mf = require "moonfm.modelfile"
+local hp = moonfm.hyperparameters {
+  algorithm = { type = "string", default = "als" },
+  epochs = { type = "int", default = 4, min = 1 },
+  factors = { type = "int", default = 16, min = 1 },
+  threads = { type = "int", default = 1, min = 0 },
+  solver = { type = "string", default = "cholesky" },
+  fail_on = { type = "string", default = "" }, -- host name: raise there
+}
+moonfm.declare_metrics {
+  { split = "test", name = "precision@10", kind = "score" },
+  { split = "train", name = "loss", kind = "loss" },
+}
+local ch = moonfm.channels { train = { required = true }, test = {} }
+local env = moonfm.env()
+moonfm.declare_output("model.mfm")
+if hp.fail_on == env.current_host then
+  moonfm.errors.raise("DataError", "injected failure on " .. env.current_host)
+end
+local train = assert(moonfm.read(ch.train))
+local test = ch.test and assert(moonfm.read(ch.test, {
+  users = train:users(), items = train:items(),
+  grow_users = false, grow_items = false }))
+local m = moonfm.metrics()
+local model, core_model, loss
+if hp.algorithm == "als" then
+  model = require("moonfm.als").new { factors = hp.factors,
+    threads = hp.threads, solver = hp.solver, iterations = hp.epochs }
+  assert(model:fit(train, { on_iteration = function(r)
+    loss = r.loss
+    m:epoch(r.iteration, "train", "loss", r.loss, "loss")
+  end }))
+  core_model = model:core()
+else
+  model = require("moonfm.fm").new { factors = hp.factors,
+    threads = hp.threads, loss = "warp" }
+  for e = 1, hp.epochs do
+    local r = assert(model:fit_partial(train, { epochs = 1 }))
+    loss = r.loss
+    m:epoch(e, "train", "loss", r.loss, "loss")
+  end
+  core_model = model.model
+end
+if test then
+  local r = assert(ev.evaluate(core_model, test, { k = 10,
+    metrics = { "precision" }, exclude = train, threads = hp.threads }))
+  m:final("test", "precision@10", r["precision@10"], "score")
+end
+m:final("train", "loss", loss, "loss")
+assert(mf.save(env.model_dir .. "/model.mfm", core_model,
+  { kind = hp.algorithm }, { users = train:users(), items = train:items() }))
