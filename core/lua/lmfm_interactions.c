@@ -370,6 +370,52 @@ static int inter_from_triplets(lua_State *L) {
   return 1;
 }
 
+/* arrays(prefix) -> the CSR as three model-file entries (binary strings):
+   <prefix>.indptr (i64, rows + 1), <prefix>.indices (i32), <prefix>.data
+   (f32), e.g. to save a model's training items for serving. */
+static void push_entry(lua_State *L, const char *prefix, const char *name,
+                       const char *dtype, int64_t rows, const void *data,
+                       size_t size) {
+  lua_createtable(L, 0, 5);
+  lua_pushfstring(L, "%s.%s", prefix, name);
+  lua_setfield(L, -2, "name");
+  lua_pushstring(L, dtype);
+  lua_setfield(L, -2, "dtype");
+  lua_pushinteger(L, (lua_Integer)rows);
+  lua_setfield(L, -2, "rows");
+  lua_pushinteger(L, 1);
+  lua_setfield(L, -2, "cols");
+  lua_pushlstring(L, (const char *)data, (size_t)rows * size);
+  lua_setfield(L, -2, "data");
+}
+
+static int inter_arrays(lua_State *L) {
+  const mfm_csr *x = lmfm_checkinteractions(L, 1);
+  const char *prefix = luaL_checkstring(L, 2);
+  lua_createtable(L, 3, 0);
+  push_entry(L, prefix, "indptr", "i64", (int64_t)x->n_rows + 1, x->indptr,
+             sizeof *x->indptr);
+  lua_rawseti(L, -2, 1);
+  push_entry(L, prefix, "indices", "i32", x->nnz, x->indices,
+             sizeof *x->indices);
+  lua_rawseti(L, -2, 2);
+  push_entry(L, prefix, "data", "f32", x->nnz, x->data, sizeof *x->data);
+  lua_rawseti(L, -2, 3);
+  return 1;
+}
+
+/* item_counts() -> float32 string of the number of users of each item,
+   e.g. for a popularity baseline. */
+static int inter_item_counts(lua_State *L) {
+  const mfm_csr *x = lmfm_checkinteractions(L, 1);
+  luaL_Buffer b;
+  float *c = (float *)luaL_buffinitsize(L, &b, (size_t)x->n_cols * 4 + 4);
+  for (int32_t j = 0; j < x->n_cols; j++) c[j] = 0.0f;
+  for (int64_t p = 0; p < x->nnz; p++) c[x->indices[p]] += 1.0f;
+  luaL_pushresultsize(&b, (size_t)x->n_cols * 4);
+  return 1;
+}
+
 static int inter_shape(lua_State *L) {
   const mfm_csr *x = lmfm_checkinteractions(L, 1);
   lua_pushinteger(L, x->n_rows);
@@ -462,7 +508,9 @@ static const luaL_Reg inter_funcs[] = {
 };
 
 static const luaL_Reg inter_methods[] = {
+  {"arrays", inter_arrays},
   {"close", inter_close},
+  {"item_counts", inter_item_counts},
   {"items", inter_items},
   {"nnz", inter_nnz},
   {"resized", inter_resized},

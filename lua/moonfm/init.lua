@@ -131,4 +131,12 @@ function M.read_features(channel, opts)
   return require("moonfm.data").read_features(channel, opts)
 end
 
+-- Models (moonfm.model): moonfm.model.new{algorithm = "fm" | "als", ...}.
+M.model = require "moonfm.model"
+
+-- evaluate(model, test, opts): metrics of any model (moonfm.evaluate).
+function M.evaluate(model, test, opts)
+  return require("moonfm.evaluate").evaluate(model, test, opts)
+end
+
 return M

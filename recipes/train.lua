@@ -1,0 +1,253 @@
+-- The default recipe: a recommender trained on a `train` channel of
+-- (user, item[, weight]) rows, evaluated per epoch on `validation` and/or
+-- `test`, with optional side features, checkpoints, early stopping, and a
+-- popularity baseline for comparison.
+--
+--   moonfm run train.lua epochs=10 loss=bpr
+--   moonfm run train.lua algorithm=als factors=64
+--
+-- Every hyperparameter arrives as a string from SageMaker; the schema below
+-- types and checks them (docs/hyperparameters.md).
+local moonfm = require "moonfm"
+local checkpoint = require "moonfm.checkpoint"
+local modelfile = require "moonfm.modelfile"
+local progress = require "moonfm.progress"
+
+local hp = moonfm.hyperparameters {
+  algorithm = { type = "enum", values = { "fm", "als" }, default = "fm",
+                help = "fm: the hybrid factorization model; als: implicit ALS" },
+  loss = { type = "enum", values = { "warp", "bpr", "logistic", "warp-kos" },
+           default = "warp" },
+  factors = { type = "int", default = 32, min = 1, max = 4096 },
+  epochs = { type = "int", default = 20, min = 1, max = 100000 },
+  learning_rate = { type = "float", default = 0.05, min = 0, min_exclusive = true },
+  schedule = { type = "enum", values = { "adagrad", "adadelta" }, default = "adagrad" },
+  rho = { type = "float", default = 0.95, min = 0, max = 1, min_exclusive = true,
+          max_exclusive = true },
+  epsilon = { type = "float", default = 1e-6, min = 0, min_exclusive = true },
+  user_alpha = { type = "float", default = 0.0, min = 0 },
+  item_alpha = { type = "float", default = 0.0, min = 0 },
+  max_sampled = { type = "int", default = 10, min = 1 },
+  kos_k = { type = "int", default = 5, min = 1 },
+  kos_n = { type = "int", default = 10, min = 1 },
+  logistic_threshold = { type = "float", default = 0.0 },
+  score_item_bias = { type = "bool", default = true,
+                      help = "false ranks without item biases (less popularity)" },
+  use_features = { type = "bool", default = true,
+                   help = "use the user_features / item_features channels when given" },
+  identity_features = { type = "bool", default = true,
+                        help = "keep one identity feature per user and item next to side features" },
+  normalize_features = { type = "bool", default = true },
+  regularization = { type = "float", default = 0.01, min = 0, min_exclusive = true },
+  alpha = { type = "float", default = 1.0, min = 0 },
+  solver = { type = "enum", values = { "cg", "cholesky" }, default = "cg" },
+  cg_steps = { type = "int", default = 3, min = 1, max = 100 },
+  k = { type = "int", default = 10, min = 1, max = 1000 },
+  seed = { type = "int", default = 42 },
+  threads = { type = "int", default = 0, min = 0, max = 1024 },
+  early_stopping_patience = { type = "int", default = 0, min = 0,
+    help = "stop after this many epochs without a better validation precision@k; 0 = off" },
+  checkpoint_every = { type = "int", default = 1, min = 0,
+                       help = "epochs between checkpoints; 0 = no checkpoints" },
+  checkpoint_keep = { type = "int", default = 2, min = 1 },
+  baseline = { type = "bool", default = true,
+               help = "also evaluate the popularity baseline" },
+  bad_rows = { type = "enum", values = { "fail", "skip" }, default = "fail" },
+  max_bad_rows = { type = "int", default = 1000, min = 0 },
+}
+
+local K = hp.k
+local splits = { "validation", "test" }
+local quality = { "precision@" .. K, "recall@" .. K, "ndcg@" .. K, "auc" }
+do
+  local d = { { split = "train", name = "fit_seconds", kind = "loss" },
+              { split = "train", name = "loss", kind = "loss" } }
+  for _, s in ipairs(splits) do
+    for _, q in ipairs(quality) do d[#d + 1] = { split = s, name = q, kind = "score" } end
+    d[#d + 1] = { split = s, name = "eval_seconds", kind = "loss" }
+    d[#d + 1] = { split = s, name = "popularity_precision@" .. K, kind = "score" }
+  end
+  moonfm.declare_metrics(d)
+end
+
+local ch = moonfm.channels {
+  train = { required = true }, validation = {}, test = {},
+  user_features = {}, item_features = {},
+}
+local env = moonfm.env()
+moonfm.declare_output(modelfile.FILE_NAME)
+local log, metrics = moonfm.log, moonfm.metrics()
+
+-- Data.  Test sets use the training id maps without growing them: unseen
+-- ids are counted and reported, never silently dropped.
+local read_opts = { bad_rows = hp.bad_rows, max_bad_rows = hp.max_bad_rows }
+local train = moonfm.read(ch.train, read_opts)
+if train:nnz() == 0 then
+  moonfm.errors.data("channel 'train' has no interactions",
+                     "Check the channel's files (CSV rows user,item[,weight]).")
+end
+local user_features, item_features
+if hp.use_features and hp.algorithm == "fm" then
+  if ch.user_features then
+    user_features = moonfm.read_features(ch.user_features, { ids = train:users() })
+  end
+  if ch.item_features then
+    item_features = moonfm.read_features(ch.item_features, { ids = train:items() })
+  end
+end
+local evals = {}
+for _, s in ipairs(splits) do
+  if ch[s] then
+    local x = moonfm.read(ch[s], { users = train:users(), items = train:items(),
+                                   grow_users = false, grow_items = false,
+                                   bad_rows = hp.bad_rows,
+                                   max_bad_rows = hp.max_bad_rows })
+    evals[#evals + 1] = { split = s, data = x }
+  end
+end
+
+-- The model.
+local model_opts
+if hp.algorithm == "fm" then
+  model_opts = {
+    algorithm = "fm", loss = hp.loss, factors = hp.factors,
+    learning_rate = hp.learning_rate, schedule = hp.schedule, rho = hp.rho,
+    epsilon = hp.epsilon, user_alpha = hp.user_alpha, item_alpha = hp.item_alpha,
+    max_sampled = hp.max_sampled, kos_k = hp.kos_k, kos_n = hp.kos_n,
+    logistic_threshold = hp.logistic_threshold, score_item_bias = hp.score_item_bias,
+    seed = hp.seed, threads = hp.threads,
+    user_features = user_features, item_features = item_features,
+    user_identity = hp.identity_features, item_identity = hp.identity_features,
+    normalize = hp.normalize_features,
+  }
+else
+  model_opts = {
+    algorithm = "als", factors = hp.factors, regularization = hp.regularization,
+    alpha = hp.alpha, solver = hp.solver, cg_steps = hp.cg_steps,
+    seed = hp.seed, threads = hp.threads,
+  }
+end
+local model = moonfm.model.new(model_opts)
+model:set_train(train)
+
+-- Resume from the newest valid checkpoint (managed spot training).
+local ck = checkpoint.new { dir = env.checkpoint_dir, keep = hp.checkpoint_keep,
+                            every = hp.checkpoint_every,
+                            enabled = hp.checkpoint_every > 0 and env.is_leader }
+local start = 0
+do
+  local build
+  if hp.algorithm == "fm" then
+    build = function(h)
+      local core = require "moonfm.core"
+      local o = {}
+      for key, v in pairs(h.params or {}) do o[key] = v end
+      o.epochs, o.epochs_trained = nil, nil
+      o.user_features, o.item_features = user_features, item_features
+      return core.fm_new(math.tointeger(h.n_users), math.tointeger(h.n_items), o)
+    end
+  end
+  local m, info = ck:resume { build = build }
+  if m then
+    local nu, ni = train:users():size(), train:items():size()
+    if info.users and info.users:size() == nu and info.items:size() == ni then
+      model = moonfm.model.from_file(m, info, model_opts)
+      model:set_train(train)
+      start = model.epoch
+      log.info("resumed from %s at epoch %d", info.path, start)
+    else
+      log.warn("checkpoint %s was made on other data (%s users x %s items); "
+               .. "starting afresh", info.path, info.users and info.users:size() or "?",
+               info.items and info.items:size() or "?")
+      m:close()
+    end
+  end
+end
+
+local function evaluate(m, epoch, prefix, final_model)
+  local out = {}
+  for _, e in ipairs(evals) do
+    local t0 = require("moonfm.core").clock()
+    local r = assert(moonfm.evaluate(m, e.data, { k = { K }, metrics = quality,
+                                                  exclude = train }))
+    local secs = require("moonfm.core").clock() - t0
+    out[e.split] = r
+    for _, q in ipairs(quality) do
+      local name = (prefix or "") .. q
+      if not prefix or q == quality[1] then
+        if epoch then metrics:epoch(epoch, e.split, name, r[q], "score")
+        elseif final_model then metrics:final(e.split, name, r[q], "score") end
+      end
+    end
+    if not prefix then
+      if epoch then metrics:epoch(epoch, e.split, "eval_seconds", secs, "loss")
+      else metrics:final(e.split, "eval_seconds", secs, "loss") end
+    end
+  end
+  return out
+end
+
+-- Train, one epoch at a time: metrics, checkpoint, early stopping, stop flag.
+local objective = evals[1] and evals[1].split
+local best, best_epoch, since_best = -math.huge, 0, 0
+local p = progress.new { epochs = hp.epochs }
+local function save(reason)
+  local path = assert(model:save(env.model_dir, {
+    metrics = metrics:summary(), hyperparameters = require("moonfm.hp").totable(hp) }))
+  log.info("model saved to %s (%s)", path, reason)
+end
+
+local last_fit = 0
+for epoch = start + 1, hp.epochs do
+  local r, err = model:fit(train, { epochs = 1 })
+  if not r then
+    if moonfm.stop_requested() then break end
+    error(err, 0)
+  end
+  last_fit = r.seconds
+  metrics:epoch(epoch, "train", "fit_seconds", r.seconds, "loss")
+  if r.loss then metrics:epoch(epoch, "train", "loss", r.loss, "loss") end
+  local res = evaluate(model:core(), epoch)
+  p:epoch(epoch, train:nnz())
+  metrics:progress(epoch, hp.epochs)
+  if ck:due(epoch) then
+    local ok, msg = ck:save(epoch, model:core(), model:header(),
+                            { users = model.users, items = model.items })
+    if ok then ck:prune() else log.warn("%s", msg) end
+  end
+  if objective and hp.early_stopping_patience > 0 then
+    local v = res[objective]["precision@" .. K]
+    if v > best then
+      best, best_epoch, since_best = v, epoch, 0
+      save("best epoch so far")
+    else
+      since_best = since_best + 1
+      if since_best >= hp.early_stopping_patience then
+        log.info("early stopping: no better %s precision@%d for %d epochs "
+                 .. "(best %.4f at epoch %d)", objective, K, since_best, best, best_epoch)
+        break
+      end
+    end
+  end
+  if moonfm.stop_requested() then
+    log.info("stop requested: saving the model of epoch %d", epoch)
+    break
+  end
+end
+p:finish()
+
+-- Final metrics: of the saved model (the best epoch with early stopping).
+if best_epoch > 0 then
+  model:close()
+  local m, info = assert(modelfile.load(env.model_dir .. "/" .. modelfile.FILE_NAME))
+  model = moonfm.model.from_file(m, info, model_opts)
+  model:set_train(train)
+else
+  save(moonfm.stop_requested() and "stopped" or "final")
+end
+metrics:final("train", "fit_seconds", last_fit, "loss")
+evaluate(model:core(), nil, nil, true)
+if hp.baseline and #evals > 0 then
+  local pop <close> = moonfm.model.popularity(train)
+  evaluate(pop, nil, "popularity_", true)
+end
