@@ -103,8 +103,28 @@ int mfm_serve_grow(void **p, int64_t *cap, int64_t need, size_t sz) {
 static pthread_once_t alloc_once = PTHREAD_ONCE_INIT;
 
 /* jansson allocates through libmoonfm too, so fault injection reaches the
-   decoder. */
-static void route_jansson(void) { json_set_alloc_funcs(mfm_malloc, mfm_free); }
+   decoder.  Its errors do not always say that memory ran out, so the
+   wrapper records it for the thread. */
+static _Thread_local int json_oom;
+
+static void *json_alloc(size_t n) {
+  void *p = mfm_malloc(n);
+  if (!p) json_oom = 1;
+  return p;
+}
+
+static void route_jansson(void) { json_set_alloc_funcs(json_alloc, mfm_free); }
+
+static json_t *load(const char *s, size_t n, json_error_t *je, int *oom) {
+  json_oom = 0;
+  json_t *j = json_loadb(s, n, JSON_REJECT_DUPLICATES, je);
+  *oom = json_oom || (!j && json_error_code(je) == json_error_out_of_memory);
+  if (*oom) {
+    json_decref(j);
+    j = NULL;
+  }
+  return j;
+}
 
 mfm_status mfm_serve_worker_new(const mfm_serve_model *m,
                                 mfm_serve_worker **out, mfm_err *err) {
@@ -325,9 +345,11 @@ static mfm_status instance(mfm_serve_worker *w, const json_t *o,
     st = fn(ctx, w->ids + in.list, (int32_t)in.n_list, w->reps + in.rep,
             w->reps + in.rep + k, err);
     if (st == MFM_ENOMEM) return st;
-    if (st != MFM_OK)
-      return mfm_err_set(err, MFM_EINVAL, "%s%s: %s", at->s, field,
-                         err ? err->msg : "refused");
+    if (st != MFM_OK) {
+      char why[sizeof err->msg];
+      snprintf(why, sizeof why, "%s", err ? err->msg : "refused");
+      return mfm_err_set(err, MFM_EINVAL, "%s%s: %s", at->s, field, why);
+    }
     w->n_reps += k + 1;
     /* Only the fold-in items count as seen; feature users have none. */
     if (!inter) in.n_list = 0;
@@ -372,9 +394,10 @@ static mfm_status decode_json(mfm_serve_worker *w, const char *body,
                               size_t len, mfm_err *err) {
   json_error_t je;
   where at = {""};
-  json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+  int oom;
+  json_t *root = load(body, len, &je, &oom);
   if (!root) {
-    if (strstr(je.text, "out of memory"))
+    if (oom)
       return mfm_err_set(err, MFM_ENOMEM, "out of memory");
     return json_error(err, &at, &je);
   }
@@ -445,9 +468,10 @@ static mfm_status jsonl_line(mfm_serve_worker *w, const char *s, size_t n,
   json_error_t je;
   where at;
   where_line(&at, line);
-  json_t *o = json_loadb(s, n, JSON_REJECT_DUPLICATES, &je);
+  int oom;
+  json_t *o = load(s, n, &je, &oom);
   if (!o) {
-    if (strstr(je.text, "out of memory"))
+    if (oom)
       return mfm_err_set(err, MFM_ENOMEM, "out of memory");
     return json_error(err, &at, &je);
   }
