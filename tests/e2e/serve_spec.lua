@@ -266,8 +266,10 @@ describe("moonfm serve", function()
     assert.is_true(os.time() - t0 <= 25)
     sleep(0.2)
     assert.equal("200", e2e.read(d .. "/code"))
-    assert.equal('{"predictions":[{"items":["i5"],"scores":[2]}]}',
-                 e2e.read(d .. "/body"))
+    -- The handler path re-encodes with cjson: key order is free.
+    local body = e2e.read(d .. "/body")
+    assert.matches('"items":["i5"]', body, 1, true)
+    assert.matches('"scores":[2]', body, 1, true)
     assert.matches("stopped after", e2e.read(s.dir .. "/err"), 1, true)
   end)
 
