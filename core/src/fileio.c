@@ -15,6 +15,7 @@ struct mfm_atomic_file {
   uint64_t size;
   char *path;     /* target */
   char *tmp;      /* temporary, same folder */
+  char *dir;      /* their folder, for the final fsync */
 };
 
 /* The folder part of path ("." when there is none), in a new string. */
@@ -61,7 +62,7 @@ mfm_status mfm_atomic_open(const char *path, mfm_atomic_file **out,
                        path, strerror(e));
   }
   fchmod(f->fd, 0644);
-  mfm_free(dir);
+  f->dir = dir; /* kept: commit must not allocate after the rename */
   *out = f;
   return MFM_OK;
 nomem:
@@ -89,10 +90,8 @@ mfm_status mfm_atomic_write(mfm_atomic_file *f, const void *buf, size_t n,
 
 uint64_t mfm_atomic_size(const mfm_atomic_file *f) { return f->size; }
 
-static int fsync_dir(const char *path) {
-  char *dir = dir_of(path);
+static int fsync_dir(const char *dir) {
   int rc = -1;
-  if (!dir) return -1;
   int fd = open(dir, O_RDONLY | O_DIRECTORY);
   if (fd >= 0) {
     rc = fsync(fd);
@@ -100,7 +99,6 @@ static int fsync_dir(const char *path) {
     if (rc != 0 && (errno == EINVAL || errno == EROFS)) rc = 0;
     close(fd);
   }
-  mfm_free(dir);
   return rc;
 }
 
@@ -121,7 +119,7 @@ mfm_status mfm_atomic_commit(mfm_atomic_file *f, mfm_err *err) {
     } else {
       mfm_free(f->tmp);
       f->tmp = NULL; /* nothing left to remove */
-      if (fsync_dir(f->path) != 0)
+      if (fsync_dir(f->dir) != 0)
         st = mfm_err_set(err, MFM_EIO, "cannot sync the folder of %s: %s",
                          f->path, strerror(errno));
     }
@@ -136,6 +134,7 @@ void mfm_atomic_abort(mfm_atomic_file *f) {
   if (f->tmp) unlink(f->tmp);
   mfm_free(f->tmp);
   mfm_free(f->path);
+  mfm_free(f->dir);
   mfm_free(f);
 }
 

@@ -25,6 +25,9 @@ Local tools:
                              lay out the tree only
   metric-definitions RECIPE [key=value ...]
                              print the MetricDefinitions JSON of a recipe
+  sweep FILE [--out DIR] [--parallel N] [--trials N] [--seed N]
+                             run the trials of a sweep file, each as its own
+                             `train`, and rank them (docs/tuning.md)
   inspect FILE               check a model or checkpoint file and summarise it
   --help, --version
 
@@ -162,6 +165,10 @@ commands["metric-definitions"] = function(args)
   local o = parse_local_args(args, 3)
   return require("moonfm.declare").metric_definitions(recipe,
                                                       o.hyperparameters)
+end
+
+function commands.sweep(args)
+  return require("moonfm.sweep").main(args, host())
 end
 
 function commands.inspect(args)

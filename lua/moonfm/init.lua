@@ -44,11 +44,8 @@ function M.hyperparameters(schema, opts)
                                   opts)
   j.hyperparameters = typed
   log.info("hyperparameters:\n%s", hp.format_for_log(typed))
-  if unknown and #unknown > 0 then
-    table.sort(unknown)
-    log.warn("hyperparameters not used by this recipe: %s",
-             table.concat(unknown, ", "))
-  end
+  local warning = hp.unknown_warning(unknown, schema)
+  if warning then log.warn("%s", warning) end
   return typed
 end
 

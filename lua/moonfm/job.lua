@@ -118,7 +118,7 @@ end
 local function export_environment(e)
   local smenv = require "moonfm.smenv"
   local names = e.channel_names
-  local vars = smenv.build {
+  local vars, skipped = smenv.build {
     base = e.base,
     hyperparameters_raw = e.hyperparameters_raw,
     channels = names,
@@ -131,8 +131,11 @@ local function export_environment(e)
     num_gpus = smenv.num_gpus(),
     log_level = e.log_level,
     instance_type = e.instance_type,
+    reserved_raw = e.reserved,
+    job_name = e.job_name,
   }
   for k, v in pairs(vars) do core.setenv(k, v) end
+  for _, msg in ipairs(skipped or {}) do log.warn("%s", msg) end
 end
 
 -- The declared outputs that are missing (rule 57).
@@ -155,6 +158,22 @@ local function log_level(e)
   return tonumber(lv) or 20
 end
 
+-- metrics.json and report.html in output/data, on every ending; a report
+-- that cannot be written is a warning, never a change of exit status.
+local function write_report(job, status, err, t0)
+  if not job.env then return end
+  local ok, r, msg = pcall(require("moonfm.report").write_run,
+    job.env.output_data_dir, {
+      metrics = job.metrics and job.metrics:records() or {},
+      hyperparameters = job.hyperparameters,
+      status = status,
+      reason = err and err.message or nil,
+      recipe = job.recipe,
+      seconds = core.clock() - t0,
+    })
+  if not ok or not r then log.warn("report: %s", tostring(ok and msg or r)) end
+end
+
 -- Runs the train code path; returns the exit status.  opts.host is the
 -- moonfm.host table (paths); opts.declare_only collects declarations.
 function M.train(host)
@@ -170,12 +189,16 @@ function M.train(host)
     end
   end
   local job = { outputs = {}, declared_metrics = {}, host = host }
+  local t0 = core.clock()
   local ok, err = xpcall(function()
     local e = env.load(base)
     job.env = e
     e.log_level = log_level(e)
     log.set_level(e.log_level)
     for _, w in ipairs(e.warnings) do log.warn("%s", w) end
+    for _, w in ipairs(require("moonfm.hp").check_limits(e.hyperparameters_raw)) do
+      log.warn("%s", w)
+    end
     job.recipe = M.find_recipe(e, host)
     export_environment(e)
     log_summary(e, job.recipe)
@@ -201,6 +224,8 @@ function M.train(host)
         "Save the model before the recipe returns (model:save()).")
     end
   end
+  write_report(job, ok and (stopped and "stopped" or "completed") or
+               (stopped and "stopped" or "failed"), not ok and err, t0)
   if ok then
     if stopped then log.info("stopped cleanly; state saved") end
     core.write_atomic(output_dir .. "/success", "")
