@@ -1,0 +1,656 @@
+/* Requests in (JSON read by jansson, JSON lines, CSV lines), predictions
+   out (written directly: a handful of ids and scores per instance), and
+   mfm_serve_invoke, which ties them to the engine. */
+#include "serve_impl.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "moonfm/alloc.h"
+
+/* ---- media types ------------------------------------------------------ */
+
+/* Compares the media type at s (up to ';', ',' or the end, spaces around
+   ignored) with name, without case. */
+static int media_is(const char *s, size_t n, const char *name) {
+  while (n && (*s == ' ' || *s == '\t')) s++, n--;
+  size_t e = 0;
+  while (e < n && s[e] != ';' && s[e] != ',') e++;
+  while (e && (s[e - 1] == ' ' || s[e - 1] == '\t')) e--;
+  return e == strlen(name) && strncasecmp(s, name, e) == 0;
+}
+
+static mfm_serve_format media(const char *s, size_t n) {
+  if (media_is(s, n, "application/json")) return MFM_SERVE_JSON;
+  if (media_is(s, n, "application/jsonlines") ||
+      media_is(s, n, "application/x-jsonlines") ||
+      media_is(s, n, "application/jsonl") ||
+      media_is(s, n, "application/x-ndjson"))
+    return MFM_SERVE_JSONLINES;
+  if (media_is(s, n, "text/csv")) return MFM_SERVE_CSV;
+  return MFM_SERVE_UNSUPPORTED;
+}
+
+mfm_serve_format mfm_serve_content_type(const char *ct) {
+  return ct ? media(ct, strlen(ct)) : MFM_SERVE_UNSUPPORTED;
+}
+
+mfm_serve_format mfm_serve_accept(const char *accept, mfm_serve_format dflt) {
+  if (!accept) return dflt;
+  const char *s = accept;
+  int blank = 1;
+  for (const char *t = s; *t; t++)
+    if (*t != ' ' && *t != '\t') blank = 0;
+  if (blank) return dflt;
+  while (*s) {
+    const char *e = strchr(s, ',');
+    size_t n = e ? (size_t)(e - s) : strlen(s);
+    if (media_is(s, n, "*/*") || media_is(s, n, "application/*")) return dflt;
+    mfm_serve_format f = media(s, n);
+    if (f == MFM_SERVE_JSON || f == MFM_SERVE_JSONLINES) return f;
+    if (!e) break;
+    s = e + 1;
+  }
+  return MFM_SERVE_UNSUPPORTED;
+}
+
+const char *mfm_serve_format_name(mfm_serve_format f) {
+  switch (f) {
+  case MFM_SERVE_JSON: return "application/json";
+  case MFM_SERVE_JSONLINES: return "application/jsonlines";
+  case MFM_SERVE_CSV: return "text/csv";
+  default: return "text/plain";
+  }
+}
+
+/* ---- buffers ---------------------------------------------------------- */
+
+void mfm_sbuf_put(serve_buf *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (b->n + n + 1 > b->cap) {
+    size_t c = b->cap ? b->cap : 256;
+    while (c < b->n + n + 1) c *= 2;
+    char *p = mfm_realloc(b->p, c);
+    if (!p) {
+      b->oom = 1;
+      return;
+    }
+    b->p = p;
+    b->cap = c;
+  }
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+  b->p[b->n] = 0;
+}
+
+int mfm_serve_grow(void **p, int64_t *cap, int64_t need, size_t sz) {
+  if (need <= *cap) return 1;
+  int64_t c = *cap ? *cap : 64;
+  while (c < need) c *= 2;
+  void *q = mfm_realloc(*p, (size_t)c * sz);
+  if (!q) return 0;
+  *p = q;
+  *cap = c;
+  return 1;
+}
+
+/* ---- workers ---------------------------------------------------------- */
+
+static pthread_once_t alloc_once = PTHREAD_ONCE_INIT;
+
+/* jansson allocates through libmoonfm too, so fault injection reaches the
+   decoder.  Its errors do not always say that memory ran out, so the
+   wrapper records it for the thread. */
+static _Thread_local int json_oom;
+
+static void *json_alloc(size_t n) {
+  void *p = mfm_malloc(n);
+  if (!p) json_oom = 1;
+  return p;
+}
+
+static void route_jansson(void) { json_set_alloc_funcs(json_alloc, mfm_free); }
+
+static json_t *load(const char *s, size_t n, json_error_t *je, int *oom) {
+  json_oom = 0;
+  json_t *j = json_loadb(s, n, JSON_REJECT_DUPLICATES, je);
+  *oom = json_oom || (!j && json_error_code(je) == json_error_out_of_memory);
+  if (*oom) {
+    json_decref(j);
+    j = NULL;
+  }
+  return j;
+}
+
+mfm_status mfm_serve_worker_new(const mfm_serve_model *m,
+                                mfm_serve_worker **out, mfm_err *err) {
+  pthread_once(&alloc_once, route_jansson);
+  *out = NULL;
+  mfm_serve_worker *w = mfm_calloc(1, sizeof *w);
+  if (!w) goto oom;
+  w->m = m;
+  size_t k = m->p.factors.k > 0 ? (size_t)m->p.factors.k : 1;
+  size_t ni = m->p.factors.n_items > 0 ? (size_t)m->p.factors.n_items : 1;
+  w->ub = mfm_alloc_aligned(MFM_SERVE_BLOCK * k, sizeof(float));
+  w->sb = mfm_alloc_aligned(MFM_SERVE_BLOCK * ni, sizeof(float));
+  w->mark = mfm_calloc(ni, 1);
+  w->hs = mfm_malloc_array(MFM_SERVE_MAX_K, sizeof(float));
+  w->hi = mfm_malloc_array(MFM_SERVE_MAX_K, sizeof(int32_t));
+  if (!w->ub || !w->sb || !w->mark || !w->hs || !w->hi) goto oom;
+  *out = w;
+  return MFM_OK;
+oom:
+  mfm_serve_worker_free(w);
+  return mfm_err_set(err, MFM_ENOMEM, "serve: out of memory");
+}
+
+void mfm_serve_worker_free(mfm_serve_worker *w) {
+  if (!w) return;
+  mfm_free_aligned(w->ub);
+  mfm_free_aligned(w->sb);
+  mfm_free(w->mark);
+  mfm_free(w->hs);
+  mfm_free(w->hi);
+  mfm_free(w->inst);
+  mfm_free(w->ids);
+  mfm_free(w->reps);
+  mfm_free(w->res_items);
+  mfm_free(w->res_scores);
+  mfm_free(w->out.p);
+  mfm_free(w->text);
+  mfm_free(w);
+}
+
+/* ---- decoding --------------------------------------------------------- */
+
+/* Where an error is: "instances[3].", "line 4: " or "". */
+typedef struct where {
+  char s[48];
+} where;
+
+static mfm_status bad(mfm_err *err, const where *at, const char *field,
+                      const char *what) {
+  return mfm_err_set(err, MFM_EINVAL, "%s%s: %s", at->s, field, what);
+}
+
+/* The text of an id (a JSON string, or an integer written in decimal) in
+   *s, *n; 0 when the value is neither. */
+static int id_text(mfm_serve_worker *w, const json_t *v, const char **s,
+                   size_t *n) {
+  if (json_is_string(v)) {
+    *s = json_string_value(v);
+    *n = json_string_length(v);
+    return 1;
+  }
+  if (json_is_integer(v)) {
+    if (w->cap_text < 32) {
+      char *t = mfm_realloc(w->text, 32);
+      if (!t) return -1;
+      w->text = t;
+      w->cap_text = 32;
+    }
+    *n = (size_t)snprintf(w->text, 32, "%lld",
+                          (long long)json_integer_value(v));
+    *s = w->text;
+    return 1;
+  }
+  return 0;
+}
+
+/* Quotes at most 40 bytes of an id for a message. */
+static void quote_id(char *dst, size_t cap, const char *s, size_t n) {
+  size_t m = n > 40 ? 40 : n, o = 0;
+  for (size_t i = 0; i < m && o + 2 < cap; i++)
+    dst[o++] = (s[i] >= 32 && s[i] < 127) ? s[i] : '?';
+  if (n > m && o + 4 < cap) {
+    memcpy(dst + o, "...", 3);
+    o += 3;
+  }
+  dst[o] = 0;
+}
+
+/* Looks an id up: index >= 0, -1 unknown, -2 not an id, -3 no memory. */
+static int32_t lookup(mfm_serve_worker *w, const mfm_idmap *map,
+                      const json_t *v, char *shown, size_t cap) {
+  const char *s;
+  size_t n;
+  int r = id_text(w, v, &s, &n);
+  if (r < 0) return -3;
+  if (r == 0) return -2;
+  int32_t i = mfm_idmap_find(map, s, n);
+  if (i < 0) quote_id(shown, cap, s, n);
+  return i;
+}
+
+/* Resolves a JSON array of ids into the ids pool; sets *off, *cnt. */
+static mfm_status id_list(mfm_serve_worker *w, const mfm_idmap *map,
+                          const json_t *a, const where *at, const char *field,
+                          const char *noun, int64_t *off, int64_t *cnt,
+                          mfm_err *err) {
+  if (!json_is_array(a))
+    return bad(err, at, field, "must be an array of ids");
+  size_t n = json_array_size(a);
+  if (n > MFM_SERVE_MAX_LIST)
+    return mfm_err_set(err, MFM_EINVAL, "%s%s: more than %d ids", at->s,
+                       field, MFM_SERVE_MAX_LIST);
+  if (!mfm_serve_grow((void **)&w->ids, &w->cap_ids, w->n_ids + (int64_t)n,
+                      sizeof *w->ids))
+    return mfm_err_set(err, MFM_ENOMEM, "out of memory");
+  *off = w->n_ids;
+  for (size_t i = 0; i < n; i++) {
+    char shown[64];
+    int32_t x = lookup(w, map, json_array_get(a, i), shown, sizeof shown);
+    if (x == -3) return mfm_err_set(err, MFM_ENOMEM, "out of memory");
+    if (x == -2)
+      return mfm_err_set(err, MFM_EINVAL, "%s%s[%zu]: must be a string or "
+                         "an integer", at->s, field, i);
+    if (x < 0)
+      return mfm_err_set(err, MFM_EINVAL, "%s%s[%zu]: unknown %s id '%s'",
+                         at->s, field, i, noun, shown);
+    w->ids[w->n_ids++] = x;
+  }
+  *cnt = (int64_t)n;
+  return MFM_OK;
+}
+
+typedef struct opts {
+  int32_t k;
+  int exclude;
+} opts;
+
+static mfm_status read_k(const json_t *v, const where *at, int32_t *k,
+                         mfm_err *err) {
+  if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+      json_integer_value(v) > MFM_SERVE_MAX_K)
+    return mfm_err_set(err, MFM_EINVAL, "%sk: must be an integer from 1 to "
+                       "%d", at->s, MFM_SERVE_MAX_K);
+  *k = (int32_t)json_integer_value(v);
+  return MFM_OK;
+}
+
+static mfm_status read_exclude(const json_t *v, const where *at, int *x,
+                               mfm_err *err) {
+  if (!json_is_boolean(v))
+    return bad(err, at, "exclude_seen", "must be true or false");
+  *x = json_is_true(v);
+  return MFM_OK;
+}
+
+/* One request object (an instance). */
+static mfm_status instance(mfm_serve_worker *w, const json_t *o,
+                           const where *at, opts d, mfm_err *err) {
+  const mfm_serve_parts *p = &w->m->p;
+  if (!json_is_object(o))
+    return mfm_err_set(err, MFM_EINVAL, "%s: must be an object such as "
+                       "{\"user\": \"u1\", \"k\": 10}",
+                       at->s[0] ? at->s : "request");
+  if (w->n_inst >= MFM_SERVE_MAX_INSTANCES)
+    return mfm_err_set(err, MFM_EINVAL, "request: more than %d instances",
+                       MFM_SERVE_MAX_INSTANCES);
+  if (!mfm_serve_grow((void **)&w->inst, &w->cap_inst, w->n_inst + 1,
+                      sizeof *w->inst))
+    return mfm_err_set(err, MFM_ENOMEM, "out of memory");
+  serve_inst in;
+  memset(&in, 0, sizeof in);
+  in.what = INST_TOPK;
+  in.k = d.k;
+  in.exclude = d.exclude;
+  in.user = -1;
+  const json_t *user = NULL, *items = NULL, *inter = NULL, *feats = NULL;
+  const char *key;
+  json_t *v;
+  mfm_status st;
+  json_object_foreach((json_t *)o, key, v) {
+    if (strcmp(key, "user") == 0) user = v;
+    else if (strcmp(key, "items") == 0) items = v;
+    else if (strcmp(key, "interactions") == 0) inter = v;
+    else if (strcmp(key, "features") == 0) feats = v;
+    else if (strcmp(key, "k") == 0) {
+      if ((st = read_k(v, at, &in.k, err))) return st;
+    } else if (strcmp(key, "exclude_seen") == 0) {
+      if ((st = read_exclude(v, at, &in.exclude, err))) return st;
+    } else {
+      char shown[64];
+      quote_id(shown, sizeof shown, key, strlen(key));
+      return mfm_err_set(err, MFM_EINVAL, "%s%s: unknown field (fields: "
+                         "user, k, exclude_seen, items, interactions, "
+                         "features)", at->s, shown);
+    }
+  }
+  if (inter && feats)
+    return bad(err, at, "interactions", "give interactions or features, "
+               "not both");
+  int32_t k = p->factors.k;
+  if (inter || feats) {
+    mfm_serve_rep_fn fn = inter ? p->fold_in : p->from_features;
+    void *ctx = inter ? p->fold_in_ctx : p->features_ctx;
+    const char *field = inter ? "interactions" : "features";
+    if (!fn)
+      return mfm_err_set(err, MFM_EINVAL, "%s%s: this model (kind %s) "
+                         "cannot represent a new user from %s", at->s, field,
+                         w->m->kind, field);
+    const mfm_idmap *map = inter ? p->items : p->features;
+    if ((st = id_list(w, map, inter ? inter : feats, at, field,
+                      inter ? "item" : "feature", &in.list, &in.n_list,
+                      err)))
+      return st;
+    if (!mfm_serve_grow((void **)&w->reps, &w->cap_reps,
+                        w->n_reps + k + 1, sizeof *w->reps))
+      return mfm_err_set(err, MFM_ENOMEM, "out of memory");
+    in.rep = w->n_reps;
+    st = fn(ctx, w->ids + in.list, (int32_t)in.n_list, w->reps + in.rep,
+            w->reps + in.rep + k, err);
+    if (st == MFM_ENOMEM) return st;
+    if (st != MFM_OK) {
+      char why[sizeof err->msg];
+      snprintf(why, sizeof why, "%s", err ? err->msg : "refused");
+      return mfm_err_set(err, MFM_EINVAL, "%s%s: %s", at->s, field, why);
+    }
+    w->n_reps += k + 1;
+    /* Only the fold-in items count as seen; feature users have none. */
+    if (!inter) in.n_list = 0;
+  } else if (user) {
+    char shown[64];
+    in.user = lookup(w, p->users, user, shown, sizeof shown);
+    if (in.user == -3) return mfm_err_set(err, MFM_ENOMEM, "out of memory");
+    if (in.user == -2)
+      return bad(err, at, "user", "must be a string or an integer");
+    if (in.user < 0)
+      return mfm_err_set(err, MFM_EINVAL, "%suser: unknown user id '%s' "
+                         "(send \"interactions\" or \"features\" for a new "
+                         "user)", at->s, shown);
+  } else {
+    return bad(err, at, "user", "missing (or send \"interactions\" or "
+               "\"features\" for a new user)");
+  }
+  if (items) {
+    int64_t off, cnt;
+    if ((st = id_list(w, p->items, items, at, "items", "item", &off, &cnt,
+                      err)))
+      return st;
+    in.what = INST_SCORE;
+    in.list = off;
+    in.n_list = cnt;
+  }
+  w->inst[w->n_inst++] = in;
+  return MFM_OK;
+}
+
+static void where_line(where *at, size_t line) {
+  snprintf(at->s, sizeof at->s, "line %zu: ", line);
+}
+
+static mfm_status json_error(mfm_err *err, const where *at,
+                             const json_error_t *je) {
+  return mfm_err_set(err, MFM_EINVAL, "%sinvalid JSON at line %d, column "
+                     "%d: %s", at->s, je->line, je->column, je->text);
+}
+
+static mfm_status decode_json(mfm_serve_worker *w, const char *body,
+                              size_t len, mfm_err *err) {
+  json_error_t je;
+  where at = {""};
+  int oom;
+  json_t *root = load(body, len, &je, &oom);
+  if (!root) {
+    if (oom)
+      return mfm_err_set(err, MFM_ENOMEM, "out of memory");
+    return json_error(err, &at, &je);
+  }
+  mfm_status st = MFM_OK;
+  json_t *inst = json_object_get(root, "instances");
+  if (!json_is_object(root)) {
+    st = mfm_err_set(err, MFM_EINVAL, "request: must be a JSON object such "
+                     "as {\"user\": \"u1\", \"k\": 10}");
+  } else if (inst) {
+    opts d = {MFM_SERVE_DEFAULT_K, 1};
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+      if (strcmp(key, "instances") == 0) continue;
+      if (strcmp(key, "k") == 0) st = read_k(v, &at, &d.k, err);
+      else if (strcmp(key, "exclude_seen") == 0)
+        st = read_exclude(v, &at, &d.exclude, err);
+      else {
+        char shown[64];
+        quote_id(shown, sizeof shown, key, strlen(key));
+        st = mfm_err_set(err, MFM_EINVAL, "%s: unknown field beside "
+                         "instances (allowed: k, exclude_seen)", shown);
+      }
+      if (st) break;
+    }
+    if (!st && !json_is_array(inst))
+      st = mfm_err_set(err, MFM_EINVAL, "instances: must be an array of "
+                       "request objects");
+    for (size_t i = 0; !st && i < json_array_size(inst); i++) {
+      snprintf(at.s, sizeof at.s, "instances[%zu].", i);
+      st = instance(w, json_array_get(inst, i), &at, d, err);
+    }
+  } else {
+    opts d = {MFM_SERVE_DEFAULT_K, 1};
+    st = instance(w, root, &at, d, err);
+  }
+  json_decref(root);
+  return st;
+}
+
+/* Calls fn on each line (without its \n and a trailing \r); blank lines
+   are skipped. */
+static mfm_status each_line(mfm_serve_worker *w, const char *body, size_t len,
+                            mfm_status (*fn)(mfm_serve_worker *, const char *,
+                                             size_t, size_t, mfm_err *),
+                            mfm_err *err) {
+  size_t line = 0, i = 0;
+  while (i < len) {
+    const char *s = body + i;
+    const char *e = memchr(s, '\n', len - i);
+    size_t n = e ? (size_t)(e - s) : len - i;
+    i += n + (e ? 1 : 0);
+    line++;
+    if (n && s[n - 1] == '\r') n--;
+    size_t a = 0;
+    while (a < n && (s[a] == ' ' || s[a] == '\t')) a++;
+    if (a == n) continue;
+    mfm_status st = fn(w, s, n, line, err);
+    if (st) return st;
+  }
+  if (w->n_inst == 0)
+    return mfm_err_set(err, MFM_EINVAL, "request: the body has no lines");
+  return MFM_OK;
+}
+
+static mfm_status jsonl_line(mfm_serve_worker *w, const char *s, size_t n,
+                             size_t line, mfm_err *err) {
+  json_error_t je;
+  where at;
+  where_line(&at, line);
+  int oom;
+  json_t *o = load(s, n, &je, &oom);
+  if (!o) {
+    if (oom)
+      return mfm_err_set(err, MFM_ENOMEM, "out of memory");
+    return json_error(err, &at, &je);
+  }
+  opts d = {MFM_SERVE_DEFAULT_K, 1};
+  mfm_status st = instance(w, o, &at, d, err);
+  json_decref(o);
+  return st;
+}
+
+static mfm_status csv_line(mfm_serve_worker *w, const char *s, size_t n,
+                           size_t line, mfm_err *err) {
+  where at;
+  where_line(&at, line);
+  while (n && (*s == ' ' || *s == '\t')) s++, n--;
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+  if (n >= 2 && s[0] == '"' && s[n - 1] == '"') s++, n -= 2;
+  if (w->n_inst >= MFM_SERVE_MAX_INSTANCES)
+    return mfm_err_set(err, MFM_EINVAL, "request: more than %d lines",
+                       MFM_SERVE_MAX_INSTANCES);
+  if (!mfm_serve_grow((void **)&w->inst, &w->cap_inst, w->n_inst + 1,
+                      sizeof *w->inst))
+    return mfm_err_set(err, MFM_ENOMEM, "out of memory");
+  int32_t u = mfm_idmap_find(w->m->p.users, s, n);
+  if (u < 0) {
+    char shown[64];
+    quote_id(shown, sizeof shown, s, n);
+    return mfm_err_set(err, MFM_EINVAL, "%suser: unknown user id '%s'", at.s,
+                       shown);
+  }
+  serve_inst in;
+  memset(&in, 0, sizeof in);
+  in.what = INST_TOPK;
+  in.user = u;
+  in.k = MFM_SERVE_DEFAULT_K;
+  in.exclude = 1;
+  w->inst[w->n_inst++] = in;
+  return MFM_OK;
+}
+
+mfm_status mfm_serve_decode(mfm_serve_worker *w, const char *body,
+                            size_t len, mfm_serve_format fmt, mfm_err *err) {
+  w->n_inst = w->n_ids = w->n_reps = w->n_res = 0;
+  switch (fmt) {
+  case MFM_SERVE_JSON: return decode_json(w, body, len, err);
+  case MFM_SERVE_JSONLINES: return each_line(w, body, len, jsonl_line, err);
+  case MFM_SERVE_CSV: return each_line(w, body, len, csv_line, err);
+  default: return mfm_err_set(err, MFM_EINVAL, "unsupported format");
+  }
+}
+
+/* ---- encoding --------------------------------------------------------- */
+
+static void put_s(serve_buf *b, const char *s) { mfm_sbuf_put(b, s, strlen(s)); }
+
+static void put_json_string(serve_buf *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  mfm_sbuf_put(b, "\"", 1);
+  size_t a = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 32 && c != '"' && c != '\\') continue;
+    mfm_sbuf_put(b, s + a, i - a);
+    char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+    if (c == '"' || c == '\\') {
+      e[1] = (char)c;
+      mfm_sbuf_put(b, e, 2);
+    } else {
+      mfm_sbuf_put(b, e, 6);
+    }
+    a = i + 1;
+  }
+  mfm_sbuf_put(b, s + a, n - a);
+  mfm_sbuf_put(b, "\"", 1);
+}
+
+static void put_prediction(mfm_serve_worker *w, const serve_inst *in) {
+  serve_buf *b = &w->out;
+  char num[32];
+  put_s(b, "{\"items\":[");
+  for (int64_t r = 0; r < in->n_res; r++) {
+    size_t n;
+    const char *id = mfm_idmap_get(w->m->p.items, w->res_items[in->res + r],
+                                   &n);
+    if (r) mfm_sbuf_put(b, ",", 1);
+    put_json_string(b, id, n);
+  }
+  put_s(b, "],\"scores\":[");
+  for (int64_t r = 0; r < in->n_res; r++) {
+    float s = w->res_scores[in->res + r];
+    int n = isfinite(s) ? snprintf(num, sizeof num, "%.9g", (double)s)
+                        : snprintf(num, sizeof num, "null");
+    if (r) mfm_sbuf_put(b, ",", 1);
+    mfm_sbuf_put(b, num, (size_t)n);
+  }
+  put_s(b, "]}");
+}
+
+void mfm_serve_encode(mfm_serve_worker *w, mfm_serve_format fmt) {
+  serve_buf *b = &w->out;
+  b->n = 0;
+  b->oom = 0;
+  if (fmt == MFM_SERVE_JSONLINES) {
+    for (int64_t i = 0; i < w->n_inst; i++) {
+      put_prediction(w, &w->inst[i]);
+      mfm_sbuf_put(b, "\n", 1);
+    }
+    return;
+  }
+  put_s(b, "{\"predictions\":[");
+  for (int64_t i = 0; i < w->n_inst; i++) {
+    if (i) mfm_sbuf_put(b, ",", 1);
+    put_prediction(w, &w->inst[i]);
+  }
+  put_s(b, "]}");
+}
+
+/* ---- one invocation --------------------------------------------------- */
+
+static void reply_text(mfm_serve_reply *out, int status, const char *msg) {
+  size_t n = strlen(msg);
+  out->status = status;
+  out->content_type = "text/plain; charset=utf-8";
+  out->body = mfm_malloc(n + 2);
+  out->len = 0;
+  if (out->body) {
+    memcpy(out->body, msg, n);
+    out->body[n] = '\n';
+    out->len = n + 1;
+  }
+}
+
+mfm_status mfm_serve_invoke(mfm_serve_worker *w, const char *body,
+                            size_t len, const char *content_type,
+                            const char *accept, const char *default_accept,
+                            mfm_serve_reply *out) {
+  mfm_err err;
+  char msg[600];
+  memset(out, 0, sizeof *out);
+  mfm_serve_format in = mfm_serve_content_type(content_type);
+  if (in == MFM_SERVE_UNSUPPORTED) {
+    snprintf(msg, sizeof msg, "unsupported Content-Type '%.100s' (use "
+             "application/json, application/jsonlines or text/csv)",
+             content_type ? content_type : "");
+    reply_text(out, 415, msg);
+    return MFM_OK;
+  }
+  mfm_serve_format dflt = MFM_SERVE_JSON;
+  if (default_accept && *default_accept) {
+    dflt = mfm_serve_accept(default_accept, MFM_SERVE_JSON);
+    if (dflt == MFM_SERVE_UNSUPPORTED) dflt = MFM_SERVE_JSON;
+  }
+  mfm_serve_format ofmt = mfm_serve_accept(accept, dflt);
+  if (ofmt == MFM_SERVE_UNSUPPORTED) {
+    snprintf(msg, sizeof msg, "unsupported Accept '%.100s' (use "
+             "application/json or application/jsonlines)", accept);
+    reply_text(out, 406, msg);
+    return MFM_OK;
+  }
+  mfm_status st = mfm_serve_decode(w, body, len, in, &err);
+  if (st == MFM_OK) st = mfm_serve_predict(w, &err);
+  if (st == MFM_ENOMEM) {
+    reply_text(out, 500, "out of memory");
+    return MFM_ENOMEM;
+  }
+  if (st != MFM_OK) {
+    reply_text(out, 400, err.msg);
+    return MFM_OK;
+  }
+  mfm_serve_encode(w, ofmt);
+  if (w->out.oom) {
+    reply_text(out, 500, "out of memory");
+    return MFM_ENOMEM;
+  }
+  /* The reply takes the buffer; the worker grows a new one next time. */
+  out->body = w->out.p;
+  w->out.p = NULL;
+  w->out.cap = 0;
+  out->len = w->out.n;
+  out->status = 200;
+  out->content_type = mfm_serve_format_name(ofmt);
+  return MFM_OK;
+}

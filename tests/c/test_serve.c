@@ -1,0 +1,358 @@
+/* The serving core without HTTP: request forms, answers against a plain
+   reference (dot products, exclusion, tie rule), every 400/406/415, and
+   allocation failures that must answer 500 and leak nothing. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "moonfm/alloc.h"
+#include "moonfm/serve.h"
+
+#define NU 40
+#define NI 300
+#define K 7
+
+static float U[NU * K], I[NI * K], UB[NU], IB[NI];
+static int64_t seen_ptr[NU + 1];
+static int32_t seen_idx[NU * 5];
+
+/* Fold-in stand-in: the mean of the items' vectors, bias 0.25. */
+static mfm_status fake_fold(void *ctx, const int32_t *idx, int32_t n,
+                            float *rep, float *bias, mfm_err *err) {
+  (void)ctx;
+  if (n == 0) return mfm_err_set(err, MFM_EINVAL, "needs items");
+  for (int d = 0; d < K; d++) {
+    double s = 0;
+    for (int32_t t = 0; t < n; t++) s += I[idx[t] * K + d];
+    rep[d] = (float)(s / n);
+  }
+  *bias = 0.25f;
+  return MFM_OK;
+}
+
+static float ref_score(const float *u, float ub, int32_t j) {
+  float s = 0;
+  for (int d = 0; d < K; d++) s += u[d] * I[j * K + d];
+  return s + ub + IB[j];
+}
+
+/* Reference top-k of a representation, seen items marked in `ex`. */
+static int ref_topk(const float *u, float ub, const uint8_t *ex, int k,
+                    int32_t *out) {
+  int n = 0;
+  uint8_t used[NI] = {0};
+  for (; n < k; n++) {
+    int best = -1;
+    for (int j = 0; j < NI; j++) {
+      if (used[j] || (ex && ex[j])) continue;
+      if (best < 0 || ref_score(u, ub, j) > ref_score(u, ub, best)) best = j;
+    }
+    if (best < 0) break;
+    used[best] = 1;
+    out[n] = best;
+  }
+  return n;
+}
+
+static unsigned rng = 12345;
+static float rnd(void) {
+  rng = rng * 1103515245u + 12345u;
+  return (float)((rng >> 8) & 0xffff) / 65536.0f - 0.5f;
+}
+
+typedef struct fixture {
+  mfm_idmap *users, *items;
+  mfm_csr seen;
+  mfm_serve_model *m;
+  mfm_serve_worker *w;
+} fixture;
+
+static void setup(fixture *fx) {
+  char id[32];
+  for (int i = 0; i < NU * K; i++) U[i] = rnd();
+  for (int i = 0; i < NI * K; i++) I[i] = rnd();
+  for (int i = 0; i < NU; i++) UB[i] = rnd();
+  for (int i = 0; i < NI; i++) IB[i] = rnd() * 0.1f;
+  mfm_idmap_new(&fx->users, NULL);
+  mfm_idmap_new(&fx->items, NULL);
+  int32_t x;
+  for (int i = 0; i < NU; i++) {
+    int n = snprintf(id, sizeof id, "u%d", i);
+    mfm_idmap_intern(fx->users, id, (size_t)n, &x, NULL);
+  }
+  for (int i = 0; i < NI; i++) {
+    int n = snprintf(id, sizeof id, i == 7 ? "it\"em\\%d" : "%d", i);
+    mfm_idmap_intern(fx->items, id, (size_t)n, &x, NULL);
+  }
+  int64_t nnz = 0;
+  for (int u = 0; u < NU; u++) {
+    seen_ptr[u] = nnz;
+    for (int t = 0; t < u % 5; t++) seen_idx[nnz++] = (u * 37 + t * 11) % NI;
+  }
+  seen_ptr[NU] = nnz;
+  fx->seen = (mfm_csr){NU, NI, nnz, seen_ptr, seen_idx, NULL};
+  mfm_serve_parts p;
+  memset(&p, 0, sizeof p);
+  p.kind = "test";
+  p.factors = (mfm_factors){NU, NI, K, U, I, K, K, UB, IB};
+  p.users = fx->users;
+  p.items = fx->items;
+  p.seen = &fx->seen;
+  p.fold_in = fake_fold;
+  CHECK(mfm_serve_model_new(&p, &fx->m, NULL) == MFM_OK);
+  CHECK(mfm_serve_worker_new(fx->m, &fx->w, NULL) == MFM_OK);
+}
+
+static json_t *invoke(fixture *fx, const char *body, const char *ct,
+                      const char *accept, int *status, char **text) {
+  mfm_serve_reply r;
+  mfm_serve_invoke(fx->w, body, strlen(body), ct, accept, NULL, &r);
+  *status = r.status;
+  json_t *j = NULL;
+  if (r.status == 200 && strcmp(r.content_type, "application/json") == 0)
+    j = json_loadb(r.body, r.len, 0, NULL);
+  if (text) {
+    *text = malloc(r.len + 1);
+    memcpy(*text, r.body, r.len);
+    (*text)[r.len] = 0;
+  }
+  mfm_free(r.body);
+  return j;
+}
+
+/* Checks one prediction against the reference top-k of user u. */
+static void check_topk(fixture *fx, json_t *p, const float *rep, float ub,
+                       const uint8_t *ex, int k) {
+  int32_t want[NI];
+  int n = ref_topk(rep, ub, ex, k, want);
+  json_t *items = json_object_get(p, "items"), *sc = json_object_get(p,
+                                                                  "scores");
+  CHECK((int)json_array_size(items) == n);
+  CHECK((int)json_array_size(sc) == n);
+  for (int r = 0; r < n && r < (int)json_array_size(items); r++) {
+    size_t len;
+    const char *id = mfm_idmap_get(fx->items, want[r], &len);
+    const char *got = json_string_value(json_array_get(items, r));
+    CHECK(got && strlen(got) == len && memcmp(got, id, len) == 0);
+    CHECK_NEAR(json_number_value(json_array_get(sc, r)),
+               ref_score(rep, ub, want[r]), 1e-5);
+  }
+}
+
+static void seen_mask(int u, uint8_t *ex) {
+  memset(ex, 0, NI);
+  for (int64_t t = seen_ptr[u]; t < seen_ptr[u + 1]; t++) ex[seen_idx[t]] = 1;
+}
+
+static void test_forms(fixture *fx) {
+  int st;
+  uint8_t ex[NI];
+  char body[4096];
+  /* One user, default k and exclude_seen. */
+  json_t *j = invoke(fx, "{\"user\": \"u3\"}", "application/json", NULL, &st,
+                     NULL);
+  CHECK(st == 200 && j);
+  seen_mask(3, ex);
+  check_topk(fx, json_array_get(json_object_get(j, "predictions"), 0),
+             U + 3 * K, UB[3], ex, 10);
+  json_decref(j);
+  /* Many users in blocks (more than MFM_SERVE_BLOCK), own k and options. */
+  int n = snprintf(body, sizeof body, "{\"k\": 4, \"instances\": [");
+  for (int u = 0; u < NU; u++)
+    n += snprintf(body + n, sizeof body - n, "%s{\"user\": \"u%d\"%s}",
+                  u ? "," : "", u,
+                  u % 3 == 0 ? ", \"k\": 6, \"exclude_seen\": false" : "");
+  snprintf(body + n, sizeof body - n, "]}");
+  j = invoke(fx, body, "application/json; charset=utf-8", "*/*", &st, NULL);
+  CHECK(st == 200 && j);
+  CHECK((int)json_array_size(json_object_get(j, "predictions")) == NU);
+  for (int u = 0; u < NU; u++) {
+    seen_mask(u, ex);
+    check_topk(fx, json_array_get(json_object_get(j, "predictions"), u),
+               U + u * K, UB[u], u % 3 == 0 ? NULL : ex, u % 3 ? 4 : 6);
+  }
+  json_decref(j);
+  /* Integer ids and scoring given items, in the given order. */
+  j = invoke(fx, "{\"instances\": [{\"user\": \"u5\", \"items\": [12, 3, "
+             "\"it\\\"em\\\\7\"]}]}", "application/json", NULL, &st, NULL);
+  CHECK(st == 200 && j);
+  json_t *p = json_array_get(json_object_get(j, "predictions"), 0);
+  int32_t want[3] = {12, 3, 7};
+  for (int r = 0; r < 3; r++)
+    CHECK_NEAR(json_number_value(json_array_get(json_object_get(p, "scores"),
+                                                r)),
+               ref_score(U + 5 * K, UB[5], want[r]), 1e-5);
+  CHECK(strcmp(json_string_value(json_array_get(json_object_get(p, "items"),
+                                                2)), "it\"em\\7") == 0);
+  json_decref(j);
+  /* Fold-in: a new user from items; those items are excluded. */
+  j = invoke(fx, "{\"interactions\": [\"1\", \"2\", \"250\"], \"k\": 5}",
+             "application/json", NULL, &st, NULL);
+  CHECK(st == 200 && j);
+  float rep[K], b;
+  int32_t fi[3] = {1, 2, 250};
+  fake_fold(NULL, fi, 3, rep, &b, NULL);
+  memset(ex, 0, NI);
+  ex[1] = ex[2] = ex[250] = 1;
+  check_topk(fx, json_array_get(json_object_get(j, "predictions"), 0), rep, b,
+             ex, 5);
+  json_decref(j);
+  /* JSON lines in and out; CSV in. */
+  char *text;
+  invoke(fx, "{\"user\": \"u1\", \"k\": 2}\n\n{\"user\": \"u2\", \"k\": 1}\r\n",
+         "application/jsonlines", "application/jsonlines", &st, &text);
+  CHECK(st == 200);
+  char *nl = strchr(text, '\n');
+  CHECK(nl && strchr(nl + 1, '\n') && !strchr(strchr(nl + 1, '\n') + 1,
+                                               '\n'));
+  j = json_loadb(text, (size_t)(nl - text), 0, NULL);
+  seen_mask(1, ex);
+  check_topk(fx, j, U + 1 * K, UB[1], ex, 2);
+  json_decref(j);
+  free(text);
+  j = invoke(fx, "u4\n\"u6\"\n", "text/csv", "application/json", &st, NULL);
+  CHECK(st == 200 && j);
+  CHECK(json_array_size(json_object_get(j, "predictions")) == 2);
+  seen_mask(6, ex);
+  check_topk(fx, json_array_get(json_object_get(j, "predictions"), 1),
+             U + 6 * K, UB[6], ex, 10);
+  json_decref(j);
+}
+
+static void expect(fixture *fx, const char *body, const char *ct,
+                   const char *accept, int status, const char *needle) {
+  int st;
+  char *text;
+  json_t *j = invoke(fx, body, ct, accept, &st, &text);
+  json_decref(j);
+  CHECK(st == status);
+  CHECK(strstr(text, needle) != NULL);
+  if (st != status || !strstr(text, needle))
+    fprintf(stderr, "  body %s -> %d %s", body, st, text);
+  free(text);
+}
+
+static void test_errors(fixture *fx) {
+  const char *J = "application/json";
+  expect(fx, "{}", "text/plain", NULL, 415, "Content-Type");
+  expect(fx, "{}", NULL, NULL, 415, "Content-Type");
+  expect(fx, "{}", J, "text/html", 406, "Accept");
+  expect(fx, "{\"user\": \"nobody\"}", J, NULL, 400, "user: unknown user id "
+         "'nobody'");
+  expect(fx, "{\"user\": 1.5}", J, NULL, 400, "user: must be");
+  expect(fx, "{\"user\": \"u1\", \"k\": 0}", J, NULL, 400, "k: must be");
+  expect(fx, "{\"user\": \"u1\", \"k\": \"3\"}", J, NULL, 400, "k: must be");
+  expect(fx, "{\"user\": \"u1\", \"k\": 100000}", J, NULL, 400, "k: must be");
+  expect(fx, "{\"user\": \"u1\", \"exclude_seen\": 1}", J, NULL, 400,
+         "exclude_seen");
+  expect(fx, "{\"user\": \"u1\", \"colour\": 1}", J, NULL, 400,
+         "colour: unknown field");
+  expect(fx, "{\"user\": \"u1\"", J, NULL, 400, "invalid JSON");
+  expect(fx, "", J, NULL, 400, "invalid JSON");
+  expect(fx, "[1, 2]", J, NULL, 400, "must be a JSON object");
+  expect(fx, "{\"user\": \"u1\", \"user\": \"u2\"}", J, NULL, 400,
+         "invalid JSON");
+  expect(fx, "{\"instances\": 3}", J, NULL, 400, "instances: must be");
+  expect(fx, "{\"instances\": [{\"user\": \"u1\"}, 7]}", J, NULL, 400,
+         "instances[1]");
+  expect(fx, "{\"instances\": [{\"user\": \"u1\", \"items\": [\"1\", \"x\"]}]}",
+         J, NULL, 400, "instances[0].items[1]: unknown item id 'x'");
+  expect(fx, "{\"instances\": [], \"kk\": 1}", J, NULL, 400, "kk");
+  expect(fx, "{\"interactions\": []}", J, NULL, 400, "interactions: needs");
+  expect(fx, "{\"interactions\": [\"nope\"]}", J, NULL, 400,
+         "interactions[0]: unknown item id");
+  expect(fx, "{\"features\": [\"a\"]}", J, NULL, 400, "cannot represent");
+  expect(fx, "{\"k\": 3}", J, NULL, 400, "user: missing");
+  expect(fx, "{\"user\": \"u1\"}\nnot json\n", "application/jsonlines", NULL,
+         400, "line 2: invalid JSON");
+  expect(fx, "u1\nghost\n", "text/csv", NULL, 400, "line 2: user: unknown");
+  expect(fx, "\n\n", "text/csv", NULL, 400, "no lines");
+  /* Empty instances is a valid, empty answer. */
+  expect(fx, "{\"instances\": []}", J, NULL, 200, "{\"predictions\":[]}");
+}
+
+static void test_faults(fixture *fx) {
+  const char *body = "{\"instances\": [{\"user\": \"u1\"}, {\"interactions\": "
+                     "[\"1\"]}, {\"user\": \"u2\", \"items\": [\"5\"]}]}";
+  int ok = 0;
+  for (size_t nth = 1; nth < 200 && !ok; nth++) {
+    mfm_serve_worker *w;
+    if (mfm_serve_worker_new(fx->m, &w, NULL) != MFM_OK) {
+      CHECK(0);
+      return;
+    }
+    mfm_serve_reply r;
+    mfm_alloc_fail_at(nth);
+    mfm_status st = mfm_serve_invoke(w, body, strlen(body),
+                                     "application/json", NULL, NULL, &r);
+    size_t made = mfm_alloc_fail_at(0);
+    if (st == MFM_OK) {
+      CHECK(r.status == 200);
+      if (r.status != 200)
+        fprintf(stderr, "  fail at %zu: %d %.*s", nth, r.status, (int)r.len,
+                r.body ? r.body : "");
+      ok = made < nth;
+    } else {
+      CHECK(st == MFM_ENOMEM && r.status == 500);
+    }
+    mfm_free(r.body);
+    mfm_serve_worker_free(w);
+  }
+  CHECK(ok);
+  /* Worker creation under failure. */
+  for (size_t nth = 1; nth < 8; nth++) {
+    mfm_serve_worker *w = NULL;
+    mfm_alloc_fail_at(nth);
+    mfm_status st = mfm_serve_worker_new(fx->m, &w, NULL);
+    mfm_alloc_fail_at(0);
+    CHECK(st == MFM_OK || (st == MFM_ENOMEM && w == NULL));
+    mfm_serve_worker_free(w);
+  }
+}
+
+static void test_media(void) {
+  CHECK(mfm_serve_content_type("Application/JSON ; charset=UTF-8") ==
+        MFM_SERVE_JSON);
+  CHECK(mfm_serve_content_type("application/jsonlines") ==
+        MFM_SERVE_JSONLINES);
+  CHECK(mfm_serve_content_type("text/csv") == MFM_SERVE_CSV);
+  CHECK(mfm_serve_content_type("application/x-recordio-protobuf") == 0);
+  CHECK(mfm_serve_accept(NULL, MFM_SERVE_JSON) == MFM_SERVE_JSON);
+  CHECK(mfm_serve_accept("", MFM_SERVE_JSONLINES) == MFM_SERVE_JSONLINES);
+  CHECK(mfm_serve_accept("text/html, application/jsonlines;q=0.9",
+                         MFM_SERVE_JSON) == MFM_SERVE_JSONLINES);
+  CHECK(mfm_serve_accept("*/*", MFM_SERVE_JSONLINES) == MFM_SERVE_JSONLINES);
+  CHECK(mfm_serve_accept("text/csv", MFM_SERVE_JSON) == 0);
+}
+
+static void test_load_errors(void) {
+  mfm_serve_model *m = NULL;
+  mfm_err err;
+  const char *tmp = getenv("MFM_TEST_TMP");
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s/serve-empty", tmp ? tmp : "/tmp");
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+  CHECK(system(cmd) == 0);
+  CHECK(mfm_serve_model_load(dir, &m, &err) == MFM_EIO && !m);
+  CHECK(strstr(err.msg, "no model file") != NULL);
+  CHECK(mfm_serve_model_load("/nonexistent/model", &m, &err) == MFM_EIO);
+}
+
+int main(void) {
+  fixture fx;
+  memset(&fx, 0, sizeof fx);
+  setup(&fx);
+  test_media();
+  test_forms(&fx);
+  test_errors(&fx);
+  test_faults(&fx);
+  test_load_errors();
+  mfm_serve_worker_free(fx.w);
+  mfm_serve_model_free(fx.m);
+  mfm_idmap_free(fx.users);
+  mfm_idmap_free(fx.items);
+  DONE("serve");
+}

@@ -1,0 +1,301 @@
+-- `moonfm serve` end to end (spec rules 118-127, conformance test T11): the
+-- real executable on a loopback port, driven with curl.
+local core = require "moonfm.core"
+local e2e = require "support.e2e"
+local q = e2e.quote
+
+-- A tiny ALS model: users u1..u3, items i1..i5, k = 2; u1 saw i4, u3 saw
+-- i1 and i5.
+local function write_model(dir)
+  os.execute("mkdir -p " .. q(dir))
+  local function pack(fmt, t)
+    local s = {}
+    for i, v in ipairs(t) do s[i] = string.pack(fmt, v) end
+    return table.concat(s)
+  end
+  local function ids(list)
+    local off, o = { 0 }, 0
+    for _, x in ipairs(list) do
+      o = o + #x
+      off[#off + 1] = o
+    end
+    return table.concat(list), pack("<i8", off)
+  end
+  local ub, uo = ids { "u1", "u2", "u3" }
+  local ib, io_ = ids { "i1", "i2", "i3", "i4", "i5" }
+  assert(core.mfile_write(dir .. "/model.moonfm",
+    '{"kind":"als","n_users":3,"n_items":5,"factors":2,'
+    .. '"params":{"regularization":0.1,"alpha":1}}', {
+    { name = "user_factors", dtype = "f32", rows = 3, cols = 2,
+      data = pack("<f", { 1, 0, 0, 1, 1, 1 }) },
+    { name = "item_factors", dtype = "f32", rows = 5, cols = 2,
+      data = pack("<f", { 1, 0, 0.5, 0.5, 0, 1, 2, 0, 0, 2 }) },
+    { name = "users.ids", dtype = "u8", rows = #ub, cols = 1, data = ub },
+    { name = "users.offsets", dtype = "i64", rows = 4, cols = 1, data = uo },
+    { name = "items.ids", dtype = "u8", rows = #ib, cols = 1, data = ib },
+    { name = "items.offsets", dtype = "i64", rows = 6, cols = 1, data = io_ },
+    { name = "seen.indptr", dtype = "i64", rows = 4, cols = 1,
+      data = pack("<i8", { 0, 1, 1, 3 }) },
+    { name = "seen.indices", dtype = "i32", rows = 3, cols = 1,
+      data = pack("<i4", { 3, 0, 4 }) },
+  }))
+end
+
+local function sh(cmd)
+  local p = io.popen(cmd)
+  local s = p:read("a")
+  p:close()
+  return s
+end
+
+local function sleep(s) os.execute("sleep " .. s) end
+
+-- Starts the server on a random free-looking port (retrying when it is
+-- taken); returns {pid, port, dir}.  env: extra variables.
+local function start(base, env, wait)
+  for _ = 1, 10 do
+    local port = math.random(20000, 60000)
+    local d = e2e.tmpdir("serve")
+    local vars = { "SAGEMAKER_BASE_DIR=" .. q(base),
+                   "SAGEMAKER_BIND_TO_PORT=" .. port,
+                   "SAGEMAKER_MODEL_SERVER_WORKERS=2" }
+    for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
+    os.execute(string.format("env %s %s serve > %s/out 2> %s/err & "
+      .. "echo $! > %s/pid; wait $!; echo $? > %s/rc ) &",
+      table.concat(vars, " "), q(e2e.exe), q(d), q(d), q(d), q(d))
+      :gsub("^", "( "))
+    local s = { port = port, dir = d }
+    for _ = 1, 100 do
+      s.pid = (e2e.read(d .. "/pid") or ""):match("%d+")
+      local err = e2e.read(d .. "/err") or ""
+      if err:find("listening on") then return s end
+      if e2e.read(d .. "/rc") then
+        if not err:find("cannot listen") then return s end
+        break
+      end
+      sleep(0.05)
+    end
+    if wait == false then return s end
+  end
+  error("could not start the server")
+end
+
+-- Waits for the server's exit; its status, or nil after `limit` seconds.
+local function wait_exit(s, limit)
+  for _ = 1, limit * 20 do
+    local rc = e2e.read(s.dir .. "/rc")
+    if rc then return tonumber(rc:match("%d+")) end
+    sleep(0.05)
+  end
+end
+
+local function stop(s)
+  os.execute("kill -TERM " .. s.pid .. " 2>/dev/null")
+  return wait_exit(s, 25)
+end
+
+-- curl(port, path, {body=, file=, type=, accept=, method=, chunked=})
+-- -> status, body
+local function curl(port, path, o)
+  o = o or {}
+  local d = e2e.tmpdir("curl")
+  local args = { "curl -s --max-time 30 -o " .. q(d .. "/body"),
+                 "-w '%{http_code}'" }
+  if o.type then args[#args + 1] = "-H " .. q("Content-Type: " .. o.type) end
+  if o.accept then args[#args + 1] = "-H " .. q("Accept: " .. o.accept) end
+  if o.chunked then args[#args + 1] = "-H 'Transfer-Encoding: chunked'" end
+  if o.body then
+    e2e.write(d .. "/req", o.body)
+    o.file = d .. "/req"
+  end
+  if o.file then args[#args + 1] = "--data-binary @" .. q(o.file) end
+  args[#args + 1] = q(string.format("http://127.0.0.1:%d%s", port, path))
+  local code = sh(table.concat(args, " ") .. " 2>/dev/null")
+  return tonumber(code) or 0, e2e.read(d .. "/body") or ""
+end
+
+local J = "application/json"
+
+describe("moonfm serve", function()
+  local base, srv
+  setup(function()
+    math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16))
+    base = e2e.tmpdir("B")
+    write_model(base .. "/model")
+    srv = start(base)
+  end)
+  teardown(function()
+    if srv then stop(srv) end
+  end)
+
+  it("answers /ping and /execution-parameters", function()
+    local st, body = curl(srv.port, "/ping")
+    assert.equal(200, st)
+    assert.equal("", body)
+    st, body = curl(srv.port, "/execution-parameters")
+    assert.equal(200, st)
+    assert.equal('{"MaxConcurrentTransforms":2,"BatchStrategy":'
+      .. '"MULTI_RECORD","MaxPayloadInMB":6}', body)
+  end)
+
+  it("answers every request form", function()
+    local st, body = curl(srv.port, "/invocations",
+                          { type = J, body = '{"user": "u1", "k": 3}' })
+    assert.equal(200, st)
+    assert.equal('{"predictions":[{"items":["i1","i2","i3"],'
+      .. '"scores":[1,0.5,0]}]}', body)
+    st, body = curl(srv.port, "/invocations", { type = J, body =
+      '{"instances": [{"user": "u3", "k": 3}, {"user": "u2", "items": '
+      .. '["i1", "i5"]}, {"user": "u1", "k": 1, "exclude_seen": false}]}' })
+    assert.equal(200, st)
+    assert.equal('{"predictions":[{"items":["i4","i2","i3"],"scores":'
+      .. '[2,1,1]},{"items":["i1","i5"],"scores":[0,2]},{"items":["i4"],'
+      .. '"scores":[2]}]}', body)
+    -- ALS fold-in of a new user; the given items are not recommended.
+    st, body = curl(srv.port, "/invocations", { type = J, body =
+      '{"interactions": ["i4"], "k": 2}' })
+    assert.equal(200, st)
+    assert.matches('^{"predictions":%[{"items":%["i1","i2"%]', body)
+    st, body = curl(srv.port, "/invocations", {
+      type = "application/jsonlines", accept = "application/jsonlines",
+      body = '{"user": "u2", "k": 1}\n{"user": "u1", "k": 1}\n' })
+    assert.equal(200, st)
+    assert.equal('{"items":["i5"],"scores":[2]}\n'
+      .. '{"items":["i1"],"scores":[1]}\n', body)
+    st, body = curl(srv.port, "/invocations",
+                    { type = "text/csv", body = "u2\r\nu3\n" })
+    assert.equal(200, st)
+    assert.matches('^{"predictions":%[{"items":%["i5","i3","i2","i1","i4"%]',
+                   body)
+  end)
+
+  it("refuses bad requests with a reason and keeps serving", function()
+    local cases = {
+      { '{"user": "nobody"}', J, nil, 400, "user: unknown user id 'nobody'" },
+      { '{"user": "u1", "k": "x"}', J, nil, 400, "k: must be" },
+      { '{"user": ', J, nil, 400, "invalid JSON" },
+      { '{"instances": [{"user": "u1", "items": ["zz"]}]}', J, nil, 400,
+        "instances[0].items[0]: unknown item id 'zz'" },
+      { '{"user": "u1"}', "application/x-protobuf", nil, 415,
+        "unsupported Content-Type" },
+      { '{"user": "u1"}', J, "text/html", 406, "unsupported Accept" },
+    }
+    for _, c in ipairs(cases) do
+      local st, body = curl(srv.port, "/invocations",
+                            { body = c[1], type = c[2], accept = c[3] })
+      assert.equal(c[4], st)
+      assert.matches(c[5], body, 1, true)
+    end
+    assert.equal(404, (curl(srv.port, "/nothing")))
+    assert.equal(405, (curl(srv.port, "/invocations")))
+    assert.equal(200, (curl(srv.port, "/ping")))
+  end)
+
+  it("answers 413 beyond 6 MiB, chunked or not", function()
+    local big = e2e.tmpdir("big") .. "/7mb"
+    os.execute("head -c 7000000 /dev/zero > " .. q(big))
+    local st, body = curl(srv.port, "/invocations", { type = J, file = big })
+    assert.equal(413, st)
+    assert.matches("SAGEMAKER_MAX_PAYLOAD_IN_MB", body, 1, true)
+    st = curl(srv.port, "/invocations", { type = J, file = big,
+                                          chunked = true })
+    assert.equal(413, st)
+    assert.equal(200, (curl(srv.port, "/ping")))
+  end)
+
+  it("takes larger bodies with SAGEMAKER_MAX_PAYLOAD_IN_MB", function()
+    local s = start(base, { SAGEMAKER_MAX_PAYLOAD_IN_MB = "8" })
+    local big = e2e.tmpdir("big") .. "/7mb"
+    os.execute("head -c 7000000 /dev/zero > " .. q(big))
+    local st, body = curl(s.port, "/invocations", { type = J, file = big })
+    assert.equal(400, st) -- read in full, then found not to be JSON
+    assert.matches("invalid JSON", body, 1, true)
+    assert.equal(0, stop(s))
+  end)
+
+  it("says 503 on /ping while the model loads, then 200", function()
+    local s = start(base, { MOONFM_SERVE_LOAD_DELAY_MS = "1500" })
+    assert.equal(503, (curl(s.port, "/ping")))
+    local seen200
+    for _ = 1, 100 do
+      if curl(s.port, "/ping") == 200 then
+        seen200 = true
+        break
+      end
+      sleep(0.05)
+    end
+    assert.is_true(seen200)
+    assert.equal(0, stop(s))
+  end)
+
+  it("listens on SAGEMAKER_BIND_TO_PORT only", function()
+    assert.equal(200, (curl(srv.port, "/ping")))
+    assert.equal(0, (curl(srv.port + 1, "/ping")))
+  end)
+
+  it("exits 2 for a bad port and 1 without a model", function()
+    for _, p in ipairs { "0", "65536", "http", "-1" } do
+      local code, _, err = e2e.run({ "serve" }, { env = {
+        SAGEMAKER_BASE_DIR = base, SAGEMAKER_BIND_TO_PORT = p } })
+      assert.equal(2, code)
+      assert.matches("SAGEMAKER_BIND_TO_PORT", err, 1, true)
+    end
+    local empty = e2e.tmpdir("nomodel")
+    local s = start(empty)
+    local code = wait_exit(s, 10)
+    assert.equal(1, code)
+    assert.matches("cannot serve: .*model", e2e.read(s.dir .. "/err"))
+  end)
+
+  it("finishes a request in flight on SIGTERM and exits within 25 s",
+     function()
+    local d = e2e.tmpdir("slow")
+    e2e.write(d .. "/serve.lua", [[
+      return { predict_fn = function(data, model)
+        local t = os.clock() + 1.0
+        while os.clock() < t do end
+        return model.predict(data)
+      end }]])
+    local s = start(base, { MOONFM_SERVE_HANDLER = d .. "/serve.lua" })
+    os.execute(string.format("curl -s -o %s/body -w '%%{http_code}' -H "
+      .. "'Content-Type: application/json' -d '{\"user\": \"u2\", \"k\": 1}' "
+      .. "http://127.0.0.1:%d/invocations > %s/code &", q(d), s.port, q(d)))
+    sleep(0.4)
+    local t0 = os.time()
+    assert.equal(0, stop(s))
+    assert.is_true(os.time() - t0 <= 25)
+    sleep(0.2)
+    assert.equal("200", e2e.read(d .. "/code"))
+    -- The handler path re-encodes with cjson: key order is free.
+    local body = e2e.read(d .. "/body")
+    assert.matches('"items":["i5"]', body, 1, true)
+    assert.matches('"scores":[2]', body, 1, true)
+    assert.matches("stopped after", e2e.read(s.dir .. "/err"), 1, true)
+  end)
+
+  it("runs a recipe's Lua handlers", function()
+    local d = e2e.tmpdir("handler")
+    e2e.write(d .. "/serve.lua", [[
+      local serve = {}
+      function serve.input_fn(body, content_type, model)
+        if content_type ~= "text/plain" then
+          return model.default_input_fn(body, content_type)
+        end
+        return { user = body:match("%S+"), k = 2 }
+      end
+      function serve.output_fn(predictions, accept)
+        return table.concat(predictions[1].items, " "), "text/plain; charset=utf-8"
+      end
+      return { serve = serve }]])
+    local s = start(base, { MOONFM_SERVE_HANDLER = d .. "/serve.lua" })
+    local st, body = curl(s.port, "/invocations",
+                          { type = "text/plain", body = "u2\n" })
+    assert.equal(200, st)
+    assert.equal("i5 i3", body)
+    st, body = curl(s.port, "/invocations",
+                    { type = "text/plain", body = "ghost\n" })
+    assert.equal(400, st)
+    assert.matches("unknown user id 'ghost'", body, 1, true)
+    assert.equal(0, stop(s))
+  end)
+end)
