@@ -333,7 +333,7 @@ static int inter_from_triplets(lua_State *L) {
   luaL_argcheck(L, n < INT32_MAX, 3, "too many triplets");
   /* Scratch in a userdata: freed by the GC even if a check raises. */
   /* rows, cols (int32) and vals (float): 12 bytes per triplet. */
-  int32_t *rows = lua_newuserdatauv(L, (size_t)(n ? n : 1) * 12, 0);
+  int32_t *rows = lua_newuserdatauv(L, ((size_t)n + 1) * 12, 0);
   int32_t *cols = rows + n;
   float *vals = (float *)(cols + n);
   mfm_err err;

@@ -17,9 +17,10 @@ struct mfm_idmap {
   int64_t cap_ids;  /* room in offsets, not counting the leading 0 */
 };
 
-/* A fast 64-bit hash of short byte strings: one multiply-xorshift round
-   per 8 bytes and a final avalanche.  Not seeded: indices follow insertion
-   order, so the hash never shows in results. */
+/* A fast 64-bit hash of short byte strings: one multiply round per 8
+   bytes, then murmur3's finaliser so that every input bit reaches the low
+   bits (the slot) and the high bits (the tag).  Not seeded: indices follow
+   insertion order, so the hash never shows in results. */
 uint64_t mfm_hash_bytes(const void *p, size_t len) {
   const unsigned char *s = p;
   uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)len * 0xff51afd7ed558ccdull);
@@ -27,19 +28,21 @@ uint64_t mfm_hash_bytes(const void *p, size_t len) {
     uint64_t w;
     memcpy(&w, s, 8);
     h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 31;
+    h ^= h >> 32;
     s += 8;
     len -= 8;
   }
   if (len) {
     uint64_t w = 0;
-    memcpy(&w, s, len);
+    for (size_t k = 0; k < len; k++) w |= (uint64_t)s[k] << (8 * k);
     h = (h ^ w) * 0x94d049bb133111ebull;
-    h ^= h >> 29;
+    h ^= h >> 32;
   }
-  h ^= h >> 32;
-  h *= 0xd6e8feb86659fd93ull;
-  h ^= h >> 32;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
   return h;
 }
 

@@ -78,6 +78,8 @@ void mfm_reader_free(mfm_reader *r) {
   if (!r) return;
   mfm_idmap_free(r->unseen_u);
   mfm_idmap_free(r->unseen_i);
+  mfm_free(r->direct[0]);
+  mfm_free(r->direct[1]);
   mfm_coo_free(&r->coo);
   mfm_free(r->buf);
   mfm_free(r->scratch);
@@ -311,6 +313,49 @@ static mfm_status map_id(mfm_reader *r, mfm_idmap *m, int grow,
                      "%d)", loc, what, INT32_MAX);
 }
 
+/* The value of a canonical decimal (no sign, no leading zero, <= 9
+   digits), whose text and value are one-to-one. */
+static int canon_uint(const char *s, size_t n, uint64_t *out) {
+  uint64_t v = 0;
+  if (n == 0 || n > 9 || (s[0] == '0' && n > 1)) return 0;
+  for (size_t k = 0; k < n; k++) {
+    unsigned d = (unsigned)(s[k] - '0');
+    if (d > 9) return 0;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return 1;
+}
+
+static mfm_status lookup(mfm_reader *r, int which, mfm_idmap *m, int grow,
+                         const char *id, size_t n, int32_t *k,
+                         const char *what, mfm_err *err) {
+  uint64_t v;
+  if (!canon_uint(id, n, &v)) return map_id(r, m, grow, id, n, k, what, err);
+  if (v < r->direct_n[which] && r->direct[which][v]) {
+    *k = r->direct[which][v] - 1;
+    return MFM_OK;
+  }
+  mfm_status st = map_id(r, m, grow, id, n, k, what, err);
+  if (st != MFM_OK || *k < 0) return st;
+  if (v >= r->direct_n[which]) {
+    /* Grow with the map (sparse id spaces stay in the hash table). */
+    uint64_t limit = 4 * ((uint64_t)mfm_idmap_size(m) + 65536);
+    if (limit > ((uint64_t)1 << 26)) limit = (uint64_t)1 << 26;
+    if (v >= limit) return MFM_OK;
+    uint64_t cap = r->direct_n[which] ? r->direct_n[which] : 4096;
+    while (cap <= v) cap *= 2;
+    int32_t *d = mfm_realloc(r->direct[which], (size_t)cap * sizeof *d);
+    if (!d) return MFM_OK; /* only a cache */
+    memset(d + r->direct_n[which], 0,
+           (size_t)(cap - r->direct_n[which]) * sizeof *d);
+    r->direct[which] = d;
+    r->direct_n[which] = cap;
+  }
+  r->direct[which][v] = *k + 1;
+  return MFM_OK;
+}
+
 mfm_status mfm_reader_emit(mfm_reader *r, const char *line, size_t line_n,
                            const char *u, size_t un, int ucol,
                            const char *i, size_t in, int icol, float w,
@@ -325,7 +370,7 @@ mfm_status mfm_reader_emit(mfm_reader *r, const char *line, size_t line_n,
   } else {
     st = mfm_reader_check_id(r, line, line_n, ucol, un_name, u, un, &ok, err);
     if (!ok) return st;
-    st = map_id(r, r->users, r->grow_users, u, un, &ui, un_name, err);
+    st = lookup(r, 0, r->users, r->grow_users, u, un, &ui, un_name, err);
     if (st != MFM_OK) return st;
     if (ui >= 0 && un <= sizeof r->last_u_id) {
       r->last_u = ui;
@@ -335,7 +380,7 @@ mfm_status mfm_reader_emit(mfm_reader *r, const char *line, size_t line_n,
   }
   st = mfm_reader_check_id(r, line, line_n, icol, in_name, i, in, &ok, err);
   if (!ok) return st;
-  st = map_id(r, r->items, r->grow_items, i, in, &ii, in_name, err);
+  st = lookup(r, 1, r->items, r->grow_items, i, in, &ii, in_name, err);
   if (st != MFM_OK) return st;
   if (ui < 0 || ii < 0) {
     if (ui < 0) {

@@ -29,6 +29,11 @@ struct mfm_reader {
   int max_pos;
   int named;                      /* positions come from header names */
   size_t scratch_used;            /* decoded bytes in scratch this line */
+  /* Small canonical decimal ids -> index + 1, for users [0] and items
+     [1]: one array load instead of a hash probe (dense integer ids are
+     the common case).  A cache only: the id maps stay the truth. */
+  int32_t *direct[2];
+  uint64_t direct_n[2];
   /* The last user id seen (sorted data repeats it row after row). */
   int32_t last_u;
   size_t last_u_len;
