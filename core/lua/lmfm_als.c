@@ -23,16 +23,6 @@ typedef struct als_box {
   int64_t src_nnz;
 } als_box;
 
-#if defined(__GNUC__)
-/* Until moonfm.Interactions (lmfm_interactions.c, the data helper's)
-   lands: a weak stand-in, overridden by the real one at link time. */
-__attribute__((weak)) const mfm_csr *lmfm_checkinteractions(lua_State *L,
-                                                            int i) {
-  luaL_typeerror(L, i, LMFM_INTERACTIONS);
-  return NULL;
-}
-#endif
-
 static als_box *checkbox(lua_State *L, int i) {
   als_box *b = luaL_checkudata(L, i, LMFM_ALS);
   if (b->p == NULL) luaL_error(L, "attempt to use a closed %s", LMFM_ALS);

@@ -6,16 +6,6 @@
 
 #include "lmfm.h"
 
-/* Until moonfm.Interactions lands (lmfm_interactions.c, data helper), a
-   weak stand-in keeps the module linkable; the real one replaces it. */
-#if defined(__GNUC__)
-__attribute__((weak)) const mfm_csr *lmfm_checkinteractions(lua_State *L,
-                                                            int i) {
-  luaL_typeerror(L, i, LMFM_INTERACTIONS);
-  return NULL;
-}
-#endif
-
 static int cmp_i32(const void *a, const void *b) {
   int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
   return (x > y) - (x < y);

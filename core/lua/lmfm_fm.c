@@ -10,12 +10,6 @@
 #define LMFM_FM "moonfm.FM"
 #define LMFM_CSR "moonfm.CSR"
 
-/* moonfm.Interactions lives in lmfm_interactions.c (the data helper);
-   referenced weakly so this file also builds and runs without it. */
-#if defined(__GNUC__)
-#pragma weak lmfm_checkinteractions
-#endif
-
 /* ---- moonfm.CSR --------------------------------------------------------- */
 
 static int csr_gc(lua_State *L) {
@@ -28,11 +22,8 @@ static int csr_gc(lua_State *L) {
 /* Argument i as a CSR: a moonfm.CSR or a moonfm.Interactions. */
 static const mfm_csr *checkcsr(lua_State *L, int i) {
   if (luaL_testudata(L, i, LMFM_CSR)) return lmfm_checkopen(L, i, LMFM_CSR);
-#if defined(__GNUC__)
-  if (lmfm_checkinteractions) return lmfm_checkinteractions(L, i);
-#else
-  return lmfm_checkinteractions(L, i);
-#endif
+  if (luaL_testudata(L, i, LMFM_INTERACTIONS))
+    return lmfm_checkinteractions(L, i);
   luaL_typeerror(L, i, "moonfm.Interactions or moonfm.CSR");
   return NULL;
 }

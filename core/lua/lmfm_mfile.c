@@ -20,14 +20,6 @@
 
 #define LMFM_MFILE "moonfm.ModelFile"
 
-/* The id map's implementation lives in the data layer's files; weak
-   references keep this file linkable before it lands.  Once idmap.c is
-   always linked these pragmas can go. */
-#pragma weak mfm_idmap_view
-#pragma weak mfm_idmap_size
-#pragma weak mfm_idmap_from_view
-#pragma weak mfm_idmap_free
-
 static const char *const dtype_names[] = {"f32", "i32", "i64", "u8", "f64",
                                           "u64", NULL};
 static const mfm_dtype dtype_values[] = {MFM_F32, MFM_I32, MFM_I64,
@@ -52,8 +44,6 @@ static const lmfm_scorer *checkmodel(lua_State *L, int i, void **model) {
 }
 
 static const mfm_idmap *checkidmap(lua_State *L, int i) {
-  if (!mfm_idmap_view || !mfm_idmap_size)
-    luaL_error(L, "id maps are not available in this build");
   return lmfm_checkopen(L, i, LMFM_IDMAP);
 }
 
@@ -344,8 +334,6 @@ static int mf_fill(lua_State *L) {
 static int mf_idmap(lua_State *L) {
   mfm_mfile *f = checkfile(L);
   const char *prefix = luaL_checkstring(L, 2);
-  if (!mfm_idmap_from_view || !mfm_idmap_free)
-    return luaL_error(L, "id maps are not available in this build");
   if (luaL_getmetatable(L, LMFM_IDMAP) != LUA_TTABLE)
     return luaL_error(L, "id maps are not available in this build");
   lua_pop(L, 1);
