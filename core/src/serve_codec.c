@@ -241,6 +241,12 @@ static mfm_status id_list(mfm_serve_worker *w, const mfm_idmap *map,
                       sizeof *w->ids))
     return mfm_err_set(err, MFM_ENOMEM, "out of memory");
   *off = w->n_ids;
+  /* Unknown feature names are all named (up to a few): a client fixes
+     them in one go.  Unknown ids stop at the first. */
+  int names = strcmp(noun, "feature") == 0;
+  char list[160];
+  size_t unknown = 0, used = 0;
+  list[0] = 0;
   for (size_t i = 0; i < n; i++) {
     char shown[64];
     int32_t x = lookup(w, map, json_array_get(a, i), shown, sizeof shown);
@@ -248,11 +254,23 @@ static mfm_status id_list(mfm_serve_worker *w, const mfm_idmap *map,
     if (x == -2)
       return mfm_err_set(err, MFM_EINVAL, "%s%s[%zu]: must be a string or "
                          "an integer", at->s, field, i);
-    if (x < 0)
+    if (x < 0 && !names)
       return mfm_err_set(err, MFM_EINVAL, "%s%s[%zu]: unknown %s id '%s'",
                          at->s, field, i, noun, shown);
+    if (x < 0) {
+      if (unknown++ < 4 && used + strlen(shown) + 5 < sizeof list)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s'%s'",
+                                 used ? ", " : "", shown);
+      continue;
+    }
     w->ids[w->n_ids++] = x;
   }
+  if (unknown)
+    return mfm_err_set(err, MFM_EINVAL, "%s%s: unknown feature name%s %s%s "
+                       "(%zu of %zu; the model knows the feature names of "
+                       "its user_features channel)", at->s, field,
+                       unknown > 1 ? "s" : "", list,
+                       unknown > 4 ? ", ..." : "", unknown, n);
   *cnt = (int64_t)n;
   return MFM_OK;
 }

@@ -125,13 +125,17 @@ function Model:recommend(user_ids, k, opts)
   return out
 end
 
--- The header of the model file.
+-- The header of the model file.  An fm model also records its side
+-- feature counts (the server rebuilds the representations from them).
 function Model:header(extra)
-  local nu, ni = self:core():shape()
+  local nu, ni, nuf, nif = self:core():shape()
   local params = self.impl:params()
   params.user_features, params.item_features = nil, nil
   local h = { kind = self.algorithm, n_users = nu, n_items = ni,
               factors = params.factors, params = params, epoch = self.epoch }
+  if self.algorithm == "fm" then
+    h.n_user_features, h.n_item_features = nuf or 0, nif or 0
+  end
   for k, v in pairs(extra or {}) do h[k] = v end
   return h
 end
@@ -155,9 +159,16 @@ end
 function Model:save(dir, o)
   o = o or {}
   local path = dir .. "/" .. modelfile.FILE_NAME
+  local maps = { users = self.users, items = self.items }
+  -- The feature names (the columns of the side-feature matrices), so the
+  -- server can answer {"features": [...]} and check the matrices' widths.
+  for _, side in ipairs { "user", "item" } do
+    local f = self.opts[side .. "_features"]
+    if f and f.items then maps[side .. "_feature_names"] = f:items() end
+  end
   local ok, msg = modelfile.save(path, self:core(), self:header {
     metrics = o.metrics, hyperparameters = o.hyperparameters,
-  }, { users = self.users, items = self.items }, { extras = self:extras() })
+  }, maps, { extras = self:extras() })
   if not ok then return nil, msg end
   if o.exports ~= false and require("moonfm.dist").writes_model() then
     local eok, emsg = modelfile.export_npy(self:core(), dir,

@@ -22,6 +22,9 @@ M.FORMAT_VERSION = 1
 M.FILE_NAME = "model.moonfm"
 -- Id maps are stored as the arrays <name>.ids (u8) and <name>.offsets (i64).
 M.IDMAPS = { "users", "items" }
+-- The feature-name maps of a hybrid model (column ids of the side-feature
+-- matrices), saved and loaded the same way but never exported.
+M.FEATURE_IDMAPS = { "user_feature_names", "item_feature_names" }
 -- Names of the export files, next to the model.
 M.EXPORTS = {
   user = "user_factors.npy", item = "item_factors.npy",
@@ -152,9 +155,11 @@ local function entries(model, idmaps, extras)
   else
     for _, a in ipairs(model.arrays) do list[#list + 1] = a end
   end
-  for _, which in ipairs(M.IDMAPS) do
-    local m = idmaps and idmaps[which]
-    if m ~= nil then list[#list + 1] = { name = which, idmap = m } end
+  for _, group in ipairs { M.IDMAPS, M.FEATURE_IDMAPS } do
+    for _, which in ipairs(group) do
+      local m = idmaps and idmaps[which]
+      if m ~= nil then list[#list + 1] = { name = which, idmap = m } end
+    end
   end
   for _, a in ipairs(extras or {}) do
     if type(a) ~= "table" or type(a.name) ~= "string" then
@@ -169,7 +174,8 @@ end
 -- save(path, model, header [, idmaps [, opts]]) -> true | nil, msg
 --   header: table with at least kind; usual fields n_users, n_items,
 --     factors, params (hyperparameters), metrics, epoch.
---   idmaps: { users = moonfm.IdMap, items = moonfm.IdMap } (optional)
+--   idmaps: { users = moonfm.IdMap, items = moonfm.IdMap } (optional;
+--     also user_feature_names / item_feature_names for a hybrid model)
 --   opts.extras: raw arrays saved with the model (e.g. a random generator
 --     state), returned by load in info.extras;
 --   opts.checkpoint: mark the file as a checkpoint.
@@ -244,7 +250,8 @@ end
 --   opts.build: function(header, file) -> model, overriding the kind's
 --     builder;
 --   opts.kind: refuse a file of another kind.
--- info = { path, header, version, checkpoint, users, items, extras, file }
+-- info = { path, header, version, checkpoint, users, items, extras, file,
+--   user_feature_names, item_feature_names (hybrid models) }
 function M.load(path, opts)
   if type(path) ~= "string" then error("load: path must be a string", 2) end
   opts = opts or {}
@@ -287,7 +294,9 @@ function M.load(path, opts)
                  checkpoint = f:info().checkpoint, extras = {} }
   local names = {}
   for _, a in ipairs(f:arrays()) do names[a.name] = true end
-  for _, which in ipairs(M.IDMAPS) do
+  local maps = { table.unpack(M.IDMAPS) }
+  for _, which in ipairs(M.FEATURE_IDMAPS) do maps[#maps + 1] = which end
+  for _, which in ipairs(maps) do
     if names[which .. ".ids"] and names[which .. ".offsets"] then
       local ok, m, msg = pcall(f.idmap, f, which)
       if ok and m then
