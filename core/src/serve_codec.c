@@ -115,7 +115,9 @@ static void *json_alloc(size_t n) {
 
 static void route_jansson(void) { json_set_alloc_funcs(json_alloc, mfm_free); }
 
-static json_t *load(const char *s, size_t n, json_error_t *je, int *oom) {
+json_t *mfm_serve_json_load(const char *s, size_t n, json_error_t *je,
+                            int *oom) {
+  pthread_once(&alloc_once, route_jansson);
   json_oom = 0;
   json_t *j = json_loadb(s, n, JSON_REJECT_DUPLICATES, je);
   *oom = json_oom || (!j && json_error_code(je) == json_error_out_of_memory);
@@ -413,7 +415,7 @@ static mfm_status decode_json(mfm_serve_worker *w, const char *body,
   json_error_t je;
   where at = {""};
   int oom;
-  json_t *root = load(body, len, &je, &oom);
+  json_t *root = mfm_serve_json_load(body, len, &je, &oom);
   if (!root) {
     if (oom)
       return mfm_err_set(err, MFM_ENOMEM, "out of memory");
@@ -487,7 +489,7 @@ static mfm_status jsonl_line(mfm_serve_worker *w, const char *s, size_t n,
   where at;
   where_line(&at, line);
   int oom;
-  json_t *o = load(s, n, &je, &oom);
+  json_t *o = mfm_serve_json_load(s, n, &je, &oom);
   if (!o) {
     if (oom)
       return mfm_err_set(err, MFM_ENOMEM, "out of memory");

@@ -3,6 +3,7 @@
 #ifndef MOONFM_SERVE_IMPL_H
 #define MOONFM_SERVE_IMPL_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "moonfm/serve.h"
@@ -61,6 +62,11 @@ struct mfm_serve_worker {
 void mfm_sbuf_put(serve_buf *b, const char *s, size_t n);
 /* Grows *p (elements of size sz) to hold at least need; 0 on failure. */
 int mfm_serve_grow(void **p, int64_t *cap, int64_t need, size_t sz);
+
+/* json_loadb (duplicates rejected) with jansson's memory routed through
+   libmoonfm; *oom set when an allocation failed (then NULL). */
+json_t *mfm_serve_json_load(const char *s, size_t n, json_error_t *je,
+                            int *oom);
 
 /* Decodes the body into w->inst and the pools.  MFM_OK, MFM_EINVAL with
    err->msg the 400 reason, MFM_ENOMEM. */

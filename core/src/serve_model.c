@@ -490,7 +490,12 @@ mfm_status mfm_serve_model_load(const char *dir, mfm_serve_model **out,
   size_t hl;
   const char *ht = mfm_mfile_header(o->file, &hl);
   json_error_t je;
-  h = json_loadb(ht, hl, JSON_REJECT_DUPLICATES, &je);
+  int oom;
+  h = mfm_serve_json_load(ht, hl, &je, &oom);
+  if (oom) {
+    st = mfm_err_set(err, MFM_ENOMEM, "serve: out of memory");
+    goto fail;
+  }
   const char *kind = h ? json_string_value(json_object_get(h, "kind")) : NULL;
   if (!kind) {
     st = mfm_err_set(err, MFM_EFORMAT, "%s: the header is not JSON with a "

@@ -8,6 +8,8 @@
 
 #include "check.h"
 #include "moonfm/alloc.h"
+#include "moonfm/fm.h"
+#include "moonfm/mfile.h"
 #include "moonfm/serve.h"
 
 #define NU 40
@@ -327,6 +329,188 @@ static void test_media(void) {
   CHECK(mfm_serve_accept("text/csv", MFM_SERVE_JSON) == 0);
 }
 
+/* ---- a hybrid fm model file, served and compared with the fm model ---- */
+
+static void add_arr(mfm_array *a, int *n, const char *name, mfm_dtype t,
+                    int64_t rows, const void *data) {
+  memset(&a[*n], 0, sizeof a[*n]);
+  snprintf(a[*n].name, sizeof a[*n].name, "%s", name);
+  a[*n].dtype = t;
+  a[*n].rows = rows;
+  a[*n].cols = 1;
+  a[*n].data = (void *)data;
+  (*n)++;
+}
+
+static void add_map(mfm_array *a, int *n, const char *prefix,
+                    mfm_idmap *m) {
+  const char *b;
+  const int64_t *o;
+  char name[48];
+  mfm_idmap_view(m, &b, &o);
+  int32_t sz = mfm_idmap_size(m);
+  snprintf(name, sizeof name, "%s.ids", prefix);
+  add_arr(a, n, name, MFM_U8, o[sz], b);
+  snprintf(name, sizeof name, "%s.offsets", prefix);
+  add_arr(a, n, name, MFM_I64, sz + 1, o);
+}
+
+static mfm_idmap *names_map(const char *fmt, int n) {
+  mfm_idmap *m;
+  mfm_idmap_new(&m, NULL);
+  for (int i = 0; i < n; i++) {
+    char id[16];
+    int32_t x;
+    int l = snprintf(id, sizeof id, fmt, i);
+    mfm_idmap_intern(m, id, (size_t)l, &x, NULL);
+  }
+  return m;
+}
+
+/* Scores of the answer `body` (one instance scoring items i0..i7). */
+static int served_scores(mfm_serve_worker *w, const char *body, float *out) {
+  mfm_serve_reply r;
+  mfm_serve_invoke(w, body, strlen(body), "application/json", NULL, NULL,
+                   &r);
+  int ok = r.status == 200;
+  if (!ok) fprintf(stderr, "  %d %.*s\n", r.status, (int)r.len, r.body);
+  json_t *j = ok ? json_loadb(r.body, r.len, 0, NULL) : NULL;
+  json_t *sc = json_object_get(
+      json_array_get(json_object_get(j, "predictions"), 0), "scores");
+  for (size_t i = 0; i < json_array_size(sc); i++)
+    out[i] = (float)json_number_value(json_array_get(sc, i));
+  ok = ok && json_array_size(sc) == 8;
+  json_decref(j);
+  mfm_free(r.body);
+  return ok;
+}
+
+static void test_load_hybrid(void) {
+  enum { HU = 6, HI = 8, HUF = 3, HIF = 2, HK = 4 };
+  mfm_fm_params fp = mfm_fm_params_default();
+  fp.factors = HK;
+  fp.seed = 7;
+  fp.threads = 1;
+  fp.user_identity = 1;
+  fp.item_identity = 0; /* items are their features only */
+  mfm_fm *fm;
+  CHECK(mfm_fm_new(HU, HI, HUF, HIF, &fp, &fm, NULL) == MFM_OK);
+  /* users 0..4 have features (user 5 none); every item has one or two */
+  int64_t up[HU] = {0, 1, 3, 4, 5, 6};
+  int32_t ux[6] = {0, 1, 2, 0, 2, 1};
+  float ud[6] = {1, 1, 2, 1, 1, 1};
+  mfm_csr uf = {5, HUF, 6, up, ux, ud};
+  int64_t ip[HI + 1] = {0, 1, 2, 4, 5, 6, 8, 9, 10};
+  int32_t ix[10] = {0, 1, 0, 1, 0, 1, 0, 1, 1, 0};
+  float id_[10] = {1, 1, 1, 1, 1, 1, 1, 3, 1, 1};
+  mfm_csr itf = {HI, HIF, 10, ip, ix, id_};
+  CHECK(mfm_fm_set_user_features(fm, &uf, NULL) == MFM_OK);
+  CHECK(mfm_fm_set_item_features(fm, &itf, NULL) == MFM_OK);
+  int64_t tp[HU + 1] = {0, 2, 3, 5, 6, 7, 8};
+  int32_t tx[8] = {1, 4, 2, 0, 6, 3, 5, 7};
+  float td[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+  mfm_csr tr = {HU, HI, 8, tp, tx, td};
+  CHECK(mfm_fm_fit(fm, &tr, NULL, 3, 1, NULL, NULL) == MFM_OK);
+  mfm_idmap *users = names_map("u%d", HU), *items = names_map("i%d", HI);
+  mfm_idmap *fnames = names_map("f%d", HUF);
+  mfm_array a[40];
+  int n = mfm_fm_arrays(fm, a, 20);
+  add_map(a, &n, "users", users);
+  add_map(a, &n, "items", items);
+  add_map(a, &n, "user_feature_names", fnames);
+  add_arr(a, &n, "seen.indptr", MFM_I64, HU + 1, tp);
+  add_arr(a, &n, "seen.indices", MFM_I32, 8, tx);
+  add_arr(a, &n, "user_features.indptr", MFM_I64, 6, up);
+  add_arr(a, &n, "user_features.indices", MFM_I32, 6, ux);
+  add_arr(a, &n, "user_features.data", MFM_F32, 6, ud);
+  add_arr(a, &n, "item_features.indptr", MFM_I64, HI + 1, ip);
+  add_arr(a, &n, "item_features.indices", MFM_I32, 10, ix);
+  add_arr(a, &n, "item_features.data", MFM_F32, 10, id_);
+  const char *hdr = "{\"kind\":\"fm\",\"n_users\":6,\"n_items\":8,"
+                    "\"n_user_features\":3,\"n_item_features\":2,"
+                    "\"factors\":4,\"params\":{\"factors\":4,\"seed\":7,"
+                    "\"loss\":\"warp\",\"user_identity\":true,"
+                    "\"item_identity\":false,\"normalize\":true,"
+                    "\"score_item_bias\":true}}";
+  const char *tmp = getenv("MFM_TEST_TMP");
+  char dir[512], path[600], cmd[700];
+  snprintf(dir, sizeof dir, "%s/serve-hybrid", tmp ? tmp : "/tmp");
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+  CHECK(system(cmd) == 0);
+  snprintf(path, sizeof path, "%s/model.moonfm", dir);
+  CHECK(mfm_mfile_write(path, 0, hdr, strlen(hdr), a, n, NULL) == MFM_OK);
+
+  mfm_serve_model *m = NULL;
+  mfm_err err;
+  mfm_status st = mfm_serve_model_load(dir, &m, &err);
+  CHECK(st == MFM_OK);
+  if (st != MFM_OK) {
+    fprintf(stderr, "  %s\n", err.msg);
+    goto out;
+  }
+  mfm_serve_info info;
+  mfm_serve_model_info(m, &info);
+  CHECK(info.n_users == HU && info.n_items == HI && info.factors == HK);
+  CHECK(info.fold_in && info.features && info.n_seen == 8);
+  mfm_serve_worker *w;
+  CHECK(mfm_serve_worker_new(m, &w, NULL) == MFM_OK);
+  const char *all = "\"items\": [\"i0\",\"i1\",\"i2\",\"i3\",\"i4\",\"i5\","
+                    "\"i6\",\"i7\"]";
+  int32_t it[HI] = {0, 1, 2, 3, 4, 5, 6, 7};
+  float got[HI], want[HI], rep[HK], b;
+  char body[256];
+  /* known users: their representations from identity + features */
+  for (int32_t u = 0; u < HU; u++) {
+    int32_t us[HI];
+    for (int q = 0; q < HI; q++) us[q] = u;
+    snprintf(body, sizeof body, "{\"user\": \"u%d\", %s}", (int)u, all);
+    CHECK(served_scores(w, body, got));
+    mfm_fm_score(fm, HI, us, it, want, NULL);
+    for (int q = 0; q < HI; q++) CHECK_NEAR(got[q], want[q], 1e-5);
+  }
+  /* a feature user, weights normalised */
+  int32_t fs[2] = {2, 0};
+  mfm_fm_user_from_features(fm, 2, fs, NULL, rep, &b, NULL);
+  mfm_fm_score_rep(fm, rep, b, HI, it, want, NULL);
+  snprintf(body, sizeof body, "{\"features\": [\"f2\", \"f0\"], %s}", all);
+  CHECK(served_scores(w, body, got));
+  for (int q = 0; q < HI; q++) CHECK_NEAR(got[q], want[q], 1e-5);
+  /* a folded-in user: the fm's own fold-in with its defaults */
+  int32_t fi[3] = {3, 6, 1};
+  mfm_fm_fold_in(fm, 3, fi, NULL, NULL, rep, &b, NULL);
+  mfm_fm_score_rep(fm, rep, b, HI, it, want, NULL);
+  snprintf(body, sizeof body, "{\"interactions\": [\"i3\", \"i6\", \"i1\"], "
+           "%s}", all);
+  CHECK(served_scores(w, body, got));
+  for (int q = 0; q < HI; q++) CHECK_NEAR(got[q], want[q], 1e-5);
+  mfm_serve_worker_free(w);
+  mfm_serve_model_free(m);
+  /* loading under allocation failure: ENOMEM or success, nothing else */
+  int loaded = 0;
+  for (size_t nth = 1; nth < 400 && !loaded; nth++) {
+    m = NULL;
+    mfm_alloc_fail_at(nth);
+    st = mfm_serve_model_load(dir, &m, &err);
+    size_t made = mfm_alloc_fail_at(0);
+    CHECK(st == MFM_OK || (st == MFM_ENOMEM && !m));
+    if (st != MFM_OK && st != MFM_ENOMEM)
+      fprintf(stderr, "  fail at %zu: %s\n", nth, err.msg);
+    loaded = st == MFM_OK && made < nth;
+    mfm_serve_model_free(m);
+  }
+  CHECK(loaded);
+  /* without the feature matrices the model is refused, naming them */
+  n -= 6;
+  CHECK(mfm_mfile_write(path, 0, hdr, strlen(hdr), a, n, NULL) == MFM_OK);
+  CHECK(mfm_serve_model_load(dir, &m, &err) == MFM_EFORMAT && !m);
+  CHECK(strstr(err.msg, "user_features.indptr") != NULL);
+out:
+  mfm_idmap_free(users);
+  mfm_idmap_free(items);
+  mfm_idmap_free(fnames);
+  mfm_fm_free(fm);
+}
+
 static void test_load_errors(void) {
   mfm_serve_model *m = NULL;
   mfm_err err;
@@ -350,6 +534,7 @@ int main(void) {
   test_errors(&fx);
   test_faults(&fx);
   test_load_errors();
+  test_load_hybrid();
   mfm_serve_worker_free(fx.w);
   mfm_serve_model_free(fx.m);
   mfm_idmap_free(fx.users);
