@@ -264,9 +264,10 @@ static int l_serve(lua_State *L) {
   mfm_serve_info info;
   mfm_serve_model_info(m, &info);
   fprintf(stderr, "serve: model %s: %d users, %d items, %d factors, %lld "
-          "training interactions%s%s; ready\n", info.kind, (int)info.n_users,
-          (int)info.n_items, (int)info.factors, (long long)info.n_seen,
-          info.fold_in ? ", fold-in" : "",
+          "training interactions%s%s%s; ready\n", info.kind,
+          (int)info.n_users, (int)info.n_items, (int)info.factors,
+          (long long)info.n_seen, info.fold_in ? ", fold-in" : "",
+          info.features ? ", feature users" : "",
           s->handler ? ", Lua handler" : "");
   fflush(stderr);
   mfm_http_ready(h, s->handler ? lua_invoke : default_invoke, s);

@@ -300,6 +300,8 @@ describe("moonfm serve on trained models", function()
     assert.equal(7, R.h.n_user_features)
     local _, fidx = idmap(R.A, "user_feature_names")
     local srv = serve(base)
+    assert.matches("fold-in, feature users; ready", e2e.read(srv.dir .. "/err"),
+                   1, true)
     common(srv, R, seen)
     -- a new user from feature names: the normalised sum of their rows
     local v, b = R.from_features { fidx["grp:1"], fidx["par:0"] }
