@@ -206,9 +206,9 @@ local function train(host)
     export_environment(e)
     log_summary(e, job.recipe)
     M.current = job
-    local chunk, lerr = loadfile(job.recipe, "t")
-    if not chunk then errors.raise("RecipeError", lerr) end
-    chunk()
+    local recipe, lerr = loadfile(job.recipe, "t")
+    if not recipe then errors.raise("RecipeError", lerr) end
+    recipe()
   end, handler)
   M.current = nil
   -- Lua skips the message handler for memory errors (LUA_ERRMEM).
