@@ -188,6 +188,11 @@ local function train(host)
       return errors.exit_codes.ConfigError
     end
   end
+  -- Temporaries of writes cut short by a kill are never valid (rule 93).
+  local removed = require("moonfm.checkpoint").cleanup_temporaries(base .. "/model")
+  if removed and removed > 0 then
+    log.info("removed %d unfinished temporary file(s) from %s/model", removed, base)
+  end
   local job = { outputs = {}, declared_metrics = {}, host = host }
   local t0 = core.clock()
   local ok, err = xpcall(function()
