@@ -173,7 +173,7 @@ describe("recipes/train.lua", function()
     assert.are.equal("0", e2e.read(d .. "/code"):match("%d+"), e2e.read(d .. "/err"))
     assert.is_true(e2e.exists(b .. "/model/model.moonfm"))
     assert.is_nil(e2e.failure(b))
-    assert.matches("stop requested", e2e.read(d .. "/err"), 1, true)
+    assert.matches("stopped cleanly", e2e.read(d .. "/err"), 1, true)
   end)
 end)
 
