@@ -16,6 +16,16 @@ RUN cmake -S /src -B /src/build -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFI
  && cmake --install /src/build \
  && rm -rf /src/build
 
+# Multi-host jobs (docs/multi-host.md): the leader starts mpirun over ssh on
+# the other hosts, which run sshd.  Every host runs this same image, so one
+# key pair baked in lets them log in to each other, as SageMaker's own
+# framework images do.
+RUN mkdir -p /run/sshd /root/.ssh \
+ && ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/id_ed25519 \
+ && cp /root/.ssh/id_ed25519.pub /root/.ssh/authorized_keys \
+ && printf 'Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n' > /root/.ssh/config \
+ && chmod 700 /root/.ssh && chmod 600 /root/.ssh/authorized_keys /root/.ssh/config
+
 # Nothing is put under /opt/ml (contract rule 6): SageMaker mounts it at run time.
 # OPENBLAS_CORETYPE is deliberately NOT set here: the CPU is only known when the
 # container starts, and moonfm chooses it itself (re-exec when it is unset).

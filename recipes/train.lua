@@ -201,7 +201,11 @@ local last_fit = 0
 for epoch = start + 1, hp.epochs do
   local r, err = model:fit(train, { epochs = 1 })
   if not r then
-    if moonfm.stop_requested() then break end
+    if moonfm.stop_requested() then
+      log.info("stop requested during epoch %d: saving the model of epoch %d",
+               epoch, epoch - 1)
+      break
+    end
     error(err, 0)
   end
   last_fit = r.seconds

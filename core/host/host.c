@@ -32,6 +32,9 @@ int host_find_paths(host_paths *p) {
   /* Installed: <prefix>/bin/moonfm with the modules under <prefix>. */
   char prefix[PATH_MAX + 4];
   snprintf(prefix, sizeof prefix, "%s/..", dir);
+  char *real = realpath(prefix, NULL); /* "/opt/moonfm", not ".../bin/.." */
+  if (real && strlen(real) < sizeof prefix) strcpy(prefix, real);
+  free(real);
   snprintf(probe, sizeof probe, "%s/%s/moonfm/cli.lua", prefix,
            MFM_LUA_LMOD_DIR);
   if (is_file(probe)) {

@@ -188,6 +188,11 @@ local function train(host)
       return errors.exit_codes.ConfigError
     end
   end
+  -- Temporaries of writes cut short by a kill are never valid (rule 93).
+  local removed = require("moonfm.checkpoint").cleanup_temporaries(base .. "/model")
+  if removed and removed > 0 then
+    log.info("removed %d unfinished temporary file(s) from %s/model", removed, base)
+  end
   local job = { outputs = {}, declared_metrics = {}, host = host }
   local t0 = core.clock()
   local ok, err = xpcall(function()
@@ -206,9 +211,9 @@ local function train(host)
     export_environment(e)
     log_summary(e, job.recipe)
     M.current = job
-    local chunk, lerr = loadfile(job.recipe, "t")
-    if not chunk then errors.raise("RecipeError", lerr) end
-    chunk()
+    local recipe, lerr = loadfile(job.recipe, "t")
+    if not recipe then errors.raise("RecipeError", lerr) end
+    recipe()
   end, handler)
   M.current = nil
   -- Lua skips the message handler for memory errors (LUA_ERRMEM).

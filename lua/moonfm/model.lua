@@ -186,7 +186,9 @@ function Model:set_train(train) self.train = train end
 -- userdata (already filled) and the header.
 function M.from_file(core_model, info, opts)
   local h = info.header
-  local self = setmetatable({ algorithm = h.kind, opts = opts or {},
+  local o = {}
+  for k, v in pairs(opts or {}) do if k ~= "algorithm" then o[k] = v end end
+  local self = setmetatable({ algorithm = h.kind, opts = o,
                               epoch = math.tointeger(h.epoch) or 0 }, Model)
   if h.kind == "fm" then
     self.impl = require("moonfm.fm").new(self.opts)

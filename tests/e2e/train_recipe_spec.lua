@@ -1,0 +1,193 @@
+-- End-to-end: the default recipe (recipes/train.lua) through `moonfm run`
+-- and `moonfm train` on the bundled sample data and on broken inputs.
+local e2e = require "support.e2e"
+local cjson = require "cjson"
+
+local SAMPLE = e2e.source .. "/data/sample"
+
+local function run(args, env)
+  return e2e.run(args, { env = env })
+end
+
+-- Metric lines -> { ["split name"] = {epoch values...}, final = {...} }
+local function parse_metrics(out)
+  local per_epoch, final = {}, {}
+  for line in out:gmatch("[^\n]+") do
+    local e, split, name, v = line:match(
+      "^#quality_metric: host=algo%-1, epoch=(%d+), (%S+) (%S+) <%a+>=(%S+)$")
+    if e then
+      local key = split .. " " .. name
+      per_epoch[key] = per_epoch[key] or {}
+      per_epoch[key][tonumber(e)] = tonumber(v)
+    else
+      split, name, v = line:match("^#quality_metric: host=algo%-1, (%S+) (%S+) <%a+>=(%S+)$")
+      if split then final[split .. " " .. name] = tonumber(v) end
+    end
+  end
+  return per_epoch, final
+end
+
+describe("recipes/train.lua", function()
+  it("trains on the sample data, beats popularity, writes model and exports", function()
+    local b = e2e.tmpdir("train")
+    local code, out, err = run({ "run", "train.lua", "epochs=5", "threads=1",
+                                 "--base-dir", b })
+    assert.are.equal(0, code, err)
+    local per_epoch, final = parse_metrics(out)
+    assert.are.equal(5, #per_epoch["test precision@10"])
+    assert.are.equal(5, #per_epoch["train fit_seconds"])
+    local p, pop = final["test precision@10"], final["test popularity_precision@10"]
+    assert.is_true(p > 2 * pop, ("precision %s vs popularity %s"):format(p, pop))
+    assert.is_true(final["test auc"] > 0.8)
+    for _, f in ipairs { "model/model.moonfm", "model/user_factors.npy",
+                         "model/item_factors.npy", "model/user_ids.txt",
+                         "model/item_ids.txt", "output/success",
+                         "output/data/metrics.json", "output/data/report.html" } do
+      assert.is_true(e2e.exists(b .. "/" .. f), f)
+    end
+    assert.is_nil(e2e.failure(b))
+    -- The model passes inspect; checkpoints were written and pruned to 2.
+    local icode, iout = run({ "inspect", b .. "/model/model.moonfm" })
+    assert.are.equal(0, icode)
+    assert.matches("fm", iout, 1, true)
+    local n = 0
+    for f in require("lfs").dir(b .. "/checkpoints") do
+      if f:match("^checkpoint%-") then n = n + 1 end
+    end
+    assert.are.equal(2, n)
+  end)
+
+  it("prints metric lines that the metric-definitions regexes match (T10, rules 100-107)", function()
+    local b = e2e.tmpdir("t10")
+    local code, out, err = run({ "run", "train.lua", "epochs=3", "--base-dir", b })
+    assert.are.equal(0, code, err)
+    local dcode, dout = run({ "metric-definitions", "train.lua" })
+    assert.are.equal(0, dcode)
+    local defs = cjson.decode(dout)
+    local by_name = {}
+    for _, d in ipairs(defs) do by_name[d.Name] = d.Regex end
+    assert.is_truthy(by_name["test:precision@10"])
+    -- Check with grep -P (PCRE, like the service's regexes).
+    local tmp = e2e.tmpdir("t10out") .. "/out.txt"
+    e2e.write(tmp, out)
+    local function count(re)
+      local f = io.popen("grep -cP " .. e2e.quote(re) .. " " .. e2e.quote(tmp))
+      local c = tonumber(f:read("a"))
+      f:close()
+      return c
+    end
+    assert.are.equal(1, count(by_name["test:precision@10"]))
+    assert.are.equal(3, count(by_name["test:precision@10:epoch"]))
+  end)
+
+  it("trains ALS with algorithm=als and beats popularity", function()
+    local b = e2e.tmpdir("als")
+    local code, out, err = run({ "run", "train.lua", "algorithm=als", "epochs=5",
+                                 "--base-dir", b })
+    assert.are.equal(0, code, err)
+    local _, final = parse_metrics(out)
+    assert.is_true(final["test precision@10"] > 2 * final["test popularity_precision@10"])
+    local icode, iout = run({ "inspect", b .. "/model/model.moonfm" })
+    assert.are.equal(0, icode)
+    assert.matches("als", iout, 1, true)
+  end)
+
+  it("resumes from a checkpoint to a bit-identical model (issue 7, rules 92-94)", function()
+    -- 6 epochs straight, against 3 epochs then a restart that resumes to 6.
+    local a = e2e.tmpdir("straight")
+    local code, _, err = run({ "run", "train.lua", "epochs=6", "threads=1",
+                               "use_features=false", "--base-dir", a })
+    assert.are.equal(0, code, err)
+    local b = e2e.tmpdir("resumed")
+    code, _, err = run({ "run", "train.lua", "epochs=3", "threads=1",
+                         "use_features=false", "--base-dir", b })
+    assert.are.equal(0, code, err)
+    e2e.write(b .. "/input/config/hyperparameters.json",
+      '{"epochs": "6", "threads": "1", "use_features": "false"}')
+    code, _, err = run({ "train" }, { SAGEMAKER_BASE_DIR = b,
+                                      SAGEMAKER_PROGRAM = "train.lua" })
+    assert.are.equal(0, code, err)
+    assert.matches("resumed from .*checkpoint%-000003%.moonfm at epoch 3", err)
+    local ua = e2e.read(a .. "/model/user_factors.npy")
+    local ub = e2e.read(b .. "/model/user_factors.npy")
+    assert.are.equal(#ua, #ub)
+    assert.is_true(ua == ub, "user factors differ after resume")
+    assert.is_true(e2e.read(a .. "/model/item_factors.npy") ==
+                   e2e.read(b .. "/model/item_factors.npy"))
+  end)
+
+  it("reports a malformed row as a DataError with file and line (rules 62, 91)", function()
+    local d = e2e.tmpdir("bad")
+    e2e.write(d .. "/train.csv", "user,item,weight\nu1,i1,1\nu2,i2,2\nu3,,1\n")
+    local b = d .. "/tree"
+    local code, _, err = run({ "run", "train.lua", "--channel", "train=" .. d .. "/train.csv",
+                               "--base-dir", b })
+    assert.are.equal(3, code, err)
+    local first = e2e.failure(b)
+    assert.matches("^DataError: .*train%.csv.*line 4", first)
+    assert.is_false(e2e.exists(b .. "/model/model.moonfm"))
+    assert.is_false(e2e.exists(b .. "/output/success"))
+  end)
+
+  it("skips bad rows when bad_rows=skip and says how many", function()
+    local d = e2e.tmpdir("skip")
+    local rows = { "user,item" }
+    for u = 1, 30 do
+      for i = 1, 8 do rows[#rows + 1] = ("u%d,i%d"):format(u, (u * 7 + i * 3) % 40) end
+    end
+    rows[#rows + 1] = "broken-row-without-item"
+    e2e.write(d .. "/train.csv", table.concat(rows, "\n") .. "\n")
+    local b = d .. "/tree"
+    local code, _, err = run({ "run", "train.lua", "bad_rows=skip", "epochs=2",
+                               "--channel", "train=" .. d .. "/train.csv", "--base-dir", b })
+    assert.are.equal(0, code, err)
+    assert.matches("skipped 1", err, 1, true)
+  end)
+
+  it("rejects bad hyperparameters all at once (rule 40)", function()
+    local b = e2e.tmpdir("badhp")
+    local code = run({ "run", "train.lua", "epochs=0", "loss=hinge", "factors=1.5",
+                       "--base-dir", b })
+    assert.are.equal(2, code)
+    local _, whole = e2e.failure(b)
+    assert.matches("^HyperparameterError:", whole)
+    for _, k in ipairs { "epochs", "loss", "factors" } do
+      assert.matches(k, whole, 1, true)
+    end
+  end)
+
+  it("stops on SIGTERM with a saved model and exit 0 (rules 73-75)", function()
+    local d = e2e.tmpdir("stop")
+    local rows = { "user,item" }
+    for u = 1, 3000 do
+      for i = 1, 30 do rows[#rows + 1] = ("u%d,i%d"):format(u, (u * 13 + i * 7) % 2000) end
+    end
+    e2e.write(d .. "/train.csv", table.concat(rows, "\n") .. "\n")
+    local b = d .. "/tree"
+    local cmd = string.format("cd %s && %s run train.lua epochs=100000 baseline=false "
+      .. "--channel train=%s/train.csv --base-dir %s > %s/out 2> %s/err & pid=$!; "
+      .. "for i in $(seq 300); do grep -q 'epoch=2,' %s/out 2>/dev/null && break; sleep 0.1; done; "
+      .. "kill -TERM $pid; wait $pid; echo $? > %s/code",
+      e2e.quote(d), e2e.quote(e2e.exe), d, e2e.quote(b), d, d, d, d)
+    os.execute(cmd)
+    assert.are.equal("0", e2e.read(d .. "/code"):match("%d+"), e2e.read(d .. "/err"))
+    assert.is_true(e2e.exists(b .. "/model/model.moonfm"))
+    assert.is_nil(e2e.failure(b))
+    assert.matches("stopped cleanly", e2e.read(d .. "/err"), 1, true)
+  end)
+end)
+
+describe("moonfm install layout", function()
+  it("runs from an installed prefix with no LUA_PATH (issue 2, item 4)", function()
+    local prefix = e2e.tmpdir("prefix")
+    local build = e2e.exe:match("^(.*)/[^/]+$")
+    local ok = os.execute(string.format("cmake --install %s --prefix %s > /dev/null",
+                                        e2e.quote(build), e2e.quote(prefix)))
+    assert.is_true(ok)
+    local b = e2e.tmpdir("installed")
+    local code, out, err = e2e.run({ "run", "train.lua", "epochs=2", "--base-dir", b },
+      { exe = prefix .. "/bin/moonfm", env = { LUA_PATH = "", LUA_PATH_5_4 = "" } })
+    assert.are.equal(0, code, err)
+    assert.matches("test precision@10", out, 1, true)
+  end)
+end)
