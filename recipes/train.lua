@@ -164,13 +164,17 @@ do
   end
 end
 
-local function evaluate(m, epoch, prefix, final_model)
+-- Evaluates m on every evaluation split and prints the metric lines: per
+-- epoch (epoch given), final (final_model), or not at all; `given` reuses
+-- results computed earlier (the best epoch's, with early stopping).
+local function evaluate(m, epoch, prefix, final_model, given)
   local out = {}
   for _, e in ipairs(evals) do
     local t0 = require("moonfm.core").clock()
-    local r = assert(moonfm.evaluate(m, e.data, { k = { K }, metrics = quality,
-                                                  exclude = train }))
-    local secs = require("moonfm.core").clock() - t0
+    local r = given and given[e.split] or assert(moonfm.evaluate(
+      m, e.data, { k = { K }, metrics = quality, exclude = train }))
+    local secs = given and given[e.split].seconds or require("moonfm.core").clock() - t0
+    r.seconds = secs
     out[e.split] = r
     for _, q in ipairs(quality) do
       local name = (prefix or "") .. q
@@ -189,7 +193,7 @@ end
 
 -- Train, one epoch at a time: metrics, checkpoint, early stopping, stop flag.
 local objective = evals[1] and evals[1].split
-local best, best_epoch, since_best = -math.huge, 0, 0
+local best, best_epoch, since_best, best_res = -math.huge, 0, 0, nil
 local p = progress.new { epochs = hp.epochs }
 local function save(reason)
   local path = assert(model:save(env.model_dir, {
@@ -222,7 +226,7 @@ for epoch = start + 1, hp.epochs do
   if objective and hp.early_stopping_patience > 0 then
     local v = res[objective]["precision@" .. K]
     if v > best then
-      best, best_epoch, since_best = v, epoch, 0
+      best, best_epoch, since_best, best_res = v, epoch, 0, res
       save("best epoch so far")
     else
       since_best = since_best + 1
@@ -240,17 +244,11 @@ for epoch = start + 1, hp.epochs do
 end
 p:finish()
 
--- Final metrics: of the saved model (the best epoch with early stopping).
-if best_epoch > 0 then
-  model:close()
-  local m, info = assert(modelfile.load(env.model_dir .. "/" .. modelfile.FILE_NAME))
-  model = moonfm.model.from_file(m, info, model_opts)
-  model:set_train(train)
-else
-  save(moonfm.stop_requested() and "stopped" or "final")
-end
+-- Final metrics: of the saved model (the best epoch's with early stopping,
+-- already saved and evaluated then).
+if best_epoch == 0 then save(moonfm.stop_requested() and "stopped" or "final") end
 metrics:final("train", "fit_seconds", last_fit, "loss")
-evaluate(model:core(), nil, nil, true)
+evaluate(model:core(), nil, nil, true, best_res)
 if hp.baseline and #evals > 0 then
   local pop <close> = moonfm.model.popularity(train)
   evaluate(pop, nil, "popularity_", true)

@@ -130,7 +130,9 @@ end
 function Model:header(extra)
   local nu, ni, nuf, nif = self:core():shape()
   local params = self.impl:params()
+  -- Only what the model's constructor takes: the header has its own epoch.
   params.user_features, params.item_features = nil, nil
+  params.epochs, params.epochs_trained = nil, nil
   local h = { kind = self.algorithm, n_users = nu, n_items = ni,
               factors = params.factors, params = params, epoch = self.epoch }
   if self.algorithm == "fm" then
