@@ -130,6 +130,10 @@ function Model:header(extra)
   local nu, ni = self:core():shape()
   local params = self.impl:params()
   params.user_features, params.item_features = nil, nil
+  -- The params rebuild the model when the file is loaded (modelfile's
+  -- builders pass them to fm_new / als_new): no training counters, which
+  -- the constructors refuse; the epoch is in the header's own field.
+  params.epochs, params.epochs_trained = nil, nil
   local h = { kind = self.algorithm, n_users = nu, n_items = ni,
               factors = params.factors, params = params, epoch = self.epoch }
   for k, v in pairs(extra or {}) do h[k] = v end
