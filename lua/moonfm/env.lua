@@ -54,8 +54,11 @@ function M.read_json_object(path)
   end
   if type(value) ~= "table" or (next(value) == nil and text:match("^%s*%[")) or
      (#value > 0) then
+    -- cjson decodes null as a light userdata: name it as JSON does.
+    local found = value == cjson.null and "null" or
+      type(value) == "table" and "an array" or type(value)
     errors.config(string.format("%s must hold a JSON object ({...}), found %s",
-                                path, type(value) == "table" and "an array" or type(value)))
+                                path, found))
   end
   return value
 end

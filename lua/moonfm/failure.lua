@@ -29,11 +29,16 @@ function M.sanitize(s)
   if utf8.len(s) then return s end
   local out, i = {}, 1
   while i <= #s do
-    local ok, nxt = pcall(utf8.offset, s, 2, i)
-    local ch = ok and nxt and s:sub(i, nxt - 1)
-    if ch and utf8.len(ch) then
+    -- The length the lead byte announces; utf8.len then rejects bad
+    -- continuations, overlong forms and surrogates.  Only the bytes of a
+    -- broken sequence become "?", never a valid character next to it.
+    local b = s:byte(i)
+    local n = b < 0x80 and 1 or b >= 0xC2 and b <= 0xDF and 2 or
+      b >= 0xE0 and b <= 0xEF and 3 or b >= 0xF0 and b <= 0xF4 and 4 or nil
+    local ch = n and s:sub(i, i + n - 1)
+    if ch and #ch == n and utf8.len(ch) then
       out[#out + 1] = ch
-      i = nxt
+      i = i + n
     else
       out[#out + 1] = "?"
       i = i + 1
