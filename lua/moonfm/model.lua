@@ -112,7 +112,7 @@ function Model:recommend(user_ids, k, opts)
   for i, id in ipairs(user_ids) do out[i] = { user = id, items = {}, scores = {} } end
   if #idx == 0 then return out end
   local items, scores = core.recommend(self:core(), idx, k, {
-    exclude = opts.include_seen and nil or self.train,
+    exclude = (not opts.include_seen) and self.train or nil,
     include_seen = opts.include_seen, item_bias = opts.item_bias,
   })
   for j, i in ipairs(pos) do
