@@ -241,6 +241,16 @@ static mfm_status set_positions(mfm_reader *r, const char *s, const char *e,
   return MFM_OK;
 }
 
+/* Header words of feature files (ids x features), for detection only. */
+static int id_or_feature_name(const char *s, size_t n) {
+  static const char *const names[] = {"id", "feature", "features", "tag",
+                                      "tags", "feature_id", "feature_name",
+                                      "attribute", NULL};
+  for (int k = 0; names[k]; k++)
+    if (same_nocase(s, n, names[k])) return 1;
+  return 0;
+}
+
 static int detect_header(mfm_reader *r, const char *s, const char *e,
                          mfm_err *err) {
   const char *sp = s, *fp, *why;
@@ -255,8 +265,11 @@ static int detect_header(mfm_reader *r, const char *s, const char *e,
     k++;
     double v;
     if (k == wpos && fn > 0 && !mfm_parse_number(fp, fn, &v)) return 1;
-    if (k == upos && mfm_reader_known_col(fp, fn) == MFM_COL_USER) return 1;
-    if (k == ipos && mfm_reader_known_col(fp, fn) == MFM_COL_ITEM) return 1;
+    /* Any column name where an id belongs: "user,item", but also a
+       feature file's "item,feature" or "id,tag". */
+    if ((k == upos || k == ipos) &&
+        (mfm_reader_known_col(fp, fn) >= 0 || id_or_feature_name(fp, fn)))
+      return 1;
   }
   return 0;
 }

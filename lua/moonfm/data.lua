@@ -293,9 +293,11 @@ function M.read_features(channel, opts)
     if f:match("%.csv$") or f:match("%.tsv$") then fopts.format = "csv" end
   end
   local ropts = interaction_opts(channel, fopts, files)
-  local cols = opts.columns
-  if cols then
-    ropts.columns = { user = cols.id, item = cols.feature,
+  -- Rows are id, feature[, weight] by position unless told otherwise (a
+  -- header such as "item,feature" must not be read as item names).
+  local cols = opts.columns or {}
+  if cols.id or cols.feature or ropts.format == "csv" then
+    ropts.columns = { user = cols.id or 1, item = cols.feature or 2,
                       weight = cols.weight }
   end
   ropts.users, ropts.items = opts.ids, opts.features
