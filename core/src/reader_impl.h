@@ -12,6 +12,8 @@ struct mfm_reader {
   int grow_users, grow_items;
   mfm_idmap *unseen_u, *unseen_i; /* distinct unknown ids (lazy) */
   mfm_coo coo;                    /* vals NULL while every weight is 1 */
+  int64_t coo_hint;               /* entries expected by the end of the
+                                     file being read (0: unknown) */
   mfm_read_report rep;
   char *buf;                      /* line buffer */
   size_t cap;
