@@ -29,6 +29,7 @@ struct mfm_reader {
   int header;
   int pos[MFM_N_COLS];            /* 1-based; 0 none */
   int max_pos;
+  unsigned char stop[256];        /* bytes that end a field's fast scan */
   int named;                      /* positions come from header names */
   size_t scratch_used;            /* decoded bytes in scratch this line */
   /* Small canonical decimal ids -> index + 1, for users [0] and items
