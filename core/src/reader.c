@@ -741,6 +741,12 @@ mfm_status mfm_reader_finish(mfm_reader *r, mfm_csr **out, mfm_err *err) {
   *out = NULL;
   mfm_status st = check_fraction(r, err);
   if (st != MFM_OK) return st;
+  /* The build is the peak of memory: the caches go first. */
+  for (int k = 0; k < 2; k++) {
+    mfm_free(r->direct[k]);
+    r->direct[k] = NULL;
+    r->direct_n[k] = 0;
+  }
   return mfm_csr_from_coo_inplace(mfm_idmap_size(r->users),
                                   mfm_idmap_size(r->items), &r->coo, out,
                                   err);
