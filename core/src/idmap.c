@@ -1,11 +1,14 @@
 /* Id maps: open addressing (linear probing) over 64-bit slots that hold a
    32-bit hash tag and index + 1; the id bytes live once, back to back, in
-   one arena, so the serialised view is the map itself. */
+   one arena, so the serialised view is the map itself.  The home slot is
+   taken from the tag's low bits, so growing the table moves slots without
+   reading (or hashing) the ids again. */
 #include "moonfm/idmap.h"
 
 #include <string.h>
 
 #include "moonfm/alloc.h"
+#include "hugepage.h"
 
 struct mfm_idmap {
   int32_t n;
@@ -81,7 +84,7 @@ static inline int same(const mfm_idmap *m, int32_t i, const char *id,
 /* The slot holding id, or the empty slot where it would go. */
 static inline uint64_t probe(const mfm_idmap *m, const char *id, size_t len,
                              uint64_t h) {
-  uint64_t tag = h >> 32, i = h & m->mask;
+  uint64_t tag = h >> 32, i = tag & m->mask;
   for (;;) {
     uint64_t s = m->slots[i];
     if (s == 0) return i;
@@ -96,14 +99,36 @@ int32_t mfm_idmap_find(const mfm_idmap *m, const char *id, size_t len) {
   return s ? (int32_t)(uint32_t)s - 1 : -1;
 }
 
+/* A table of n_slots (a power of two, at most 2^32) holding what the
+   current one holds. */
 static mfm_status rehash(mfm_idmap *m, uint64_t n_slots) {
+  uint64_t *slots = mfm_calloc(n_slots, sizeof *slots);
+  if (!slots) return MFM_ENOMEM;
+  mfm_advise_huge(slots, n_slots * sizeof *slots);
+  uint64_t mask = n_slots - 1;
+  for (uint64_t k = 0; k <= m->mask; k++) {
+    uint64_t s = m->slots[k];
+    if (!s) continue;
+    uint64_t i = (s >> 32) & mask;
+    while (slots[i]) i = (i + 1) & mask;
+    slots[i] = s;
+  }
+  mfm_free(m->slots);
+  m->slots = slots;
+  m->mask = mask;
+  return MFM_OK;
+}
+
+/* Slots for every id of the arena (a map loaded from its view), in a
+   fresh table of n_slots. */
+static mfm_status index_all(mfm_idmap *m, uint64_t n_slots) {
   uint64_t *slots = mfm_calloc(n_slots, sizeof *slots);
   if (!slots) return MFM_ENOMEM;
   uint64_t mask = n_slots - 1;
   for (int32_t k = 0; k < m->n; k++) {
     int64_t a = m->offsets[k];
     uint64_t h = mfm_hash_bytes(m->bytes + a, (size_t)(m->offsets[k + 1] - a));
-    uint64_t i = h & mask;
+    uint64_t i = (h >> 32) & mask;
     while (slots[i]) i = (i + 1) & mask;
     slots[i] = (h >> 32 << 32) | (uint64_t)(k + 1);
   }
@@ -230,8 +255,8 @@ mfm_status mfm_idmap_from_view(const char *bytes, int64_t n_bytes,
   memcpy(m->offsets, offsets, ((size_t)n + 1) * sizeof *offsets);
   m->n_bytes = offsets[n];
   m->n = n;
-  if (rehash(m, slots) != MFM_OK) goto nomem;
-  /* rehash() placed every id blindly; a repeat shows up as two slots that
+  if (index_all(m, slots) != MFM_OK) goto nomem;
+  /* index_all() placed every id blindly; a repeat shows up as two slots that
      compare equal, found by looking each id up again. */
   for (int32_t k = 0; k < n; k++) {
     size_t len;

@@ -8,6 +8,7 @@
 
 #include "moonfm/alloc.h"
 #include "moonfm/stop.h"
+#include "hugepage.h"
 #include "reader_impl.h"
 
 const char *const mfm_col_names[MFM_N_COLS] = {"user", "item", "weight",
@@ -252,25 +253,44 @@ int mfm_parse_number(const char *p, size_t n, double *out) {
 
 /* ---- Rows ---------------------------------------------------------- */
 
-static mfm_status coo_grow(mfm_reader *r, mfm_err *err) {
+/* Moves one COO array to a fresh block of cap entries.  Not realloc:
+   glibc copies large blocks anyway, and the new block should get huge
+   pages before the copy touches it. */
+static void *coo_move(void *old, int64_t n, int64_t cap, size_t size) {
+  void *p = mfm_malloc_array((size_t)cap, size);
+  if (!p) return NULL;
+  mfm_advise_huge(p, (size_t)cap * size);
+  if (n) memcpy(p, old, (size_t)n * size);
+  mfm_free(old);
+  return p;
+}
+
+/* Room for cap entries (cap > the count). */
+static mfm_status coo_reserve(mfm_reader *r, int64_t cap, mfm_err *err) {
   mfm_coo *c = &r->coo;
-  int64_t cap = c->cap ? c->cap + c->cap / 2 : 65536;
-  int32_t *a = mfm_realloc(c->rows, (size_t)cap * sizeof *a);
+  int32_t *a = coo_move(c->rows, c->n, cap, sizeof *a);
   if (!a) goto nomem;
   c->rows = a;
-  a = mfm_realloc(c->cols, (size_t)cap * sizeof *a);
+  a = coo_move(c->cols, c->n, cap, sizeof *a);
   if (!a) goto nomem;
   c->cols = a;
   if (c->vals) {
-    float *v = mfm_realloc(c->vals, (size_t)cap * sizeof *v);
+    float *v = coo_move(c->vals, c->n, cap, sizeof *v);
     if (!v) goto nomem;
     c->vals = v;
   }
   c->cap = cap;
   return MFM_OK;
 nomem:
+  /* The arrays moved so far have room for cap; the others for c->cap. */
   return mfm_err_set(err, MFM_ENOMEM, "out of memory after %lld "
                      "interactions", (long long)c->n);
+}
+
+static mfm_status coo_grow(mfm_reader *r, mfm_err *err) {
+  int64_t cap = r->coo.cap;
+  if (r->coo_hint > cap) return coo_reserve(r, r->coo_hint, err);
+  return coo_reserve(r, cap ? cap * 2 : 65536, err);
 }
 
 /* The first weight that is not 1: from now on weights are stored. */
@@ -280,6 +300,7 @@ static mfm_status coo_weights(mfm_reader *r, mfm_err *err) {
   if (!v)
     return mfm_err_set(err, MFM_ENOMEM, "out of memory after %lld "
                        "interactions", (long long)c->n);
+  mfm_advise_huge(v, (size_t)(c->cap ? c->cap : 1) * sizeof *v);
   for (int64_t k = 0; k < c->n; k++) v[k] = 1.0f;
   c->vals = v;
   return MFM_OK;
@@ -436,7 +457,12 @@ mfm_status mfm_reader_feed(mfm_reader *r, mfm_source *src, const char *file,
                            mfm_err *err) {
   mfm_status st = MFM_OK;
   size_t len = 0; /* bytes of an unfinished line at the front of buf */
-  uint64_t raw0 = mfm_source_raw_bytes(src);
+  uint64_t raw0 = mfm_source_raw_bytes(src), size = mfm_source_size(src);
+  uint64_t bytes0 = r->rep.bytes;
+  int64_t n0 = r->coo.n;
+  size_t parsed = 0;
+  int hinted = 0;
+  r->coo_hint = 0;
   r->file = file;
   r->line = 0;
   r->doc_fresh = 1;
@@ -478,6 +504,17 @@ mfm_status mfm_reader_feed(mfm_reader *r, mfm_source *src, const char *file,
       if (st != MFM_OK) break;
       memmove(r->buf, nl, len - upto);
       len -= upto;
+      parsed += upto;
+      if (!hinted && size && parsed >= ((size_t)1 << 20)) {
+        /* Rows per byte so far times the file's (decompressed) size:
+           the COO is then sized once instead of copied as it grows. */
+        double raw = (double)(mfm_source_raw_bytes(src) - raw0);
+        double dec = (double)(r->rep.bytes - bytes0);
+        double total = raw > 0 ? (double)size * dec / raw : 0;
+        double est = (double)(r->coo.n - n0) * total / (double)parsed;
+        if (est < 4e9) r->coo_hint = n0 + (int64_t)(est * 1.03) + 4096;
+        hinted = 1;
+      }
     }
     if (doc_end) r->doc_fresh = 1;
   }
@@ -552,18 +589,64 @@ static void sort_row(int32_t *c, float *v, int64_t n) {
   }
 }
 
+/* Moves the entries of rows [r0, r1) (at indptr[r0] .. indptr[r1]) into
+   row order: an in-place MSD radix sort, at most 1024 buckets a pass, so
+   the write cursors stay in cache however many rows there are (one
+   1M-bucket pass misses the cache on every entry). */
+static void place_rows(int32_t *rows, int32_t *cols, float *vals,
+                       const int64_t *indptr, int32_t r0, int32_t r1) {
+  int64_t next[1025];
+  int64_t n = (int64_t)r1 - r0;
+  if (n <= 1 || indptr[r1] - indptr[r0] <= 1) return;
+  int bits = 0;
+  while (((int64_t)1 << bits) < n) bits++;
+  int shift = bits > 10 ? bits - 10 : 0;
+  int32_t nb = (int32_t)(((n - 1) >> shift) + 1);
+  for (int32_t b = 0; b < nb; b++)
+    next[b] = indptr[r0 + ((int64_t)b << shift)];
+  next[nb] = indptr[r1];
+  for (int32_t b = 0; b < nb; b++) {
+    int64_t lim = b + 1 < nb ? indptr[r0 + ((int64_t)(b + 1) << shift)]
+                             : indptr[r1];
+    while (next[b] < lim) {
+      /* Carry the entry at the cursor round its cycle until one that
+         belongs here comes back. */
+      int64_t i = next[b];
+      int32_t r = rows[i], c = cols[i];
+      float v = vals[i];
+      int32_t k = (r - r0) >> shift;
+      while (k != b) {
+        int64_t j = next[k]++;
+        int32_t tr = rows[j], tc = cols[j];
+        float tv = vals[j];
+        rows[j] = r; cols[j] = c; vals[j] = v;
+        r = tr; c = tc; v = tv;
+        k = (r - r0) >> shift;
+      }
+      rows[i] = r; cols[i] = c; vals[i] = v;
+      next[b] = i + 1;
+    }
+  }
+  if (shift)
+    for (int32_t b = 0; b < nb; b++) {
+      int64_t a = r0 + ((int64_t)b << shift), z = a + ((int64_t)1 << shift);
+      place_rows(rows, cols, vals, indptr, (int32_t)a,
+                 (int32_t)(z < r1 ? z : r1));
+    }
+}
+
 mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
                                     mfm_coo *coo, mfm_csr **out,
                                     mfm_err *err) {
   mfm_status st;
   int64_t nnz = coo->n;
-  int64_t *next = NULL;
   mfm_csr *a = NULL;
   *out = NULL;
   if (n_rows < 0 || n_cols < 0) {
     st = mfm_err_set(err, MFM_EINVAL, "negative matrix size");
     goto fail;
   }
+  int sorted = 1;
   for (int64_t k = 0; k < nnz; k++) {
     if (coo->rows[k] < 0 || coo->rows[k] >= n_rows || coo->cols[k] < 0 ||
         coo->cols[k] >= n_cols) {
@@ -572,13 +655,13 @@ mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
                        n_rows, n_cols);
       goto fail;
     }
+    sorted &= k == 0 || coo->rows[k - 1] <= coo->rows[k];
   }
   st = MFM_ENOMEM;
   a = mfm_calloc(1, sizeof *a);
   if (!a) goto nomem;
   a->indptr = mfm_calloc((size_t)n_rows + 1, sizeof *a->indptr);
-  next = mfm_malloc_array((size_t)n_rows + 1, sizeof *next);
-  if (!a->indptr || !next) goto nomem;
+  if (!a->indptr) goto nomem;
   if (!coo->vals) {
     coo->vals = mfm_malloc_array((size_t)(nnz ? nnz : 1), sizeof(float));
     if (!coo->vals) goto nomem;
@@ -592,23 +675,8 @@ mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
   float *vals = coo->vals;
   for (int64_t k = 0; k < nnz; k++) a->indptr[rows[k] + 1]++;
   for (int32_t r = 0; r < n_rows; r++) a->indptr[r + 1] += a->indptr[r];
-  memcpy(next, a->indptr, ((size_t)n_rows + 1) * sizeof *next);
-  /* American flag sort: each swap puts one triplet in its row's bucket. */
-  for (int32_t b = 0; b < n_rows; b++) {
-    int64_t end = a->indptr[b + 1];
-    while (next[b] < end) {
-      int64_t i = next[b];
-      int32_t rr = rows[i];
-      if (rr == b) {
-        next[b]++;
-        continue;
-      }
-      int64_t j = next[rr]++;
-      int32_t tr = rows[j]; rows[j] = rows[i]; rows[i] = tr;
-      int32_t tc = cols[j]; cols[j] = cols[i]; cols[i] = tc;
-      float tv = vals[j]; vals[j] = vals[i]; vals[i] = tv;
-    }
-  }
+  /* Exports sorted by user need no moving at all. */
+  if (!sorted) place_rows(rows, cols, vals, a->indptr, 0, n_rows);
   mfm_free(coo->rows);
   coo->rows = NULL;
   /* Sort each row, sum duplicates, close the gaps. */
@@ -643,14 +711,12 @@ mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
   coo->cols = NULL;
   coo->vals = NULL;
   mfm_coo_free(coo);
-  mfm_free(next);
   *out = a;
   return MFM_OK;
 nomem:
   st = mfm_err_set(err, MFM_ENOMEM, "out of memory building a %d x %d "
                    "matrix", n_rows, n_cols);
 fail:
-  mfm_free(next);
   mfm_csr_free(a);
   mfm_coo_free(coo);
   return st;
@@ -675,6 +741,12 @@ mfm_status mfm_reader_finish(mfm_reader *r, mfm_csr **out, mfm_err *err) {
   *out = NULL;
   mfm_status st = check_fraction(r, err);
   if (st != MFM_OK) return st;
+  /* The build is the peak of memory: the caches go first. */
+  for (int k = 0; k < 2; k++) {
+    mfm_free(r->direct[k]);
+    r->direct[k] = NULL;
+    r->direct_n[k] = 0;
+  }
   return mfm_csr_from_coo_inplace(mfm_idmap_size(r->users),
                                   mfm_idmap_size(r->items), &r->coo, out,
                                   err);

@@ -12,6 +12,8 @@ struct mfm_reader {
   int grow_users, grow_items;
   mfm_idmap *unseen_u, *unseen_i; /* distinct unknown ids (lazy) */
   mfm_coo coo;                    /* vals NULL while every weight is 1 */
+  int64_t coo_hint;               /* entries expected by the end of the
+                                     file being read (0: unknown) */
   mfm_read_report rep;
   char *buf;                      /* line buffer */
   size_t cap;
@@ -27,6 +29,7 @@ struct mfm_reader {
   int header;
   int pos[MFM_N_COLS];            /* 1-based; 0 none */
   int max_pos;
+  unsigned char stop[256];        /* bytes that end a field's fast scan */
   int named;                      /* positions come from header names */
   size_t scratch_used;            /* decoded bytes in scratch this line */
   /* Small canonical decimal ids -> index + 1, for users [0] and items

@@ -27,6 +27,7 @@ struct mfm_source {
   size_t rcap, rpos, rlen;
   int raw_eof;
   uint64_t raw_bytes; /* raw bytes read so far */
+  uint64_t size;      /* a regular file's size, else 0 */
   uint64_t raw_used;  /* raw bytes consumed (for offsets in messages) */
   /* The current document. */
   int in_doc, doc_started_any, done;
@@ -67,6 +68,7 @@ static mfm_status source_new(int fd, const char *name,
   s->rcap = block;
   s->fifo = S_ISFIFO(st.st_mode);
   s->stream = !S_ISREG(st.st_mode);
+  s->size = S_ISREG(st.st_mode) && st.st_size > 0 ? (uint64_t)st.st_size : 0;
   s->record_io = opts ? opts->record_io : 0;
   snprintf(s->name, sizeof s->name, "%s", name ? name : "(input)");
   if (!s->stream) {
@@ -109,6 +111,7 @@ void mfm_source_free(mfm_source *s) {
 uint64_t mfm_source_raw_bytes(const mfm_source *s) { return s->raw_bytes; }
 int mfm_source_is_fifo(const mfm_source *s) { return s->fifo; }
 int mfm_source_saw_gzip(const mfm_source *s) { return s->saw_gzip; }
+uint64_t mfm_source_size(const mfm_source *s) { return s->size; }
 
 /* One read(2) of up to n bytes into p: EINTR retried; on a stream, waits
    in poll() 100 ms at a time and gives up when the stop flag is raised.

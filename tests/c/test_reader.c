@@ -626,13 +626,22 @@ static void fifo(void) {
 static void inplace_csr(void) {
   mfm_rng rng;
   mfm_rng_seed(&rng, 7);
-  for (int trial = 0; trial < 20; trial++) {
+  for (int trial = 0; trial < 26; trial++) {
     int32_t nr = 1 + (int32_t)mfm_rng_below(&rng, 50);
     int32_t nc = 1 + (int32_t)mfm_rng_below(&rng, trial < 10 ? 5 : 300);
     int64_t nnz = (int64_t)mfm_rng_below(&rng, 3000);
+    /* Many rows: the radix passes nest two and three deep; some trials
+       come sorted by row (nothing moves) or nearly so. */
+    if (trial >= 20) {
+      nr = trial < 23 ? 1500 + (int32_t)mfm_rng_below(&rng, 5000)
+                      : 1500000 + (int32_t)mfm_rng_below(&rng, 1000000);
+      nnz = 20000 + (int64_t)mfm_rng_below(&rng, 20000);
+    }
     mfm_coo c = {0, 0, NULL, NULL, NULL};
     for (int64_t k = 0; k < nnz; k++)
-      mfm_coo_push(&c, (int32_t)mfm_rng_below(&rng, (uint32_t)nr),
+      mfm_coo_push(&c, trial == 21 ? (int32_t)(k * nr / nnz) :
+                   trial == 24 && k % 100 ? (int32_t)(k * nr / nnz) :
+                   (int32_t)mfm_rng_below(&rng, (uint32_t)nr),
                    (int32_t)mfm_rng_below(&rng, (uint32_t)nc),
                    (float)(1 + mfm_rng_below(&rng, 4)));
     if (trial % 2) {

@@ -65,6 +65,9 @@ uint64_t mfm_source_raw_bytes(const mfm_source *s);
 int mfm_source_is_fifo(const mfm_source *s);
 /* Nonzero once a gzip document was seen. */
 int mfm_source_saw_gzip(const mfm_source *s);
+/* Size in bytes of a regular file (raw, before decompression); 0 for a
+   stream.  Readers use it to size their arrays once. */
+uint64_t mfm_source_size(const mfm_source *s);
 
 /* ---- Row parsers ------------------------------------------------------- */
 
