@@ -31,7 +31,8 @@ local function cluster(hosts, args, env)
   n = n + 1
   local dir = string.format("%s/cluster-%d-%d", tmp, os.time(), n)
   os.execute("rm -rf " .. dir)
-  local cmd = string.format("cd %s && PATH=%s:$PATH %s scripts/local-cluster "
+  -- timeout: a job that hangs fails this test instead of hanging ctest.
+  local cmd = string.format("cd %s && PATH=%s:$PATH %s timeout -k 10 240 scripts/local-cluster "
     .. "%d tests/recipes/cluster.lua %s --channel train=data/sample/train.csv "
     .. "--channel test=data/sample/test.csv --dir %s", src, bindir, env or "",
     hosts, args, dir)
