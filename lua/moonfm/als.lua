@@ -85,13 +85,13 @@ function ALS:init(n_users, n_items)
   return self
 end
 
+-- Inside a job, the two metric lines of each iteration go through the
+-- job's metric logger (leader only, names checked); elsewhere nothing.
 local function default_report(r)
-  io.stdout:write(string.format(
-    "#quality_metric: host=%s, epoch=%d, train fit_seconds <loss>=%.9g\n",
-    os.getenv("MOONFM_HOST") or "algo-1", r.iteration, r.seconds))
-  io.stdout:write(string.format(
-    "#quality_metric: host=%s, epoch=%d, train loss <loss>=%.9g\n",
-    os.getenv("MOONFM_HOST") or "algo-1", r.iteration, r.loss))
+  if not require("moonfm.job").current then return end
+  local m = require("moonfm").metrics()
+  m:epoch(r.iteration, "train", "fit_seconds", r.seconds, "loss")
+  m:epoch(r.iteration, "train", "loss", r.loss, "loss")
 end
 
 -- fit(interactions [, {iterations=, threads=, on_iteration=fn}]) runs the
