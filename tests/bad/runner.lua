@@ -73,12 +73,14 @@ function M.problems(c, r)
   end
   local tmp = find(r.base, ".moonfm-tmp-*")
   if #tmp > 0 then add("temporary left behind: %s", tmp[1]) end
-  if r.code ~= 0 then
+  if c.args then
+    -- inspect / serve: they read the model folder and must not write to it.
+  elseif r.code ~= 0 then
     if e2e.exists(r.base .. "/output/success") then add("success file written") end
     if e2e.exists(r.base .. "/model/model.moonfm") then add("model file written") end
     local npy = find(r.base .. "/model", "*.npy")
     if #npy > 0 then add("export written: %s", npy[1]) end
-  elseif c.args == nil then
+  else
     if not e2e.exists(r.base .. "/output/success") then add("no success file") end
     if not e2e.exists(r.base .. "/model/model.moonfm") then add("no model file") end
   end
