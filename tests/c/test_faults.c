@@ -258,9 +258,9 @@ int main(int argc, char **argv) {
   mallopt(M_MXFAST, 0);
   { /* the leak check sees a leak (except under ASan, where it reads 0) */
     size_t b = in_use();
-    void *p = malloc(100);
+    void *p = mfm_malloc(100);
     CHECK(in_use() > b || in_use() == 0);
-    free(p);
+    mfm_free(p);
   }
   snprintf(dir, sizeof dir, "%s/faults-%d", tmp ? tmp : "/tmp", (int)getpid());
   mkdir(tmp ? tmp : "/tmp", 0755);
