@@ -94,6 +94,14 @@ if hp.use_features and hp.algorithm == "fm" then
   if ch.item_features then
     item_features = moonfm.read_features(ch.item_features, { ids = train:items() })
   end
+  -- A feature channel that names no feature at all (empty, comments or a
+  -- header only) is no side information: train without it, and say so.
+  for side, f in pairs { user_features = user_features, item_features = item_features } do
+    if f and select(2, f:shape()) == 0 then
+      log.warn("channel '%s' names no features; training without it", side)
+      if side == "user_features" then user_features = nil else item_features = nil end
+    end
+  end
 end
 local evals = {}
 for _, s in ipairs(splits) do

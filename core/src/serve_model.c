@@ -497,6 +497,11 @@ mfm_status mfm_serve_model_load(const char *dir, mfm_serve_model **out,
     goto fail;
   }
   const char *kind = h ? json_string_value(json_object_get(h, "kind")) : NULL;
+  if (!h && json_error_code(&je) == json_error_out_of_memory) {
+    st = mfm_err_set(err, MFM_ENOMEM, "%s: out of memory reading the header",
+                     path);
+    goto fail;
+  }
   if (!kind) {
     st = mfm_err_set(err, MFM_EFORMAT, "%s: the header is not JSON with a "
                      "string 'kind'", path);

@@ -41,7 +41,7 @@ function M.list_files(dir)
   if lfs.attributes(dir, "mode") ~= "directory" then
     return nil, dir .. ": not a directory"
   end
-  local out, seen = {}, {}
+  local out, seen, bad = {}, {}, nil
   local function walk(abs, rel)
     local real = core.realpath(abs)
     if not real or seen[real] then return end
@@ -50,8 +50,12 @@ function M.list_files(dir)
       if name:sub(1, 1) ~= "." and name:sub(1, #TMP_PREFIX) ~= TMP_PREFIX then
         local path = abs .. "/" .. name
         local r = rel and (rel .. "/" .. name) or name
-        local mode = lfs.attributes(path, "mode") -- follows symlinks
-        if mode == "directory" then
+        local mode, why = lfs.attributes(path, "mode") -- follows symlinks
+        -- A link to nowhere is a file the job meant to read: skipping it
+        -- would lose its rows without a word.
+        if not mode then
+          bad = bad or (tostring(why) .. " (a broken symbolic link?)")
+        elseif mode == "directory" then
           walk(path, r)
         elseif mode == "file" or mode == "named pipe" then
           out[#out + 1] = r
@@ -60,6 +64,7 @@ function M.list_files(dir)
     end
   end
   walk(dir, nil)
+  if bad then return nil, bad end
   table.sort(out, bytewise)
   return out
 end

@@ -92,10 +92,18 @@ local function read_resources(cfgdir, warnings)
   if type(hosts) ~= "table" or #hosts == 0 then
     config_type_error(file, "hosts", "a non-empty list of host names", hosts)
   end
+  local seen = {}
   for i, h in ipairs(hosts) do
     if type(h) ~= "string" or h == "" then
       errors.config(string.format("%s: hosts[%d] must be a host name", file, i))
     end
+    -- A repeated name would make two ranks of one host, and the job wait
+    -- for a peer that never comes.
+    if seen[h] then
+      errors.config(string.format("%s: hosts[%d] repeats host '%s'; list "
+        .. "each host once", file, i, h))
+    end
+    seen[h] = true
   end
   if type(rc.current_host) ~= "string" then
     config_type_error(file, "current_host", "a host name", rc.current_host)

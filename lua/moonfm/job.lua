@@ -69,7 +69,9 @@ end
 local function classify(err, tb)
   if errors.is(err) then return err end
   local msg = tostring(err)
-  if msg == "not enough memory" then
+  -- The binding raises it with the caller's position ("data.lua:202: not
+  -- enough memory"); Lua's own allocator without one.
+  if msg == "not enough memory" or msg:match("^[^\n]-:%d+: not enough memory$") then
     return errors.new("OutOfMemory", "the job ran out of memory",
       "Use a larger instance, fewer factors or a smaller block size.")
   end

@@ -182,7 +182,9 @@ describe("moonfm train", function()
     assert.matches("^RecipeError: the recipe finished without writing model%.moonfm", e2e.failure(b))
   end)
 
-  it("reports running out of memory as OutOfMemory (rules 56, 66)", function()
+  -- ASan (scripts/test-sanitize) reserves more address space than the limit.
+  ;(os.getenv("MOONFM_SANITIZED") and pending or it)(
+     "reports running out of memory as OutOfMemory (rules 56, 66)", function()
     local b = tree()
     local code, _, err = e2e.run({ "train" }, {
       prefix = "ulimit -v 600000;",

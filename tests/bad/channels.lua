@@ -1,0 +1,141 @@
+-- Data channels (spec rules 84-117, docs/data.md): missing, empty,
+-- unreadable and binary files, malformed rows of every format, NUL bytes,
+-- invalid UTF-8, a 10 MB line, CRLF, a header only, gzip and RecordIO
+-- damage, FIFOs that close early.
+local DE = "^DataError: "
+local TRAIN = "input/data/train/part-0.csv"
+
+local function idc(extra)
+  return { ["inputdataconfig.json"] =
+    '{"train":{"TrainingInputMode":"File"' .. (extra or "") .. '}}' }
+end
+local JSONL = idc(',"ContentType":"application/jsonlines"')
+local RIO = idc(',"RecordWrapperType":"RecordIO"')
+
+-- One RecordIO record: magic, flag << 29 | length, payload, padding.
+local function record(payload, flag)
+  local pad = (4 - #payload % 4) % 4
+  return string.pack("<I4I4", 0xCED7230A, ((flag or 0) << 29) | #payload)
+    .. payload .. ("\0"):rep(pad)
+end
+
+local function gzip(text)
+  local h = io.popen("printf '" .. text .. "' | gzip -c")
+  local s = h:read("a")
+  h:close()
+  return s
+end
+
+-- 256 bytes 0..255, eight times.
+local binary = {}
+for i = 0, 255 do binary[#binary + 1] = string.char(i) end
+binary = table.concat(binary):rep(8)
+
+local function mkfifo_writer(b, text, extra)
+  -- A Pipe-mode channel whose writer sends text and closes early.
+  local f = b .. "/input/data/train_0"
+  os.execute("rm -rf " .. b .. "/input/data/train && mkfifo " .. f)
+  os.execute("(printf '" .. text .. "' > " .. f .. ") >/dev/null 2>&1 &")
+end
+
+return {
+  { id = "channel/train-folder-missing", files = { [TRAIN] = false },
+    code = 3, first = DE .. ".*train" },
+  { id = "channel/train-folder-empty", files = { [TRAIN] = false },
+    setup = function(b) os.execute("mkdir -p " .. b .. "/input/data/train") end,
+    code = 3, first = DE .. "channel 'train' has no interactions" },
+  { id = "channel/empty-file", files = { [TRAIN] = "" },
+    code = 3, first = DE .. "channel 'train' has no interactions" },
+  { id = "channel/header-only", files = { [TRAIN] = "user,item,rating\n" },
+    code = 3, first = DE .. "channel 'train' has no interactions" },
+  { id = "channel/unreadable-file", files = { [TRAIN] = false },
+    setup = function(b)
+      os.execute("mkdir -p " .. b .. "/input/data/train && ln -s /proc/self/mem "
+                 .. b .. "/input/data/train/mem.csv")
+    end,
+    code = 3, first = DE .. ".*mem%.csv" },
+  { id = "channel/dangling-symlink", files = { [TRAIN] = false },
+    setup = function(b)
+      os.execute("mkdir -p " .. b .. "/input/data/train && ln -s /nonexistent "
+                 .. b .. "/input/data/train/gone.csv")
+    end,
+    code = 3, first = DE .. ".*gone%.csv" },
+  { id = "channel/binary-file", files = { [TRAIN] = binary },
+    code = 3, first = DE .. ".*part%-0%.csv" },
+  { id = "channel/nul-in-row", files = { [TRAIN] = "user,item\nu1,i\0001\nu2,i2\n" },
+    code = 3, first = DE .. ".*line 2" },
+  { id = "channel/utf16-file", files = { [TRAIN] = "\255\254u\0,\0i\0\n\0" },
+    code = 3, first = DE .. ".*UTF%-16" },
+  { id = "channel/invalid-utf8-ids-tolerated",
+    files = { [TRAIN] = "user,item\nu\255\254,i1\nu2,i\192\128\nu3,i1\n" }, code = 0 },
+  { id = "channel/crlf-tolerated",
+    files = { [TRAIN] = "user,item\r\nu1,i1\r\nu2,i2\r\nu1,i2\r\n" }, code = 0 },
+  { id = "channel/csv-empty-id", files = { [TRAIN] = "user,item\nu1,i1\nu2,\n" },
+    code = 3, first = DE .. ".*line 3, column 2 %(item%): empty id" },
+  { id = "channel/csv-one-field", files = { [TRAIN] = "user,item\nu1,i1\nlonely\n" },
+    code = 3, first = DE .. ".*line 3" },
+  { id = "channel/csv-bad-weight", files = { [TRAIN] = "user,item,rating\nu1,i1,5\nu2,i2,lots\n" },
+    code = 3, first = DE .. ".*line 3, column 3" },
+  { id = "channel/csv-weight-overflows-float", files = { [TRAIN] = "user,item,rating\nu1,i1,1e39\n" },
+    code = 3, first = DE .. ".*line 2, column 3" },
+  { id = "channel/csv-weight-nan", files = { [TRAIN] = "user,item,rating\nu1,i1,nan\n" },
+    code = 3, first = DE .. ".*line 2, column 3" },
+  { id = "channel/csv-unterminated-quote", files = { [TRAIN] = 'user,item\n"u1,i1\nu2,i2\n' },
+    code = 3, first = DE .. ".*line 2" },
+  { id = "channel/tsv-missing-column", files = { ["input/data/train/part-0.tsv"] = "user\titem\nu1\n", [TRAIN] = false },
+    code = 3, first = DE .. ".*line 2" },
+  { id = "channel/10mb-single-line", files = { [TRAIN] = ("x"):rep(10 * 1024 * 1024) },
+    code = 3, first = DE .. ".*line 1" },
+  { id = "channel/10mb-id-tolerated",
+    files = { [TRAIN] = "user,item\nu1," .. ("i"):rep(10 * 1024 * 1024) .. "\nu2,i2\n" }, code = 0 },
+  { id = "channel/unknown-content-type",
+    config = idc(',"ContentType":"application/x-parquet"'),
+    code = 3, first = DE .. ".*application/x%-parquet" },
+  { id = "channel/jsonl-invalid-json", config = JSONL,
+    files = { [TRAIN] = '{"user": "u1", "item": "i1"}\n{"user": "u2", "item": \n' },
+    code = 3, first = DE .. ".*line 2" },
+  { id = "channel/jsonl-missing-item", config = JSONL,
+    files = { [TRAIN] = '{"user": "u1", "item": "i1"}\n{"user": "u2"}\n' },
+    code = 3, first = DE .. ".*line 2" },
+  { id = "channel/jsonl-id-is-object", config = JSONL,
+    files = { [TRAIN] = '{"user": {"id": 1}, "item": "i1"}\n' },
+    code = 3, first = DE .. ".*line 1.*user" },
+  { id = "channel/jsonl-bad-weight", config = JSONL,
+    files = { [TRAIN] = '{"user": "u1", "item": "i1", "weight": "heavy"}\n' },
+    code = 3, first = DE .. ".*weight" },
+  { id = "channel/jsonl-not-an-object", config = JSONL,
+    files = { [TRAIN] = '["u1", "i1"]\n' }, code = 3, first = DE .. ".*line 1" },
+  { id = "channel/jsonl-bad-escape", config = JSONL,
+    files = { [TRAIN] = '{"user": "u\\ud800", "item": "i\\q"}\n' }, code = 3, first = DE .. ".*line 1" },
+  { id = "channel/recordio-bad-magic", config = RIO,
+    files = { [TRAIN] = ("\0"):rep(16) }, code = 3, first = DE .. ".*magic" },
+  { id = "channel/recordio-truncated", config = RIO,
+    files = { [TRAIN] = record("user,item\nu1,i1\n"):sub(1, 14) },
+    code = 3, first = DE .. ".*truncated" },
+  { id = "channel/recordio-stray-continuation", config = RIO,
+    files = { [TRAIN] = record("user,item\nu1,i1\n", 2) },
+    code = 3, first = DE .. ".*continuation" },
+  { id = "channel/gzip-truncated",
+    files = { [TRAIN] = gzip("user,item\\nu1,i1\\nu2,i2\\n"):sub(1, 20) },
+    code = 3, first = DE .. ".*part%-0%.csv" },
+  { id = "channel/gzip-corrupt",
+    files = { [TRAIN] = "\31\139\8\0" .. ("\255"):rep(60) },
+    code = 3, first = DE .. ".*part%-0%.csv" },
+  { id = "channel/validation-malformed",
+    config = { ["inputdataconfig.json"] = '{"train":{},"validation":{}}' },
+    files = { ["input/data/validation/v.csv"] = "user,item\nu1,\n" },
+    code = 3, first = DE .. ".*validation.*line 2" },
+  { id = "channel/skip-but-all-bad", hp = { epochs = "1", bad_rows = "skip", max_bad_rows = "2" },
+    files = { [TRAIN] = "user,item\nu1,\nu2,\nu3,\nu4,i1\n" },
+    code = 3, first = DE .. ".*train" },
+  { id = "channel/fifo-closes-mid-row",
+    config = { ["inputdataconfig.json"] = '{"train":{"TrainingInputMode":"Pipe"}}' },
+    files = { [TRAIN] = false },
+    setup = function(b) mkfifo_writer(b, "user,item\\nu1,i1\\nu2,") end,
+    code = 3, first = DE .. ".*train.*empty id" },
+  { id = "channel/fifo-closes-at-once",
+    config = { ["inputdataconfig.json"] = '{"train":{"TrainingInputMode":"Pipe"}}' },
+    files = { [TRAIN] = false },
+    setup = function(b) mkfifo_writer(b, "") end,
+    code = 3, first = DE .. "channel 'train' has no interactions" },
+}

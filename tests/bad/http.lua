@@ -1,0 +1,44 @@
+-- Requests to `moonfm serve` (spec section 17, docs/serving.md), sent to a
+-- server of the tiny ALS model of bad_inputs_spec.lua (users u1..u3, items
+-- i1..i5).  Each must get its status and a reason, and the server must keep
+-- answering.
+local J = "application/json"
+local JL = "application/jsonlines"
+
+local deep = ("["):rep(100000) .. ("]"):rep(100000)
+local many = {}
+for i = 1, 10001 do many[i] = '{"user": "u1"}' end
+
+return {
+  { id = "http/empty-body", body = "", type = J, status = 400 },
+  { id = "http/invalid-json", body = '{"user": ', type = J, status = 400, reply = "invalid JSON" },
+  { id = "http/top-level-array", body = '["u1"]', type = J, status = 400 },
+  { id = "http/deep-nesting", body = '{"user": ' .. deep .. "}", type = J, status = 400 },
+  { id = "http/nul-in-body", body = '{"user": "u\0001"}', type = J, status = 400 },
+  { id = "http/invalid-utf8-id", body = '{"user": "u\255\254"}', type = J, status = 400 },
+  { id = "http/unknown-user", body = '{"user": "nobody"}', type = J, status = 400,
+    reply = "unknown user id" },
+  { id = "http/k-negative", body = '{"user": "u1", "k": -1}', type = J, status = 400, reply = "k" },
+  { id = "http/k-huge", body = '{"user": "u1", "k": 1e300}', type = J, status = 400, reply = "k" },
+  { id = "http/k-fraction", body = '{"user": "u1", "k": 2.5}', type = J, status = 400, reply = "k" },
+  { id = "http/id-is-object", body = '{"user": {"id": "u1"}}', type = J, status = 400, reply = "user" },
+  { id = "http/id-huge-number", body = '{"user": 1e999}', type = J, status = 400 },
+  { id = "http/too-many-instances", body = '{"instances": [' .. table.concat(many, ",") .. "]}",
+    type = J, status = 400, reply = "instances" },
+  { id = "http/items-not-a-list", body = '{"instances": [{"user": "u1", "items": "i1"}]}',
+    type = J, status = 400, reply = "items" },
+  { id = "http/unknown-item", body = '{"instances": [{"user": "u1", "items": ["zz"]}]}',
+    type = J, status = 400, reply = "unknown item id 'zz'" },
+  { id = "http/interactions-unknown", body = '{"interactions": ["zz"]}', type = J, status = 400 },
+  { id = "http/jsonlines-bad-line", body = '{"user": "u1"}\n{"user": \n', type = JL, status = 400 },
+  { id = "http/csv-empty-line", body = "u1\n\n\n", type = "text/csv", status = 200 },
+  { id = "http/csv-binary", body = "\0\1\2\3", type = "text/csv", status = 400 },
+  { id = "http/unsupported-type", body = '{"user": "u1"}', type = "application/x-protobuf",
+    status = 415, reply = "unsupported Content-Type" },
+  { id = "http/empty-content-type", body = '{"user": "u1"}', type = "", status = 415,
+    reply = "unsupported Content-Type" },
+  { id = "http/unsupported-accept", body = '{"user": "u1"}', type = J, accept = "text/html",
+    status = 406, reply = "unsupported Accept" },
+  { id = "http/type-with-garbage-params", body = '{"user": "u1"}',
+    type = "application/json; charset=\255; ;;==", status = 200 },
+}
