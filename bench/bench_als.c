@@ -97,9 +97,17 @@ int main(int argc, char **argv) {
     else
       ui = generate(200000, 50000, 11000000, 1.0, 2);
     int32_t ks[] = {32, 64, 128};
+    /* ALS_SOLVER=cg|cholesky, ALS_FACTORS=32 and ALS_THREADS=1 narrow
+       the table (shorter runs). */
+    const char *only_s = getenv("ALS_SOLVER"), *only_k = getenv("ALS_FACTORS"),
+               *only_t = getenv("ALS_THREADS");
     for (int s = 0; s < 2; s++)
       for (int ki = 0; ki < 3; ki++)
         for (int th = 1; th <= 2; th++) {
+          if ((only_s && strcmp(only_s, s == 0 ? "cg" : "cholesky")) ||
+              (only_k && atoi(only_k) != ks[ki]) ||
+              (only_t && atoi(only_t) != th))
+            continue;
           mfm_als_params p = mfm_als_params_default();
           p.factors = ks[ki];
           p.solver = s == 0 ? MFM_ALS_CG : MFM_ALS_CHOLESKY;
