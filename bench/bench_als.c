@@ -77,6 +77,14 @@ static double sgemm_rate(int threads) {
   return 2.0 * n * n * n / best;
 }
 
+/* CPU seconds of the process: with other jobs on the machine, steadier
+   than wall time (time spent waiting for a core is not counted). */
+static double cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static long peak_mb(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
@@ -87,8 +95,9 @@ int main(int argc, char **argv) {
   int iters = argc > 1 ? atoi(argv[1]) : 3;
   double rate1 = sgemm_rate(1);
   printf("sgemm 1024^3 one thread: %.1f GFLOP/s\n", rate1 / 1e9);
-  printf("%-6s %7s %9s %3s %8s %9s %8s %7s %7s\n", "data", "nnz", "solver",
-         "thr", "factors", "s/iter", "floor_s", "x_floor", "loss");
+  printf("%-6s %7s %9s %3s %8s %9s %9s %8s %7s %7s\n", "data", "nnz",
+         "solver", "thr", "factors", "s/iter", "cpu/iter", "floor_s",
+         "x_floor", "loss");
   for (int d = 2; d < argc || (argc <= 2 && d < 4); d++) {
     const char *name = argc > 2 ? argv[d] : (d == 2 ? "ml1m" : "10m");
     mfm_csr *ui;
@@ -96,10 +105,24 @@ int main(int argc, char **argv) {
       ui = generate(6040, 3706, 1150000, 0.9, 1);
     else
       ui = generate(200000, 50000, 11000000, 1.0, 2);
+    mfm_csr *iu;
+    mfm_err terr;
+    if (mfm_csr_transpose(ui, &iu, &terr)) {
+      fprintf(stderr, "%s\n", terr.msg);
+      return 1;
+    }
     int32_t ks[] = {32, 64, 128};
+    /* ALS_SOLVER=cg|cholesky, ALS_FACTORS=32 and ALS_THREADS=1 narrow
+       the table (shorter runs). */
+    const char *only_s = getenv("ALS_SOLVER"), *only_k = getenv("ALS_FACTORS"),
+               *only_t = getenv("ALS_THREADS");
     for (int s = 0; s < 2; s++)
       for (int ki = 0; ki < 3; ki++)
         for (int th = 1; th <= 2; th++) {
+          if ((only_s && strcmp(only_s, s == 0 ? "cg" : "cholesky")) ||
+              (only_k && atoi(only_k) != ks[ki]) ||
+              (only_t && atoi(only_t) != th))
+            continue;
           mfm_als_params p = mfm_als_params_default();
           p.factors = ks[ki];
           p.solver = s == 0 ? MFM_ALS_CG : MFM_ALS_CHOLESKY;
@@ -107,8 +130,10 @@ int main(int argc, char **argv) {
           mfm_als *m;
           mfm_err err;
           mfm_als_report rep;
+          double c0 = 0;
           if (mfm_als_new(ui->n_rows, ui->n_cols, &p, &m, &err) ||
-              mfm_als_fit(m, ui, iters, &rep, &err)) {
+              (c0 = cpu_now(),
+               mfm_als_fit_transposed(m, ui, iu, iters, &rep, &err))) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
           }
@@ -117,14 +142,16 @@ int main(int argc, char **argv) {
                          (double)(ui->n_rows + ui->n_cols) * k * k * k / 3;
           double floor_s = flops / (rate1 * th);
           double spi = rep.seconds / rep.iterations;
-          printf("%-6s %7lld %9s %3d %8d %9.4f %8.4f %7.1f %7.4f\n", name,
-                 (long long)ui->nnz, s == 0 ? "cg" : "cholesky", th,
-                 ks[ki], spi, floor_s, spi / floor_s, rep.loss);
+          double cpi = (cpu_now() - c0) / rep.iterations;
+          printf("%-6s %7lld %9s %3d %8d %9.4f %9.4f %8.4f %7.1f %7.4f\n",
+                 name, (long long)ui->nnz, s == 0 ? "cg" : "cholesky", th,
+                 ks[ki], spi, cpi, floor_s, spi / floor_s, rep.loss);
           fflush(stdout);
           mfm_als_free(m);
         }
     printf("%-6s peak memory %ld MB\n", name, peak_mb());
     mfm_csr_free(ui);
+    mfm_csr_free(iu);
   }
   return 0;
 }

@@ -41,6 +41,7 @@
 #define LANES 16    /* floats per AVX-512 register; rows are padded to it */
 #define CHUNK 1024  /* nonzeros gathered at once (long rows use several) */
 #define BLOCK 64    /* rows a thread takes at a time (stop-flag period) */
+#define PREFETCH 8  /* rows ahead the gather asks the cache for */
 
 struct mfm_als {
   int32_t n_users, n_items, k;
@@ -231,6 +232,13 @@ INLINE void gather(const int32_t *idx, const float *w, int32_t n,
                    float *z, float *b) {
   for (int32_t t = 0; t < n; t++) {
     const float *yt = y + (size_t)idx[t] * (size_t)k;
+    /* The rows are scattered over a matrix larger than the cache: ask for
+       one a few iterations ahead (k floats, one line per 16). */
+    if (t + PREFETCH < n) {
+      const char *ahead = (const char *)(y + (size_t)idx[t + PREFETCH] * k);
+      for (int32_t j = 0; j < k; j += LANES) __builtin_prefetch(ahead + 4 * j);
+      __builtin_prefetch(ahead + 4 * (size_t)k - 1);
+    }
     float d = alpha * w[t];
     float sd = sqrtf(d), c = 1.0f + d;
     float *zt = z + (size_t)t * kp;
@@ -342,6 +350,7 @@ typedef struct fit_ctx {
   atomic_int canceled;
   const mfm_csr *ui;   /* loss pass */
   double *row_loss;
+  int fused_loss;      /* solve_row leaves its row's loss terms here */
 } fit_ctx;
 
 /* A v into out: (Y'Y + lambda I) v + Z'(Z v) over the row's nonzeros.
@@ -382,6 +391,30 @@ INLINE void apply(const fit_ctx *c, const int32_t *idx, const float *w,
   }
 }
 
+/* The loss terms of the cells of a row just solved (x), from what the solve
+   gathered: with d = alpha w and s = x.y, c(1-s)^2 - s^2 = 1 - 2s +
+   d(1-s)^2, summed over the row = n + sum d - 2 b.x + sum (z.x)^2 since
+   b = sum (1+d) y and z = sqrt(d) y.  This saves the loss pass its own
+   gather of every nonzero.  z holds the row if it fit one chunk. */
+INLINE double row_loss_of(const fit_ctx *c, work *ws, const int32_t *idx,
+                          const float *w, int32_t n, const float *bx,
+                          const float *x) {
+  int32_t k = c->k, kp = c->kp;
+  double l = n - 2.0 * dotv(bx, x, kp), sd = 0;
+  for (int32_t t = 0; t < n; t++) sd += w[t];
+  l += c->alpha * sd;
+  for (int32_t t0 = 0; t0 < n; t0 += CHUNK) {
+    int32_t m = n - t0 < CHUNK ? n - t0 : CHUNK;
+    if (n > CHUNK)
+      gather(idx + t0, w + t0, m, c->s.y, k, kp, c->alpha, ws->z, NULL);
+    for (int32_t t = 0; t < m; t++) {
+      double zx = dotv(ws->z + (size_t)t * kp, x, kp);
+      l += zx * zx;
+    }
+  }
+  return l;
+}
+
 INLINE void solve_row(const fit_ctx *c, work *ws, int32_t row) {
   int32_t k = c->k, kp = c->kp;
   float *x = c->s.x + (size_t)row * k;
@@ -397,6 +430,7 @@ INLINE void solve_row(const fit_ctx *c, work *ws, int32_t row) {
   }
   if (n == 0) { /* b = 0: the exact solution is 0 */
     memset(x, 0, (size_t)k * 4);
+    if (c->fused_loss) c->row_loss[row] = 0;
     return;
   }
   float *b = ws->v, *res = b + kp, *p = res + kp, *ap = p + kp,
@@ -412,8 +446,11 @@ INLINE void solve_row(const fit_ctx *c, work *ws, int32_t row) {
     /* Positive definite by construction (lambda > 0, c >= 1). */
     if (!cholesky(ws->a, k, kp, inv)) return;
     memset(xv, 0, (size_t)kp * 4);
+    if (c->fused_loss) memcpy(res, b, (size_t)kp * 4);
     chol_solve(ws->a, k, kp, inv, b, yv, xv);
     memcpy(x, xv, (size_t)k * 4);
+    if (c->fused_loss)
+      c->row_loss[row] = row_loss_of(c, ws, idx, w, n, res, xv);
     return;
   }
   /* CG (as in implicit), from the previous vector. */
@@ -444,6 +481,7 @@ INLINE void solve_row(const fit_ctx *c, work *ws, int32_t row) {
     rs = rs1;
   }
   memcpy(x, xv, (size_t)k * 4);
+  if (c->fused_loss) c->row_loss[row] = row_loss_of(c, ws, idx, w, n, b, xv);
 }
 
 INLINE void solve_rows_impl(fit_ctx *c, int worker) {
@@ -622,6 +660,29 @@ static mfm_status loss_pass(fit_ctx *c, const mfm_als *m, int threads,
   return MFM_OK;
 }
 
+/* The loss from the item half's row terms: those plus sum over users of
+   x'(Y'Y + lambda I)x = trace(X'X Y'Y) + lambda |X|^2, and lambda |Y|^2.
+   gx and gy are the full Grams with lambda on the diagonal. */
+static double fused_loss(const fit_ctx *c, const mfm_als *m, const float *gx,
+                         const float *gy) {
+  int32_t k = m->k, kp = c->kp;
+  float lambda = m->p.regularization;
+  double l = 0;
+  for (int32_t i = 0; i < m->n_items; i++) l += c->row_loss[i];
+  for (int32_t i = 0; i < k; i++)
+    for (int32_t j = 0; j < k; j++) {
+      double a = gx[(size_t)i * kp + j], b = gy[(size_t)i * kp + j];
+      if (i == j) a -= lambda, b -= lambda;
+      l += a * b;
+    }
+  l += lambda * (sumsq(m->user, (size_t)m->n_users * k) +
+                 sumsq(m->item, (size_t)m->n_items * k));
+  double wsum = 0;
+  for (int64_t q = 0; q < c->ui->nnz; q++) wsum += c->ui->data[q];
+  double total = (double)m->n_users * m->n_items + m->p.alpha * wsum;
+  return total > 0 ? l / total : 0;
+}
+
 mfm_status mfm_als_fit_transposed(mfm_als *m, const mfm_csr *ui,
                                   const mfm_csr *iu, int32_t iterations,
                                   mfm_als_report *report, mfm_err *err) {
@@ -646,7 +707,8 @@ mfm_status mfm_als_fit_transposed(mfm_als *m, const mfm_csr *ui,
   c.ui = ui;
   float *gx = mfm_alloc_aligned((size_t)kp * kp, sizeof(float));
   float *gy = mfm_alloc_aligned((size_t)kp * kp, sizeof(float));
-  double *row_loss = mfm_malloc_array((size_t)m->n_users + 1, sizeof(double));
+  int32_t most = m->n_users > m->n_items ? m->n_users : m->n_items;
+  double *row_loss = mfm_malloc_array((size_t)most + 1, sizeof(double));
   c.ws = alloc_work(threads, kp);
   c.row_loss = row_loss;
   rows_fn fn = pick_solver();
@@ -662,18 +724,19 @@ mfm_status mfm_als_fit_transposed(mfm_als *m, const mfm_csr *ui,
     c.s = (side){ui, m->n_users, m->user, m->item, gy};
     if ((st = run(&c, threads, fn))) goto nomem;
     if (atomic_load(&c.canceled)) goto canceled;
-    /* Items from users. */
+    /* Items from users, each item's loss terms on the way. */
     gram_of(m->user, m->n_users, k, kp, lambda, threads, gx);
     c.s = (side){iu, m->n_items, m->item, m->user, gx};
-    if ((st = run(&c, threads, fn))) goto nomem;
+    c.fused_loss = 1;
+    st = run(&c, threads, fn);
+    c.fused_loss = 0;
+    if (st) goto nomem;
     if (atomic_load(&c.canceled)) goto canceled;
     m->gram_valid = 0;
     m->iteration++;
-    /* Loss, with the new item Gram (kept for fold-in). */
+    /* The new item Gram: the loss's and fold-in's. */
     gram_of(m->item, m->n_items, k, kp, lambda, threads, gy);
-    c.s = (side){ui, m->n_users, m->user, m->item, gy};
-    double loss;
-    if ((st = loss_pass(&c, m, threads, &loss))) goto nomem;
+    double loss = fused_loss(&c, m, gx, gy);
     memcpy(m->gram, gy, (size_t)kp * kp * 4);
     m->gram_valid = 1;
     if (report) {
