@@ -26,7 +26,7 @@ describe("bad inputs to moonfm train / inspect / serve", function()
       local only = os.getenv("MOONFM_BAD_ONLY")
       local run = only == nil
       -- ASan reserves more address space than any `ulimit -v` leaves.
-      if os.getenv("MOONFM_SANITIZED") and (c.prefix or ""):find("ulimit -v") then
+      if os.getenv("MOONFM_SANITIZED") and (c.prefix or ""):find("ulimit -v", 1, true) then
         run = false
       end
       for alt in (only or ""):gmatch("[^|]+") do
