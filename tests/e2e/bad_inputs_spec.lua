@@ -43,43 +43,7 @@ end)
 
 -- ---- HTTP ----------------------------------------------------------------
 
-local function pack(fmt, t)
-  local s = {}
-  for i, v in ipairs(t) do s[i] = string.pack(fmt, v) end
-  return table.concat(s)
-end
-
-local function ids(list)
-  local off, o = { 0 }, 0
-  for _, x in ipairs(list) do
-    o = o + #x
-    off[#off + 1] = o
-  end
-  return table.concat(list), pack("<i8", off)
-end
-
--- Users u1..u3, items i1..i5, k = 2 (as in serve_spec.lua).
-local function write_model(dir)
-  os.execute("mkdir -p " .. q(dir))
-  local ub, uo = ids { "u1", "u2", "u3" }
-  local ib, io_ = ids { "i1", "i2", "i3", "i4", "i5" }
-  assert(core.mfile_write(dir .. "/model.moonfm",
-    '{"kind":"als","n_users":3,"n_items":5,"factors":2,'
-    .. '"params":{"regularization":0.1,"alpha":1}}', {
-    { name = "user_factors", dtype = "f32", rows = 3, cols = 2,
-      data = pack("<f", { 1, 0, 0, 1, 1, 1 }) },
-    { name = "item_factors", dtype = "f32", rows = 5, cols = 2,
-      data = pack("<f", { 1, 0, 0.5, 0.5, 0, 1, 2, 0, 0, 2 }) },
-    { name = "users.ids", dtype = "u8", rows = #ub, cols = 1, data = ub },
-    { name = "users.offsets", dtype = "i64", rows = 4, cols = 1, data = uo },
-    { name = "items.ids", dtype = "u8", rows = #ib, cols = 1, data = ib },
-    { name = "items.offsets", dtype = "i64", rows = 6, cols = 1, data = io_ },
-    { name = "seen.indptr", dtype = "i64", rows = 4, cols = 1,
-      data = pack("<i8", { 0, 1, 1, 3 }) },
-    { name = "seen.indices", dtype = "i32", rows = 3, cols = 1,
-      data = pack("<i4", { 3, 0, 4 }) },
-  }))
-end
+local write_model = require("support.serve_http").write_test_model
 
 local function sh(cmd)
   local p = io.popen(cmd)
