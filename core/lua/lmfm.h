@@ -73,6 +73,10 @@ typedef struct lmfm_scorer {
      can fill them in place; returns how many. */
   int (*arrays)(void *model, mfm_array *out, int max);
 } lmfm_scorer;
+/* Pushes an ALS fit report as {iterations, seconds, loss, iteration}
+   (lmfm_als.c; the distributed fit reports the same way). */
+int lmfm_push_als_report(lua_State *L, const mfm_als_report *r);
+
 /* Checks argument i is an open model and fills f; raises otherwise. */
 void lmfm_checkfactors(lua_State *L, int i, mfm_factors *f);
 

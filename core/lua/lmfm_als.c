@@ -23,6 +23,19 @@ typedef struct als_box {
   int64_t src_nnz;
 } als_box;
 
+int lmfm_push_als_report(lua_State *L, const mfm_als_report *r) {
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, r->iterations);
+  lua_setfield(L, -2, "iterations");
+  lua_pushnumber(L, r->seconds);
+  lua_setfield(L, -2, "seconds");
+  lua_pushnumber(L, r->loss);
+  lua_setfield(L, -2, "loss");
+  lua_pushinteger(L, r->iteration);
+  lua_setfield(L, -2, "iteration");
+  return 1;
+}
+
 static als_box *checkbox(lua_State *L, int i) {
   als_box *b = luaL_checkudata(L, i, LMFM_ALS);
   if (b->p == NULL) luaL_error(L, "attempt to use a closed %s", LMFM_ALS);
@@ -125,16 +138,7 @@ static int als_fit(lua_State *L) {
     return 2;
   }
   if (st) return lmfm_raise(L, "als fit", st, &err);
-  lua_createtable(L, 0, 4);
-  lua_pushinteger(L, r.iterations);
-  lua_setfield(L, -2, "iterations");
-  lua_pushnumber(L, r.seconds);
-  lua_setfield(L, -2, "seconds");
-  lua_pushnumber(L, r.loss);
-  lua_setfield(L, -2, "loss");
-  lua_pushinteger(L, r.iteration);
-  lua_setfield(L, -2, "iteration");
-  return 1;
+  return lmfm_push_als_report(L, &r);
 }
 
 static int als_fold_in(lua_State *L) {

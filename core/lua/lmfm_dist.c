@@ -221,16 +221,7 @@ static int dals_fit(lua_State *L) {
   }
   if (st == MFM_EIO) return lmfm_pushfail(L, &err);
   if (st) return raise_status(L, "dist_als fit", st, &err);
-  lua_createtable(L, 0, 4);
-  lua_pushinteger(L, r.iterations);
-  lua_setfield(L, -2, "iterations");
-  lua_pushnumber(L, r.seconds);
-  lua_setfield(L, -2, "seconds");
-  lua_pushnumber(L, r.loss);
-  lua_setfield(L, -2, "loss");
-  lua_pushinteger(L, r.iteration);
-  lua_setfield(L, -2, "iteration");
-  return 1;
+  return lmfm_push_als_report(L, &r);
 }
 
 /* ---- moonfm.DistAvg ---------------------------------------------------- */
