@@ -63,16 +63,6 @@ describe("moonfm.env", function()
     end)
   end)
 
-  it("base_dir: the variable as a subprocess sees it", function()
-    local cmd = "SAGEMAKER_BASE_DIR=/srv/ml/ LUA_PATH='" .. package.path
-      .. "' LUA_CPATH='" .. package.cpath .. "' lua5.4 -e "
-      .. "'io.write(require(\"moonfm.env\").base_dir())'"
-    local p = assert(io.popen(cmd))
-    local out = p:read("a")
-    p:close()
-    assert.equals("/srv/ml", out)
-  end)
-
   it("read_json_object: absent file is nil, an object is a table", function()
     assert.is_nil(env.read_json_object(tmp .. "/nope.json"))
     spit(tmp .. "/ok.json", '{"a": "x", "b": [1, 2]}')
