@@ -122,12 +122,7 @@ function commands.serve(args)
   if #args > 1 then
     return usage_error("serve takes no arguments, got '" .. args[2] .. "'")
   end
-  local ok, serve = pcall(require, "moonfm.serve")
-  if not ok then
-    io.stderr:write("moonfm serve is not part of this build yet\n")
-    return 2
-  end
-  return serve.main(host())
+  return require("moonfm.serve").main(host())
 end
 
 function commands.run(args)
