@@ -99,7 +99,8 @@ static int32_t cell_of(float s, float lo, float scale, float g) {
    the clamps cost about 4 instructions an item, so wider units are used
    where the CPU has them (same IEEE operations, same cells). */
 #define CELL_CHUNK 256
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__AVX2__)
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__AVX2__) && \
+    !defined(__clang__) /* clang 14: no ifunc clones in a static lib */
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 static void cells_of(const float *restrict s, int32_t n, float lo,

@@ -78,7 +78,8 @@ void mfm_heap_sort(mfm_heap *h) {
 
 /* The chunk counts are most of the scan: wider units where the CPU has
    them. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__AVX2__)
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__AVX2__) && \
+    !defined(__clang__) /* clang 14: no ifunc clones in a static lib */
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 void mfm_heap_scan(mfm_heap *h, const float *row, int32_t n,
