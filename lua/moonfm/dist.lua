@@ -165,6 +165,18 @@ local function which(cmd)
   return nil
 end
 
+-- Ends a child: TERM, a grace period, then KILL.
+local function stop_child(pid, grace)
+  core.kill(pid, "TERM")
+  if core.wait(pid, grace) then return end
+  core.kill(pid, "KILL")
+  core.wait(pid, 5)
+end
+
+-- opts: env, stdout, stderr; timeout (seconds, then killed: nil,
+-- "timed out"); started + start_timeout (a function that turns true once
+-- the child has really started; if it has not within start_timeout
+-- seconds, the child is stopped: nil, "stalled").
 local function run(argv, opts)
   opts = opts or {}
   local path = which(argv[1])
@@ -175,6 +187,7 @@ local function run(argv, opts)
                                 stdout = opts.stdout, stderr = opts.stderr }
   if not pid then return nil, err end
   local t0, forwarded = core.clock(), false
+  local waiting_start = opts.started ~= nil
   while true do
     local code = core.wait(pid, 0.2)
     if code then return code end
@@ -186,6 +199,14 @@ local function run(argv, opts)
       core.kill(pid, "KILL")
       core.wait(pid, 5)
       return nil, "timed out"
+    end
+    if waiting_start and not forwarded then
+      if opts.started() then
+        waiting_start = false
+      elseif core.clock() - t0 > opts.start_timeout then
+        stop_child(pid, 10)
+        return nil, "stalled"
+      end
     end
   end
 end
@@ -268,10 +289,39 @@ local function lead(e, host)
   for _, w in ipairs(split_words(custom)) do argv[#argv + 1] = w end
   argv[#argv + 1] = host.exe
   argv[#argv + 1] = "train"
-  log.info("starting the MPI job on %d hosts: %s", #e.hosts, hosts)
-  local code, err = run(argv, { env = {
-    OMPI_ALLOW_RUN_AS_ROOT = "1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = "1" } })
+  -- Open MPI 4.1's start-up can stall for good (mpirun and a remote orted
+  -- connected, no rank ever launched: an out-of-band race upstream, seen
+  -- about once in 50 starts on one machine).  Rank 0 runs on this host and
+  -- writes its marker once MPI_Init has returned on every rank, so no
+  -- marker within MOONFM_DIST_START seconds means a stalled start: stop
+  -- mpirun (its daemons end with it) and launch again.
+  local start_s = num_env("MOONFM_DIST_START", 120)
+  local tries = math.tointeger(num_env("MOONFM_DIST_START_TRIES", 3)) or 3
+  local mine = marker(e.current_host, "rank")
+  local code, err
+  for try = 1, tries do
+    os.remove(mine)
+    log.info("starting the MPI job on %d hosts: %s%s", #e.hosts, hosts,
+             try > 1 and string.format(" (try %d of %d)", try, tries) or "")
+    code, err = run(argv, { env = {
+      OMPI_ALLOW_RUN_AS_ROOT = "1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = "1" },
+      started = function() return read_file(mine) ~= nil end,
+      start_timeout = start_s })
+    if err ~= "stalled" then break end
+    log.warn("no rank of the MPI job started within %.0f s (an Open MPI "
+      .. "start-up stall); stopped mpirun", start_s)
+  end
   stop_sshd()
+  if err == "stalled" then
+    return { status = errors.exit_codes.ConfigError, category = "ConfigError",
+      message = string.format("the MPI job across %d hosts did not start: "
+        .. "%d tries of %.0f s each, no rank came up", #e.hosts, tries,
+        start_s),
+      details = "mpirun's own messages are in this log. Check that every "
+        .. "host can reach the others on the network interface of "
+        .. "resourceconfig.json; MOONFM_DIST_START and "
+        .. "MOONFM_DIST_START_TRIES set the wait and the number of tries." }
+  end
   if not code then
     return { status = errors.exit_codes.ConfigError, category = "ConfigError",
       message = "cannot start mpirun: " .. err,

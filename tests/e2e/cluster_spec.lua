@@ -37,6 +37,16 @@ local function cluster(hosts, args, env)
     .. "--channel test=data/sample/test.csv --dir %s", src, bindir, env or "",
     hosts, args, dir)
   local out, status = sh(cmd)
+  if status ~= 0 then
+    -- What each host said, so a failure (in CI too) explains itself.
+    for i = 1, hosts do
+      for _, ext in ipairs { "out", "err" } do
+        local log = read(string.format("%s/algo-%d.%s", dir, i, ext)) or ""
+        out = out .. string.format("\n--- algo-%d.%s (last 3000 bytes):\n%s",
+                                   i, ext, log:sub(-3000))
+      end
+    end
+  end
   return out, status, dir
 end
 
@@ -137,6 +147,48 @@ describe_if("multi-host jobs on Open MPI", function()
     assert.matches("killed by signal 9",
                    read(dir .. "/algo-1/output/failure"), 1, true)
     assert.matches("ended before host algo-2 finished",
+                   read(dir .. "/algo-2/output/failure"), 1, true)
+  end)
+
+  -- An mpirun stand-in first on PATH: its first launches stall as Open
+  -- MPI's start-up sometimes does (connected, no rank launched), later ones
+  -- run the real mpirun.
+  local function stalling_mpirun(stalls)
+    local d = string.format("%s/stall-%d-%d", tmp, os.time(), stalls)
+    os.execute("rm -rf " .. d .. " && mkdir -p " .. d)
+    local f = assert(io.open(d .. "/mpirun", "w"))
+    f:write(string.format([[#!/bin/sh
+d=$(dirname "$0")
+n=$(ls "$d" | grep -c '^stalled')
+if [ "$n" -lt %d ]; then touch "$d/stalled-$n"; exec sleep 600; fi
+exec /usr/bin/mpirun "$@"
+]], stalls))
+    f:close()
+    os.execute("chmod +x " .. d .. "/mpirun")
+    return d
+  end
+
+  it("a stalled MPI start is stopped and launched again", function()
+    local d = stalling_mpirun(1)
+    local out, status, dir = cluster(2, "algorithm=als epochs=2",
+      "PATH=" .. d .. ":$PATH MOONFM_DIST_START=3")
+    assert.equals(0, status, out)
+    local log = read(dir .. "/algo-1.err")
+    assert.matches("no rank of the MPI job started within 3 s", log, 1, true)
+    assert.matches("(try 2 of 3)", log, 1, true)
+    assert.is_truthy(final(out, "loss"), out)
+  end)
+
+  it("a start that keeps stalling ends every host with a clear error",
+     function()
+    local d = stalling_mpirun(99)
+    local out, status, dir = cluster(2, "algorithm=als epochs=2",
+      "PATH=" .. d .. ":$PATH MOONFM_DIST_START=2 MOONFM_DIST_START_TRIES=2 "
+      .. "MOONFM_DIST_WAIT=12")
+    assert.equals(2, status, out)
+    assert.matches("^ConfigError: the MPI job across 2 hosts did not start: "
+      .. "2 tries of 2 s each", read(dir .. "/algo-1/output/failure"))
+    assert.matches("the leader algo-1 never started the MPI job",
                    read(dir .. "/algo-2/output/failure"), 1, true)
   end)
 end)
