@@ -1,17 +1,16 @@
-/* Implicit-feedback ALS: the model, the fit driver and the row solvers.
+/* Implicit-feedback ALS: the model and the fit driver.
 
    Where the time goes: implicit spends it in one tiny BLAS call per
    nonzero.  Here a row's item vectors are gathered once, scaled by
    sqrt(c - 1), into a contiguous block Z (in L1/L2), then
-   - Cholesky: A = Y'Y + lambda I + Z'Z is accumulated four nonzeros at a
-     time into the lower triangle (4 FMAs per load/store of A), factored by
-     our own Cholesky (exact; a LAPACK call per 32 x 32 system costs more in
+   - Cholesky: A = Y'Y + lambda I + Z'Z is accumulated into the upper
+     triangle by a small register-tiled kernel, factored by our own
+     Cholesky (exact; a LAPACK call per 32 x 32 system costs more in
      overhead than the arithmetic), and solved;
    - CG: A v = (Y'Y + lambda I) v + Z'(Z v), a few steps per row, warm
      started from the row's previous vector.
-   The loops are written over multiples of 16 floats so that the compiler
-   vectorises them, and the row solver is compiled three times (generic,
-   AVX2+FMA, AVX-512) and picked at run time. */
+   The row solvers live in als_rows.h, built for each instruction set with
+   its own vector width (als_rows.c); the Grams are OpenBLAS ssyrk. */
 #include "moonfm/als.h"
 
 #include <math.h>
@@ -21,27 +20,11 @@
 
 #include <cblas.h>
 
+#include "als_impl.h"
 #include "moonfm/alloc.h"
 #include "moonfm/rng.h"
 #include "moonfm/stop.h"
 #include "moonfm/threads.h"
-
-/* ISO C mode turns FMA contraction off; the kernels want it. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("fp-contract=fast")
-#endif
-
-#if defined(__GNUC__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#define INLINE static inline __attribute__((always_inline))
-#else
-#define INLINE static inline
-#endif
-
-#define LANES 16    /* floats per AVX-512 register; rows are padded to it */
-#define CHUNK 1024  /* nonzeros gathered at once (long rows use several) */
-#define BLOCK 64    /* rows a thread takes at a time (stop-flag period) */
-#define PREFETCH 8  /* rows ahead the gather asks the cache for */
 
 struct mfm_als {
   int32_t n_users, n_items, k;
@@ -178,394 +161,6 @@ int mfm_als_arrays(mfm_als *m, mfm_array *out, int max) {
   return 3;
 }
 
-/* ---- Kernels ----------------------------------------------------------
-   Vectors and matrix rows are kp floats (a multiple of LANES, zeros past
-   k), 64-byte aligned, so every loop runs over whole registers.  v16 is a
-   GCC/clang vector of 16 floats: one AVX-512 register, two AVX2 ones or
-   four SSE ones, depending on the clone compiling the inlined kernel. */
-
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v4 __attribute__((vector_size(16)));
-
-INLINE v16 ld(const float *p) {
-  v16 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-INLINE void st(float *p, v16 v) { memcpy(p, &v, sizeof v); }
-
-INLINE float hsum(v16 a) {
-  v8 lo, hi;
-  memcpy(&lo, &a, 32);
-  memcpy(&hi, (char *)&a + 32, 32);
-  lo += hi;
-  v4 l4, h4;
-  memcpy(&l4, &lo, 16);
-  memcpy(&h4, (char *)&lo + 16, 16);
-  l4 += h4;
-  return (l4[0] + l4[2]) + (l4[1] + l4[3]);
-}
-
-/* Dot product over kp (a multiple of LANES). */
-INLINE float dotv(const float *a, const float *b, int32_t kp) {
-  v16 acc = ld(a) * ld(b);
-  for (int32_t j = LANES; j < kp; j += LANES) acc += ld(a + j) * ld(b + j);
-  return hsum(acc);
-}
-
-INLINE void axpy(float a, const float *x, float *y, int32_t kp) {
-  for (int32_t j = 0; j < kp; j += LANES) st(y + j, ld(y + j) + a * ld(x + j));
-}
-
-static float dot(const float *a, const float *b, int32_t n) {
-  float s = 0;
-  for (int32_t j = 0; j < n; j++) s += a[j] * b[j];
-  return s;
-}
-
-/* Gathers nonzeros [0, n) of a row: Z[t] = sqrt(alpha w_t) y[idx_t], and
-   b += (1 + alpha w_t) y[idx_t] when b is not NULL.  Columns past k stay
-   zero (the buffer is zeroed once). */
-INLINE void gather(const int32_t *idx, const float *w, int32_t n,
-                   const float *y, int32_t k, int32_t kp, float alpha,
-                   float *z, float *b) {
-  for (int32_t t = 0; t < n; t++) {
-    const float *yt = y + (size_t)idx[t] * (size_t)k;
-    /* The rows are scattered over a matrix larger than the cache: ask for
-       one a few iterations ahead (k floats, one line per 16). */
-    if (t + PREFETCH < n) {
-      const char *ahead = (const char *)(y + (size_t)idx[t + PREFETCH] * k);
-      for (int32_t j = 0; j < k; j += LANES) __builtin_prefetch(ahead + 4 * j);
-      __builtin_prefetch(ahead + 4 * (size_t)k - 1);
-    }
-    float d = alpha * w[t];
-    float sd = sqrtf(d), c = 1.0f + d;
-    float *zt = z + (size_t)t * kp;
-    for (int32_t j = 0; j < k; j++) zt[j] = sd * yt[j];
-    if (b)
-      for (int32_t j = 0; j < k; j++) b[j] += c * yt[j];
-  }
-}
-
-/* Upper triangle of A += Z'Z over n gathered rows, in 8 x 16 tiles held
-   in registers for the whole pass over Z (a small GEMM micro-kernel).
-   Row r is updated from column floor16(r) on; what lies left of the
-   diagonal there is never read. */
-INLINE void gram_update(float *a, const float *z, int32_t n, int32_t k,
-                        int32_t kp) {
-  for (int32_t rb = 0; rb < k; rb += 8) {
-    for (int32_t cb = rb / LANES * LANES; cb < kp; cb += LANES) {
-      v16 c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, c4 = {0}, c5 = {0},
-          c6 = {0}, c7 = {0};
-      const float *zt = z;
-      for (int32_t t = 0; t < n; t++, zt += kp) {
-        v16 zc = ld(zt + cb);
-        const float *zr = zt + rb;
-        c0 += zr[0] * zc;
-        c1 += zr[1] * zc;
-        c2 += zr[2] * zc;
-        c3 += zr[3] * zc;
-        c4 += zr[4] * zc;
-        c5 += zr[5] * zc;
-        c6 += zr[6] * zc;
-        c7 += zr[7] * zc;
-      }
-      float *ar = a + (size_t)rb * kp + cb;
-      st(ar, ld(ar) + c0);
-      st(ar + kp, ld(ar + kp) + c1);
-      st(ar + 2 * kp, ld(ar + 2 * kp) + c2);
-      st(ar + 3 * kp, ld(ar + 3 * kp) + c3);
-      st(ar + 4 * kp, ld(ar + 4 * kp) + c4);
-      st(ar + 5 * kp, ld(ar + 5 * kp) + c5);
-      st(ar + 6 * kp, ld(ar + 6 * kp) + c6);
-      st(ar + 7 * kp, ld(ar + 7 * kp) + c7);
-    }
-  }
-}
-
-/* In-place Cholesky A = U'U on the upper triangle (row-major, ld kp), in
-   the right-looking form whose updates are contiguous row segments; inv
-   gets 1 / U_jj.  Returns 0 if A is not positive definite. */
-INLINE int cholesky(float *a, int32_t k, int32_t kp, float *inv) {
-  for (int32_t j = 0; j < k; j++) {
-    float *uj = a + (size_t)j * kp;
-    float d = uj[j];
-    if (!(d > 0)) return 0;
-    float r = 1.0f / sqrtf(d);
-    inv[j] = r;
-    int32_t s0 = j / LANES * LANES;
-    for (int32_t c = s0; c < kp; c += LANES) st(uj + c, ld(uj + c) * r);
-    for (int32_t i = j + 1; i < k; i++) {
-      float f = uj[i];
-      float *ai = a + (size_t)i * kp;
-      for (int32_t c = i / LANES * LANES; c < kp; c += LANES)
-        st(ai + c, ld(ai + c) - f * ld(uj + c));
-    }
-  }
-  return 1;
-}
-
-/* Solves U'U x = b; b and y (kp each) are scratch, x must be zeroed. */
-INLINE void chol_solve(const float *a, int32_t k, int32_t kp,
-                       const float *inv, float *b, float *y, float *x) {
-  for (int32_t i = 0; i < k; i++) { /* U'y = b */
-    float yi = b[i] * inv[i];
-    y[i] = yi;
-    const float *ui = a + (size_t)i * kp;
-    for (int32_t c = i / LANES * LANES; c < kp; c += LANES)
-      st(b + c, ld(b + c) - yi * ld(ui + c));
-  }
-  for (int32_t i = k - 1; i >= 0; i--) { /* U x = y; x[i..] still 0 */
-    const float *ui = a + (size_t)i * kp;
-    int32_t c0 = i / LANES * LANES;
-    x[i] = (y[i] - dotv(ui + c0, x + c0, kp - c0)) * inv[i];
-  }
-}
-
-/* ---- The row solver ---------------------------------------------------- */
-
-typedef struct work {
-  float *z;         /* CHUNK x kp */
-  float *a;         /* kp x kp */
-  float *v;         /* 7 x kp: b, r, p, ap, x, inv, y */
-  float *s;         /* CHUNK: Z v */
-} work;
-
-typedef struct side {
-  const mfm_csr *rows; /* this side's nonzeros (n_rows may be < n) */
-  int32_t n;           /* rows to solve */
-  float *x;            /* n x k: solved in place */
-  const float *y;      /* the other side, fixed */
-  const float *gram;   /* kp x kp: Y'Y + lambda I, full */
-} side;
-
-typedef struct fit_ctx {
-  side s;
-  int32_t k, kp, steps;
-  float alpha;
-  mfm_als_solver solver;
-  work *ws;
-  atomic_int_fast64_t next;
-  atomic_int canceled;
-  const mfm_csr *ui;   /* loss pass */
-  double *row_loss;
-  int fused_loss;      /* solve_row leaves its row's loss terms here */
-} fit_ctx;
-
-/* A v into out: (Y'Y + lambda I) v + Z'(Z v) over the row's nonzeros.
-   When the row fits one chunk, z already holds it (gathered). */
-INLINE void apply(const fit_ctx *c, const int32_t *idx, const float *w,
-                  int32_t n, float *z, float *sbuf, const float *v,
-                  float *out) {
-  int32_t k = c->k, kp = c->kp;
-  const float *g = c->s.gram;
-  for (int32_t cb = 0; cb < kp; cb += LANES) {
-    v16 a0 = {0}, a1 = {0};
-    int32_t j = 0;
-    for (; j + 1 < k; j += 2) {
-      a0 += v[j] * ld(g + (size_t)j * kp + cb);
-      a1 += v[j + 1] * ld(g + (size_t)(j + 1) * kp + cb);
-    }
-    if (j < k) a0 += v[j] * ld(g + (size_t)j * kp + cb);
-    st(out + cb, a0 + a1);
-  }
-  for (int32_t t0 = 0; t0 < n; t0 += CHUNK) {
-    int32_t m = n - t0 < CHUNK ? n - t0 : CHUNK;
-    if (n > CHUNK)
-      gather(idx + t0, w + t0, m, c->s.y, k, kp, c->alpha, z, NULL);
-    for (int32_t t = 0; t < m; t++) sbuf[t] = dotv(z + (size_t)t * kp, v, kp);
-    for (int32_t cb = 0; cb < kp; cb += LANES) {
-      v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-      const float *zt = z + cb;
-      int32_t t = 0;
-      for (; t + 3 < m; t += 4, zt += 4 * kp) {
-        a0 += sbuf[t] * ld(zt);
-        a1 += sbuf[t + 1] * ld(zt + kp);
-        a2 += sbuf[t + 2] * ld(zt + 2 * kp);
-        a3 += sbuf[t + 3] * ld(zt + 3 * kp);
-      }
-      for (; t < m; t++, zt += kp) a0 += sbuf[t] * ld(zt);
-      st(out + cb, ld(out + cb) + ((a0 + a1) + (a2 + a3)));
-    }
-  }
-}
-
-/* The loss terms of the cells of a row just solved (x), from what the solve
-   gathered: with d = alpha w and s = x.y, c(1-s)^2 - s^2 = 1 - 2s +
-   d(1-s)^2, summed over the row = n + sum d - 2 b.x + sum (z.x)^2 since
-   b = sum (1+d) y and z = sqrt(d) y.  This saves the loss pass its own
-   gather of every nonzero.  z holds the row if it fit one chunk. */
-INLINE double row_loss_of(const fit_ctx *c, work *ws, const int32_t *idx,
-                          const float *w, int32_t n, const float *bx,
-                          const float *x) {
-  int32_t k = c->k, kp = c->kp;
-  double l = n - 2.0 * dotv(bx, x, kp), sd = 0;
-  for (int32_t t = 0; t < n; t++) sd += w[t];
-  l += c->alpha * sd;
-  for (int32_t t0 = 0; t0 < n; t0 += CHUNK) {
-    int32_t m = n - t0 < CHUNK ? n - t0 : CHUNK;
-    if (n > CHUNK)
-      gather(idx + t0, w + t0, m, c->s.y, k, kp, c->alpha, ws->z, NULL);
-    for (int32_t t = 0; t < m; t++) {
-      double zx = dotv(ws->z + (size_t)t * kp, x, kp);
-      l += zx * zx;
-    }
-  }
-  return l;
-}
-
-INLINE void solve_row(const fit_ctx *c, work *ws, int32_t row) {
-  int32_t k = c->k, kp = c->kp;
-  float *x = c->s.x + (size_t)row * k;
-  const mfm_csr *r = c->s.rows;
-  int32_t n = 0;
-  const int32_t *idx = NULL;
-  const float *w = NULL;
-  if (row < r->n_rows) {
-    int64_t p0 = r->indptr[row];
-    n = (int32_t)(r->indptr[row + 1] - p0);
-    idx = r->indices + p0;
-    w = r->data + p0;
-  }
-  if (n == 0) { /* b = 0: the exact solution is 0 */
-    memset(x, 0, (size_t)k * 4);
-    if (c->fused_loss) c->row_loss[row] = 0;
-    return;
-  }
-  float *b = ws->v, *res = b + kp, *p = res + kp, *ap = p + kp,
-        *xv = ap + kp, *inv = xv + kp, *yv = inv + kp;
-  memset(b, 0, (size_t)kp * 4);
-  if (c->solver == MFM_ALS_CHOLESKY) {
-    memcpy(ws->a, c->s.gram, (size_t)kp * kp * 4);
-    for (int32_t t0 = 0; t0 < n; t0 += CHUNK) {
-      int32_t m = n - t0 < CHUNK ? n - t0 : CHUNK;
-      gather(idx + t0, w + t0, m, c->s.y, k, kp, c->alpha, ws->z, b);
-      gram_update(ws->a, ws->z, m, k, kp);
-    }
-    /* Positive definite by construction (lambda > 0, c >= 1). */
-    if (!cholesky(ws->a, k, kp, inv)) return;
-    memset(xv, 0, (size_t)kp * 4);
-    if (c->fused_loss) memcpy(res, b, (size_t)kp * 4);
-    chol_solve(ws->a, k, kp, inv, b, yv, xv);
-    memcpy(x, xv, (size_t)k * 4);
-    if (c->fused_loss)
-      c->row_loss[row] = row_loss_of(c, ws, idx, w, n, res, xv);
-    return;
-  }
-  /* CG (as in implicit), from the previous vector. */
-  if (n <= CHUNK) {
-    gather(idx, w, n, c->s.y, k, kp, c->alpha, ws->z, b);
-  } else {
-    for (int32_t t0 = 0; t0 < n; t0 += CHUNK) {
-      int32_t m = n - t0 < CHUNK ? n - t0 : CHUNK;
-      gather(idx + t0, w + t0, m, c->s.y, k, kp, c->alpha, ws->z, b);
-    }
-  }
-  memset(xv, 0, (size_t)kp * 4);
-  memcpy(xv, x, (size_t)k * 4);
-  apply(c, idx, w, n, ws->z, ws->s, xv, ap);
-  for (int32_t j = 0; j < kp; j++) res[j] = b[j] - ap[j];
-  memcpy(p, res, (size_t)kp * 4);
-  float rs = dotv(res, res, kp);
-  for (int32_t s = 0; s < c->steps && rs > 1e-20f; s++) {
-    apply(c, idx, w, n, ws->z, ws->s, p, ap);
-    float pap = dotv(p, ap, kp);
-    if (!(pap > 0)) break;
-    float step = rs / pap;
-    axpy(step, p, xv, kp);
-    axpy(-step, ap, res, kp);
-    float rs1 = dotv(res, res, kp);
-    float beta = rs1 / rs;
-    for (int32_t j = 0; j < kp; j++) p[j] = res[j] + beta * p[j];
-    rs = rs1;
-  }
-  memcpy(x, xv, (size_t)k * 4);
-  if (c->fused_loss) c->row_loss[row] = row_loss_of(c, ws, idx, w, n, b, xv);
-}
-
-INLINE void solve_rows_impl(fit_ctx *c, int worker) {
-  work *ws = &c->ws[worker];
-  for (;;) {
-    if (atomic_load(&c->canceled)) return;
-    int64_t r0 = atomic_fetch_add(&c->next, BLOCK);
-    if (r0 >= c->s.n) return;
-    int64_t r1 = r0 + BLOCK < c->s.n ? r0 + BLOCK : c->s.n;
-    for (int64_t r = r0; r < r1; r++) {
-      /* Per row: one popular item can take milliseconds. */
-      if (mfm_stop_requested()) {
-        atomic_store(&c->canceled, 1);
-        return;
-      }
-      solve_row(c, ws, (int32_t)r);
-    }
-  }
-}
-
-static void solve_rows_generic(void *ctx, int worker) {
-  solve_rows_impl(ctx, worker);
-}
-
-#if defined(__GNUC__) && defined(__x86_64__)
-#define MFM_X86_DISPATCH 1
-__attribute__((target("avx2,fma"))) static void solve_rows_avx2(void *ctx,
-                                                                int worker) {
-  solve_rows_impl(ctx, worker);
-}
-__attribute__((target("avx512f,avx512vl,avx2,fma"))) static void
-solve_rows_avx512(void *ctx, int worker) {
-  solve_rows_impl(ctx, worker);
-}
-#endif
-
-typedef void (*rows_fn)(void *ctx, int worker);
-
-static rows_fn pick_solver(void) {
-#ifdef MFM_X86_DISPATCH
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
-    return solve_rows_avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return solve_rows_avx2;
-#endif
-  return solve_rows_generic;
-}
-
-/* ---- Loss -------------------------------------------------------------- */
-
-/* Per user: x'(Y'Y)x + sum over the user's items of c(1-s)^2 - s^2, where
-   s = x.y (the unobserved cells contribute s^2 with confidence 1, which
-   x'(Y'Y)x counts for every item). */
-static void loss_rows(void *ctx, int worker) {
-  fit_ctx *c = ctx;
-  work *ws = &c->ws[worker];
-  int32_t k = c->k, kp = c->kp;
-  for (;;) {
-    int64_t r0 = atomic_fetch_add(&c->next, BLOCK);
-    if (r0 >= c->s.n) return;
-    int64_t r1 = r0 + BLOCK < c->s.n ? r0 + BLOCK : c->s.n;
-    for (int64_t u = r0; u < r1; u++) {
-      const float *x = c->s.x + (size_t)u * k;
-      float *xv = ws->v, *gx = xv + kp;
-      memset(xv, 0, (size_t)kp * 4);
-      memcpy(xv, x, (size_t)k * 4);
-      memset(gx, 0, (size_t)kp * 4);
-      for (int32_t j = 0; j < k; j++)
-        axpy(xv[j], c->s.gram + (size_t)j * kp, gx, kp);
-      double l = dotv(xv, gx, kp);
-      if (u < c->ui->n_rows) {
-        for (int64_t q = c->ui->indptr[u]; q < c->ui->indptr[u + 1]; q++) {
-          const float *y = c->s.y + (size_t)c->ui->indices[q] * k;
-          double s = dot(x, y, k);
-          double conf = 1.0 + (double)c->alpha * c->ui->data[q];
-          l += conf * (1 - s) * (1 - s) - s * s;
-        }
-      }
-      c->row_loss[u] = l;
-    }
-  }
-}
-
 /* ---- Fit --------------------------------------------------------------- */
 
 /* Full kp x kp G = F'F (+ lambda I) with OpenBLAS on all threads. */
@@ -637,7 +232,7 @@ static work *alloc_work(int n, int32_t kp) {
   return ws;
 }
 
-static mfm_status run(fit_ctx *c, int threads, rows_fn fn) {
+static mfm_status run(fit_ctx *c, int threads, mfm_als_rows_fn fn) {
   atomic_store(&c->next, 0);
   mfm_blas_threads(1);
   return mfm_parallel(threads, fn, c);
@@ -647,7 +242,7 @@ static mfm_status run(fit_ctx *c, int threads, rows_fn fn) {
    item Gram (Y'Y + lambda I) in c->s.gram. */
 static mfm_status loss_pass(fit_ctx *c, const mfm_als *m, int threads,
                             double *loss) {
-  mfm_status st = run(c, threads, loss_rows);
+  mfm_status st = run(c, threads, mfm_als_kernels_pick().loss);
   if (st) return st;
   double l = 0;
   for (int32_t u = 0; u < m->n_users; u++) l += c->row_loss[u];
@@ -711,7 +306,7 @@ mfm_status mfm_als_fit_transposed(mfm_als *m, const mfm_csr *ui,
   double *row_loss = mfm_malloc_array((size_t)most + 1, sizeof(double));
   c.ws = alloc_work(threads, kp);
   c.row_loss = row_loss;
-  rows_fn fn = pick_solver();
+  mfm_als_rows_fn fn = mfm_als_kernels_pick().solve;
   if (!gx || !gy || !row_loss || !c.ws) {
     st = mfm_err_set(err, MFM_ENOMEM, "als fit: out of memory");
     goto done;
@@ -854,7 +449,10 @@ mfm_status mfm_als_fold_in(mfm_als *m, const int32_t *items,
   c.alpha = m->p.alpha;
   c.solver = MFM_ALS_CHOLESKY;
   c.s = (side){&row, 1, x, m->item, m->gram};
-  solve_row(&c, ws, 0);
+  c.ws = ws;
+  c.unstoppable = 1;
+  atomic_store(&c.next, 0);
+  mfm_als_kernels_pick().solve(&c, 0);
   free_work(ws, 1);
   mfm_free(ones);
   return MFM_OK;
@@ -922,7 +520,7 @@ mfm_status mfm_als_solve_part(mfm_als *m, int which, const mfm_csr *rows,
                gp};
   atomic_store(&c.next, lo);
   mfm_blas_threads(1);
-  if ((st = mfm_parallel(threads, pick_solver(), &c))) {
+  if ((st = mfm_parallel(threads, mfm_als_kernels_pick().solve, &c))) {
     st = mfm_err_set(err, st, "als solve: out of memory");
     goto done;
   }
@@ -960,7 +558,7 @@ mfm_status mfm_als_loss_part(const mfm_als *m, const mfm_csr *ui,
   c.s = (side){ui, hi, m->user, m->item, gp};
   atomic_store(&c.next, lo);
   mfm_blas_threads(1);
-  if ((st = mfm_parallel(threads, loss_rows, &c))) {
+  if ((st = mfm_parallel(threads, mfm_als_kernels_pick().loss, &c))) {
     st = mfm_err_set(err, st, "als loss: out of memory");
     goto done;
   }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../core/src/als_impl.h" /* mfm_als_kernels_force */
 #include "check.h"
 #include "moonfm/mfm.h"
 
@@ -382,6 +383,12 @@ static void test_fold_in(void) {
   CHECK(mfm_als_fold_in(m, items, NULL, 4, x, NULL) == MFM_OK);
   CHECK(mfm_als_fold_in(m, items, ones, 4, x1, NULL) == MFM_OK);
   CHECK(memcmp(x, x1, sizeof x) == 0);
+  /* The stop flag (SIGTERM while a server drains) does not cut it short. */
+  mfm_stop_request();
+  memset(x1, 0, sizeof x1);
+  CHECK(mfm_als_fold_in(m, items, w, 4, x1, NULL) == MFM_OK);
+  mfm_stop_reset();
+  CHECK(max_rel_diff(x1, ref, 6) < 1e-4f);
   /* No interactions: zero. */
   CHECK(mfm_als_fold_in(m, items, w, 0, x, NULL) == MFM_OK);
   CHECK(x[0] == 0 && x[5] == 0);
@@ -517,10 +524,25 @@ static void test_fault_injection(void) {
 }
 
 int main(void) {
-  test_against_reference(5, MFM_ALS_CHOLESKY, 3);
-  test_against_reference(20, MFM_ALS_CHOLESKY, 3);
-  test_against_reference(33, MFM_ALS_CHOLESKY, 3);
-  test_against_reference(20, MFM_ALS_CG, 40);
+  /* Every build of the row solvers this CPU runs (each has its own vector
+     width) against the dense reference; then the widest for the rest. */
+  const char *isas[] = {"base", "avx2", "avx512"};
+  int ran = 0;
+  for (int i = 0; i < 3; i++) {
+    if (!mfm_als_kernels_force(isas[i])) continue;
+    ran++;
+    CHECK(strcmp(mfm_als_kernels_pick().isa, isas[i]) == 0);
+    test_against_reference(5, MFM_ALS_CHOLESKY, 3);
+    test_against_reference(20, MFM_ALS_CHOLESKY, 3);
+    test_against_reference(33, MFM_ALS_CHOLESKY, 3);
+    test_against_reference(20, MFM_ALS_CG, 40);
+    test_fold_in();
+  }
+  CHECK(ran >= 1);
+  CHECK(mfm_als_kernels_force("sse9") == 0);
+  CHECK(mfm_als_kernels_force(NULL) == 1);
+  fprintf(stderr, "row solvers: %d builds checked, %s picked\n", ran,
+          mfm_als_kernels_pick().isa);
   test_loss_decreases();
   test_cg_converges();
   test_planted();

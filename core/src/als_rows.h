@@ -1,0 +1,361 @@
+/* The ALS row solvers, instantiated once per instruction set by
+   als_rows.c (no include guard on purpose).  Before each inclusion:
+     ALS_VW      floats per vector register: 16 (AVX-512), 8 (AVX2), 4
+     ALS_SFX     the suffix of this instance's names
+     ALS_TARGET  the target attribute of its two entry points
+   Each instance does its arithmetic on vectors of its own width: a GCC
+   vector wider than the target's registers is lowered through memory,
+   which made the AVX-512-shaped kernels 8x slower on AVX2-only CPUs.
+   Every width divides LANES, so the padded rows (kp floats) suit all. */
+
+#define K(name) K_(name, ALS_SFX)
+#define K_(a, b) K__(a, b)
+#define K__(a, b) a##_##b
+#define VEC K(vec)
+
+typedef float VEC __attribute__((vector_size(4 * ALS_VW)));
+
+INLINE VEC K(ld)(const float *p) {
+  VEC v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+INLINE void K(st)(float *p, VEC v) { memcpy(p, &v, sizeof v); }
+
+/* Halves to 4 lanes, then pairs: the same order at every width. */
+INLINE float K(hsum)(VEC a) {
+#if ALS_VW == 16
+  mfm_v8 lo, hi;
+  memcpy(&lo, &a, 32);
+  memcpy(&hi, (char *)&a + 32, 32);
+  lo += hi;
+#elif ALS_VW == 8
+  mfm_v8 lo = a;
+#endif
+#if ALS_VW >= 8
+  mfm_v4 l4, h4;
+  memcpy(&l4, &lo, 16);
+  memcpy(&h4, (char *)&lo + 16, 16);
+  l4 += h4;
+#else
+  mfm_v4 l4 = a;
+#endif
+  return (l4[0] + l4[2]) + (l4[1] + l4[3]);
+}
+
+/* Dot product over kp (a multiple of ALS_VW). */
+INLINE float K(dotv)(const float *a, const float *b, int32_t kp) {
+  VEC acc = K(ld)(a) * K(ld)(b);
+  for (int32_t j = ALS_VW; j < kp; j += ALS_VW) acc += K(ld)(a + j) * K(ld)(b + j);
+  return K(hsum)(acc);
+}
+
+INLINE void K(axpy)(float a, const float *x, float *y, int32_t kp) {
+  for (int32_t j = 0; j < kp; j += ALS_VW) K(st)(y + j, K(ld)(y + j) + a * K(ld)(x + j));
+}
+
+INLINE float K(dot)(const float *a, const float *b, int32_t n) {
+  float s = 0;
+  for (int32_t j = 0; j < n; j++) s += a[j] * b[j];
+  return s;
+}
+
+/* Gathers nonzeros [0, n) of a row: Z[t] = sqrt(alpha w_t) y[idx_t], and
+   b += (1 + alpha w_t) y[idx_t] when b is not NULL.  Columns past k stay
+   zero (the buffer is zeroed once). */
+INLINE void K(gather)(const int32_t *idx, const float *w, int32_t n,
+                   const float *y, int32_t k, int32_t kp, float alpha,
+                   float *z, float *b) {
+  for (int32_t t = 0; t < n; t++) {
+    const float *yt = y + (size_t)idx[t] * (size_t)k;
+    /* The rows are scattered over a matrix larger than the cache: ask for
+       one a few iterations ahead (k floats, one line per 16). */
+    if (t + PREFETCH < n) {
+      const char *ahead = (const char *)(y + (size_t)idx[t + PREFETCH] * k);
+      for (int32_t j = 0; j < k; j += LANES) __builtin_prefetch(ahead + 4 * j);
+      __builtin_prefetch(ahead + 4 * (size_t)k - 1);
+    }
+    float d = alpha * w[t];
+    float sd = sqrtf(d), c = 1.0f + d;
+    float *zt = z + (size_t)t * kp;
+    for (int32_t j = 0; j < k; j++) zt[j] = sd * yt[j];
+    if (b)
+      for (int32_t j = 0; j < k; j++) b[j] += c * yt[j];
+  }
+}
+
+/* Upper triangle of A += Z'Z over n gathered rows, in 8 x ALS_VW tiles held
+   in registers for the whole pass over Z (a small GEMM micro-kernel).
+   Row r is updated from column floor_VW(r) on; what lies left of the
+   diagonal there is never read. */
+INLINE void K(gram_update)(float *a, const float *z, int32_t n, int32_t k,
+                        int32_t kp) {
+  for (int32_t rb = 0; rb < k; rb += 8) {
+    for (int32_t cb = rb / ALS_VW * ALS_VW; cb < kp; cb += ALS_VW) {
+      VEC c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, c4 = {0}, c5 = {0},
+          c6 = {0}, c7 = {0};
+      const float *zt = z;
+      for (int32_t t = 0; t < n; t++, zt += kp) {
+        VEC zc = K(ld)(zt + cb);
+        const float *zr = zt + rb;
+        c0 += zr[0] * zc;
+        c1 += zr[1] * zc;
+        c2 += zr[2] * zc;
+        c3 += zr[3] * zc;
+        c4 += zr[4] * zc;
+        c5 += zr[5] * zc;
+        c6 += zr[6] * zc;
+        c7 += zr[7] * zc;
+      }
+      float *ar = a + (size_t)rb * kp + cb;
+      K(st)(ar, K(ld)(ar) + c0);
+      K(st)(ar + kp, K(ld)(ar + kp) + c1);
+      K(st)(ar + 2 * kp, K(ld)(ar + 2 * kp) + c2);
+      K(st)(ar + 3 * kp, K(ld)(ar + 3 * kp) + c3);
+      K(st)(ar + 4 * kp, K(ld)(ar + 4 * kp) + c4);
+      K(st)(ar + 5 * kp, K(ld)(ar + 5 * kp) + c5);
+      K(st)(ar + 6 * kp, K(ld)(ar + 6 * kp) + c6);
+      K(st)(ar + 7 * kp, K(ld)(ar + 7 * kp) + c7);
+    }
+  }
+}
+
+/* In-place Cholesky A = U'U on the upper triangle (row-major, ld kp), in
+   the right-looking form whose updates are contiguous row segments; inv
+   gets 1 / U_jj.  Returns 0 if A is not positive definite. */
+INLINE int K(cholesky)(float *a, int32_t k, int32_t kp, float *inv) {
+  for (int32_t j = 0; j < k; j++) {
+    float *uj = a + (size_t)j * kp;
+    float d = uj[j];
+    if (!(d > 0)) return 0;
+    float r = 1.0f / sqrtf(d);
+    inv[j] = r;
+    int32_t s0 = j / ALS_VW * ALS_VW;
+    for (int32_t c = s0; c < kp; c += ALS_VW) K(st)(uj + c, K(ld)(uj + c) * r);
+    for (int32_t i = j + 1; i < k; i++) {
+      float f = uj[i];
+      float *ai = a + (size_t)i * kp;
+      for (int32_t c = i / ALS_VW * ALS_VW; c < kp; c += ALS_VW)
+        K(st)(ai + c, K(ld)(ai + c) - f * K(ld)(uj + c));
+    }
+  }
+  return 1;
+}
+
+/* Solves U'U x = b; b and y (kp each) are scratch, x must be zeroed. */
+INLINE void K(chol_solve)(const float *a, int32_t k, int32_t kp,
+                       const float *inv, float *b, float *y, float *x) {
+  for (int32_t i = 0; i < k; i++) { /* U'y = b */
+    float yi = b[i] * inv[i];
+    y[i] = yi;
+    const float *ui = a + (size_t)i * kp;
+    for (int32_t c = i / ALS_VW * ALS_VW; c < kp; c += ALS_VW)
+      K(st)(b + c, K(ld)(b + c) - yi * K(ld)(ui + c));
+  }
+  for (int32_t i = k - 1; i >= 0; i--) { /* U x = y; x[i..] still 0 */
+    const float *ui = a + (size_t)i * kp;
+    int32_t c0 = i / ALS_VW * ALS_VW;
+    x[i] = (y[i] - K(dotv)(ui + c0, x + c0, kp - c0)) * inv[i];
+  }
+}
+
+
+/* A v into out: (Y'Y + lambda I) v + Z'(Z v) over the row's nonzeros.
+   When the row fits one chunk, z already holds it (gathered). */
+INLINE void K(apply)(const fit_ctx *c, const int32_t *idx, const float *w,
+                  int32_t n, float *z, float *sbuf, const float *v,
+                  float *out) {
+  int32_t k = c->k, kp = c->kp;
+  const float *g = c->s.gram;
+  for (int32_t cb = 0; cb < kp; cb += ALS_VW) {
+    VEC a0 = {0}, a1 = {0};
+    int32_t j = 0;
+    for (; j + 1 < k; j += 2) {
+      a0 += v[j] * K(ld)(g + (size_t)j * kp + cb);
+      a1 += v[j + 1] * K(ld)(g + (size_t)(j + 1) * kp + cb);
+    }
+    if (j < k) a0 += v[j] * K(ld)(g + (size_t)j * kp + cb);
+    K(st)(out + cb, a0 + a1);
+  }
+  for (int32_t t0 = 0; t0 < n; t0 += CHUNK) {
+    int32_t m = n - t0 < CHUNK ? n - t0 : CHUNK;
+    if (n > CHUNK)
+      K(gather)(idx + t0, w + t0, m, c->s.y, k, kp, c->alpha, z, NULL);
+    for (int32_t t = 0; t < m; t++) sbuf[t] = K(dotv)(z + (size_t)t * kp, v, kp);
+    for (int32_t cb = 0; cb < kp; cb += ALS_VW) {
+      VEC a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+      const float *zt = z + cb;
+      int32_t t = 0;
+      for (; t + 3 < m; t += 4, zt += 4 * kp) {
+        a0 += sbuf[t] * K(ld)(zt);
+        a1 += sbuf[t + 1] * K(ld)(zt + kp);
+        a2 += sbuf[t + 2] * K(ld)(zt + 2 * kp);
+        a3 += sbuf[t + 3] * K(ld)(zt + 3 * kp);
+      }
+      for (; t < m; t++, zt += kp) a0 += sbuf[t] * K(ld)(zt);
+      K(st)(out + cb, K(ld)(out + cb) + ((a0 + a1) + (a2 + a3)));
+    }
+  }
+}
+
+/* The loss terms of the cells of a row just solved (x), from what the solve
+   gathered: with d = alpha w and s = x.y, c(1-s)^2 - s^2 = 1 - 2s +
+   d(1-s)^2, summed over the row = n + sum d - 2 b.x + sum (z.x)^2 since
+   b = sum (1+d) y and z = sqrt(d) y.  This saves the loss pass its own
+   gather of every nonzero.  z holds the row if it fit one chunk. */
+INLINE double K(row_loss_of)(const fit_ctx *c, work *ws, const int32_t *idx,
+                          const float *w, int32_t n, const float *bx,
+                          const float *x) {
+  int32_t k = c->k, kp = c->kp;
+  double l = n - 2.0 * K(dotv)(bx, x, kp), sd = 0;
+  for (int32_t t = 0; t < n; t++) sd += w[t];
+  l += c->alpha * sd;
+  for (int32_t t0 = 0; t0 < n; t0 += CHUNK) {
+    int32_t m = n - t0 < CHUNK ? n - t0 : CHUNK;
+    if (n > CHUNK)
+      K(gather)(idx + t0, w + t0, m, c->s.y, k, kp, c->alpha, ws->z, NULL);
+    for (int32_t t = 0; t < m; t++) {
+      double zx = K(dotv)(ws->z + (size_t)t * kp, x, kp);
+      l += zx * zx;
+    }
+  }
+  return l;
+}
+
+INLINE void K(solve_row)(const fit_ctx *c, work *ws, int32_t row) {
+  int32_t k = c->k, kp = c->kp;
+  float *x = c->s.x + (size_t)row * k;
+  const mfm_csr *r = c->s.rows;
+  int32_t n = 0;
+  const int32_t *idx = NULL;
+  const float *w = NULL;
+  if (row < r->n_rows) {
+    int64_t p0 = r->indptr[row];
+    n = (int32_t)(r->indptr[row + 1] - p0);
+    idx = r->indices + p0;
+    w = r->data + p0;
+  }
+  if (n == 0) { /* b = 0: the exact solution is 0 */
+    memset(x, 0, (size_t)k * 4);
+    if (c->fused_loss) c->row_loss[row] = 0;
+    return;
+  }
+  float *b = ws->v, *res = b + kp, *p = res + kp, *ap = p + kp,
+        *xv = ap + kp, *inv = xv + kp, *yv = inv + kp;
+  memset(b, 0, (size_t)kp * 4);
+  if (c->solver == MFM_ALS_CHOLESKY) {
+    memcpy(ws->a, c->s.gram, (size_t)kp * kp * 4);
+    for (int32_t t0 = 0; t0 < n; t0 += CHUNK) {
+      int32_t m = n - t0 < CHUNK ? n - t0 : CHUNK;
+      K(gather)(idx + t0, w + t0, m, c->s.y, k, kp, c->alpha, ws->z, b);
+      K(gram_update)(ws->a, ws->z, m, k, kp);
+    }
+    /* Positive definite by construction (lambda > 0, c >= 1). */
+    if (!K(cholesky)(ws->a, k, kp, inv)) return;
+    memset(xv, 0, (size_t)kp * 4);
+    if (c->fused_loss) memcpy(res, b, (size_t)kp * 4);
+    K(chol_solve)(ws->a, k, kp, inv, b, yv, xv);
+    memcpy(x, xv, (size_t)k * 4);
+    if (c->fused_loss)
+      c->row_loss[row] = K(row_loss_of)(c, ws, idx, w, n, res, xv);
+    return;
+  }
+  /* CG (as in implicit), from the previous vector. */
+  if (n <= CHUNK) {
+    K(gather)(idx, w, n, c->s.y, k, kp, c->alpha, ws->z, b);
+  } else {
+    for (int32_t t0 = 0; t0 < n; t0 += CHUNK) {
+      int32_t m = n - t0 < CHUNK ? n - t0 : CHUNK;
+      K(gather)(idx + t0, w + t0, m, c->s.y, k, kp, c->alpha, ws->z, b);
+    }
+  }
+  memset(xv, 0, (size_t)kp * 4);
+  memcpy(xv, x, (size_t)k * 4);
+  K(apply)(c, idx, w, n, ws->z, ws->s, xv, ap);
+  for (int32_t j = 0; j < kp; j++) res[j] = b[j] - ap[j];
+  memcpy(p, res, (size_t)kp * 4);
+  float rs = K(dotv)(res, res, kp);
+  for (int32_t s = 0; s < c->steps && rs > 1e-20f; s++) {
+    K(apply)(c, idx, w, n, ws->z, ws->s, p, ap);
+    float pap = K(dotv)(p, ap, kp);
+    if (!(pap > 0)) break;
+    float step = rs / pap;
+    K(axpy)(step, p, xv, kp);
+    K(axpy)(-step, ap, res, kp);
+    float rs1 = K(dotv)(res, res, kp);
+    float beta = rs1 / rs;
+    for (int32_t j = 0; j < kp; j++) p[j] = res[j] + beta * p[j];
+    rs = rs1;
+  }
+  memcpy(x, xv, (size_t)k * 4);
+  if (c->fused_loss) c->row_loss[row] = K(row_loss_of)(c, ws, idx, w, n, b, xv);
+}
+
+INLINE void K(solve_rows_impl)(fit_ctx *c, int worker) {
+  work *ws = &c->ws[worker];
+  for (;;) {
+    if (atomic_load(&c->canceled)) return;
+    int64_t r0 = atomic_fetch_add(&c->next, BLOCK);
+    if (r0 >= c->s.n) return;
+    int64_t r1 = r0 + BLOCK < c->s.n ? r0 + BLOCK : c->s.n;
+    for (int64_t r = r0; r < r1; r++) {
+      /* Per row: one popular item can take milliseconds. */
+      if (!c->unstoppable && mfm_stop_requested()) {
+        atomic_store(&c->canceled, 1);
+        return;
+      }
+      K(solve_row)(c, ws, (int32_t)r);
+    }
+  }
+}
+
+/* ---- Loss -------------------------------------------------------------- */
+
+/* Per user: x'(Y'Y)x + sum over the user's items of c(1-s)^2 - s^2, where
+   s = x.y (the unobserved cells contribute s^2 with confidence 1, which
+   x'(Y'Y)x counts for every item). */
+INLINE void K(loss_rows_impl)(void *ctx, int worker) {
+  fit_ctx *c = ctx;
+  work *ws = &c->ws[worker];
+  int32_t k = c->k, kp = c->kp;
+  for (;;) {
+    int64_t r0 = atomic_fetch_add(&c->next, BLOCK);
+    if (r0 >= c->s.n) return;
+    int64_t r1 = r0 + BLOCK < c->s.n ? r0 + BLOCK : c->s.n;
+    for (int64_t u = r0; u < r1; u++) {
+      const float *x = c->s.x + (size_t)u * k;
+      float *xv = ws->v, *gx = xv + kp;
+      memset(xv, 0, (size_t)kp * 4);
+      memcpy(xv, x, (size_t)k * 4);
+      memset(gx, 0, (size_t)kp * 4);
+      for (int32_t j = 0; j < k; j++)
+        K(axpy)(xv[j], c->s.gram + (size_t)j * kp, gx, kp);
+      double l = K(dotv)(xv, gx, kp);
+      if (u < c->ui->n_rows) {
+        for (int64_t q = c->ui->indptr[u]; q < c->ui->indptr[u + 1]; q++) {
+          const float *y = c->s.y + (size_t)c->ui->indices[q] * k;
+          double s = K(dot)(x, y, k);
+          double conf = 1.0 + (double)c->alpha * c->ui->data[q];
+          l += conf * (1 - s) * (1 - s) - s * s;
+        }
+      }
+      c->row_loss[u] = l;
+    }
+  }
+}
+
+ALS_TARGET static void K(solve_rows)(void *ctx, int worker) {
+  K(solve_rows_impl)(ctx, worker);
+}
+
+ALS_TARGET static void K(loss_rows)(void *ctx, int worker) {
+  K(loss_rows_impl)(ctx, worker);
+}
+
+#undef VEC
+#undef K__
+#undef K_
+#undef K
+#undef ALS_TARGET
+#undef ALS_SFX
+#undef ALS_VW
