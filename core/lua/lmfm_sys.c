@@ -105,6 +105,12 @@ static int sys_getpid(lua_State *L) {
   return 1;
 }
 
+/* geteuid() -> the effective user id (mpirun needs to be told about root) */
+static int sys_geteuid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)geteuid());
+  return 1;
+}
+
 /* realpath(path) -> absolute path | fail, msg */
 static int sys_realpath(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
@@ -131,6 +137,7 @@ static const luaL_Reg sys_funcs[] = {
   {"clock", sys_clock},
   {"cpu_count", sys_cpu_count},
   {"getpid", sys_getpid},
+  {"geteuid", sys_geteuid},
   {"isatty", sys_isatty},
   {"mkfifo", sys_mkfifo},
   {"peak_rss", sys_peak_rss},

@@ -275,8 +275,7 @@ local function lead(e, host)
     "--mca", "oob_tcp_if_include", e.network_interface_name,
     "--mca", "pml", "ob1", "--mca", "btl", "tcp,self",
     "-bind-to", "none", "-map-by", "slot" }
-  local euid = io.popen("id -u"):read("l")
-  if euid == "0" then argv[#argv + 1] = "--allow-run-as-root" end
+  if core.geteuid() == 0 then argv[#argv + 1] = "--allow-run-as-root" end
   for _, v in ipairs(M.forwarded) do
     if os.getenv(v) then
       argv[#argv + 1] = "-x"
