@@ -159,6 +159,30 @@ FM_INLINE int is_seen(const fm_tstate *ts, int32_t i) {
   return (int)((ts->seen[i >> 6] >> (i & 63)) & 1);
 }
 
+/* Negatives are drawn one ahead (*next), and the row of the next one is
+   requested while the current one is scored: on tables larger than the
+   cache each draw would otherwise wait for memory. */
+/* BPR updates every negative it draws (update = 1): its accumulator row
+   is requested too, for writing. */
+FM_INLINE int32_t draw_ahead(const fm_cell *c, const mfm_fm *m,
+                             mfm_rng *rng, int32_t *next, int update) {
+  int32_t n = *next;
+  *next = c->ilo + (int32_t)mfm_rng_below(rng, (uint32_t)(c->ihi - c->ilo));
+#if defined(__GNUC__) && !defined(FM_NO_PREFETCH)
+  if (!m->i.rows) {
+    int64_t o = (int64_t)*next * m->k;
+    for (int32_t j = 0; j < m->k; j += 16) {
+      __builtin_prefetch(m->i.emb + o + j, update);
+      if (update) __builtin_prefetch(m->i.acc + o + j, 1);
+    }
+    __builtin_prefetch(m->i.bias + *next, update);
+  }
+#else
+  (void)m, (void)update;
+#endif
+  return n;
+}
+
 FM_INLINE void run_logistic(const fm_fitenv *e, const fm_cell *c,
                          fm_tstate *ts) {
   mfm_fm *m = e->m;
@@ -189,6 +213,9 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   uint32_t nb = (uint32_t)(c->ihi - c->ilo);
   fm_scratch *sc = &ts->sc;
   mfm_rng rng = ts->rng;
+  /* Negatives are drawn one ahead, so the row of the next sample's
+     negative is on its way while this step runs (as in WARP). */
+  int32_t next = ilo + (int32_t)mfm_rng_below(&rng, nb);
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
@@ -197,7 +224,7 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
     seen_user(X, ts, x->u);
     int32_t n = -1;
     for (int t = 0; t < 32; t++) {
-      int32_t cand = ilo + (int32_t)mfm_rng_below(&rng, nb);
+      int32_t cand = draw_ahead(c, m, &rng, &next, 1);
       if (!is_seen(ts, cand)) {
         n = cand;
         break;
@@ -228,25 +255,6 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
 /* WARP for user u and positive p (already scored: ru, sp): draws
    negatives from the block until one violates the margin; returns the
    loss added. */
-/* Negatives are drawn one ahead (*next), and the row of the next one is
-   requested while the current one is scored: on tables larger than the
-   cache each draw would otherwise wait for memory. */
-FM_INLINE int32_t draw_ahead(const fm_cell *c, const mfm_fm *m,
-                             mfm_rng *rng, int32_t *next) {
-  int32_t n = *next;
-  *next = c->ilo + (int32_t)mfm_rng_below(rng, (uint32_t)(c->ihi - c->ilo));
-#if defined(__GNUC__) && !defined(FM_NO_PREFETCH)
-  if (!m->i.rows) {
-    const float *r = m->i.emb + (int64_t)*next * m->k;
-    for (int32_t j = 0; j < m->k; j += 16) __builtin_prefetch(r + j, 0);
-    __builtin_prefetch(m->i.bias + *next, 0);
-  }
-#else
-  (void)m;
-#endif
-  return n;
-}
-
 FM_INLINE double warp_one(const fm_fitenv *e, const fm_cell *c,
                           fm_tstate *ts, mfm_rng *rng, int32_t *next,
                           int32_t u, int32_t p, float w, const float *ru,
@@ -255,7 +263,7 @@ FM_INLINE double warp_one(const fm_fitenv *e, const fm_cell *c,
   int32_t k = m->k, ms = m->p.max_sampled;
   fm_scratch *sc = &ts->sc;
   for (int32_t draws = 1; draws <= ms; draws++) {
-    int32_t n = draw_ahead(c, m, rng, next);
+    int32_t n = draw_ahead(c, m, rng, next, 0);
     float bn;
     const float *rn = fm_rep(&m->i, k, n, sc->rn, &bn);
     float sn = fm_dot(ru, rn, k) + bn;
