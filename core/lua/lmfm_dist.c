@@ -6,6 +6,8 @@
      core.dist_block(n, rank, size) -> lo, hi  (0-based, hi exclusive)
      core.dist_resolve(host, max_s) -> address | fail, msg
      core.dist_sum({numbers}) -> {sums}   (doubles, every rank)
+     core.dist_reduce({numbers}, op) -> {results}  (doubles; op "sum",
+                                          "max" or "min"; every rank)
      core.dist_any(flag) -> bool          (true when any rank's flag is)
      core.dist_bcast(s_or_nil, root) -> s (root's string, every rank)
      core.dist_barrier()
@@ -115,6 +117,34 @@ static int d_sum(lua_State *L) {
   mfm_err err;
   mfm_status st = mfm_dist_sum_f64(v, (size_t)n, &err);
   if (st) return raise_status(L, "dist_sum", st, &err);
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_pushnumber(L, v[i - 1]);
+    lua_rawseti(L, -2, i);
+  }
+  return 1;
+}
+
+static int d_reduce(lua_State *L) {
+  static const char *const ops[] = {"sum", "max", "min", NULL};
+  static const mfm_dist_op codes[] = {MFM_DIST_SUM, MFM_DIST_MAX,
+                                      MFM_DIST_MIN};
+  luaL_checktype(L, 1, LUA_TTABLE);
+  mfm_dist_op op = codes[luaL_checkoption(L, 2, "sum", ops)];
+  lua_Integer n = luaL_len(L, 1);
+  luaL_argcheck(L, n >= 0 && n <= 1 << 26, 1, "too many numbers");
+  double *v = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *v, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    int ok;
+    lua_rawgeti(L, 1, i);
+    v[i - 1] = (double)lua_tonumberx(L, -1, &ok);
+    if (!ok) return luaL_error(L, "dist_reduce: entry %d is not a number",
+                               (int)i);
+    lua_pop(L, 1);
+  }
+  mfm_err err;
+  mfm_status st = mfm_dist_reduce_f64(v, (size_t)n, op, &err);
+  if (st) return raise_status(L, "dist_reduce", st, &err);
   lua_createtable(L, (int)n, 0);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_pushnumber(L, v[i - 1]);
@@ -427,6 +457,7 @@ static const luaL_Reg dist_funcs[] = {
   {"dist_fm", d_fm},
   {"dist_init", d_init},
   {"dist_rank", d_rank},
+  {"dist_reduce", d_reduce},
   {"dist_resolve", d_resolve},
   {"dist_size", d_size},
   {"dist_sum", d_sum},

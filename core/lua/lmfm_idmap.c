@@ -1,6 +1,9 @@
 /* moonfm.IdMap: external ids (strings; integers are taken as their
    decimal text) to 1-based indices in first-seen order. */
+#include <string.h>
+
 #include "lmfm.h"
+#include "moonfm/merge.h"
 
 static int idmap_new(lua_State *L) {
   int has_ids = !lua_isnoneornil(L, 1);
@@ -86,6 +89,48 @@ static int idmap_ids(lua_State *L) {
   return 1;
 }
 
+/* view() -> bytes, offsets: the ids concatenated and size + 1 offsets
+   (little-endian int64 string), the model file's form; e.g. to send a
+   map to other hosts. */
+static int idmap_view(lua_State *L) {
+  mfm_idmap *m = lmfm_checkidmap(L, 1);
+  const char *bytes;
+  const int64_t *off;
+  int32_t n = mfm_idmap_size(m);
+  mfm_idmap_view(m, &bytes, &off);
+  lua_pushlstring(L, bytes ? bytes : "", off ? (size_t)off[n] : 0);
+  if (off) {
+    lua_pushlstring(L, (const char *)off, ((size_t)n + 1) * sizeof *off);
+  } else {
+    int64_t z = 0;
+    lua_pushlstring(L, (const char *)&z, sizeof z);
+  }
+  return 2;
+}
+
+/* merge(bytes, offsets) -> indices: adds the ids of another map's view()
+   (those it lacks, at the end, in order) and returns each one's 0-based
+   index here as a little-endian int32 string (moonfm/merge.h). */
+static int idmap_merge(lua_State *L) {
+  mfm_idmap *m = lmfm_checkidmap(L, 1);
+  size_t nb, no;
+  const char *bytes = luaL_checklstring(L, 2, &nb);
+  const char *offs = luaL_checklstring(L, 3, &no);
+  luaL_argcheck(L, no >= sizeof(int64_t) && no % sizeof(int64_t) == 0 &&
+                no / sizeof(int64_t) - 1 <= INT32_MAX, 3,
+                "offsets must be a string of n + 1 int64");
+  int32_t n = (int32_t)(no / sizeof(int64_t) - 1);
+  /* Copies: a Lua string need not be aligned for int64. */
+  int64_t *off = lua_newuserdatauv(L, no, 0);
+  memcpy(off, offs, no);
+  int32_t *ix = lua_newuserdatauv(L, ((size_t)n + 1) * sizeof *ix, 0);
+  mfm_err err;
+  mfm_status st = mfm_idmap_merge(m, bytes, (int64_t)nb, off, n, ix, &err);
+  if (st != MFM_OK) return lmfm_raise(L, "idmap:merge", st, &err);
+  lua_pushlstring(L, (const char *)ix, (size_t)n * sizeof *ix);
+  return 1;
+}
+
 static int idmap_clone(lua_State *L) {
   mfm_idmap *m = lmfm_checkidmap(L, 1);
   lmfm_box *b = lmfm_newidmap(L);
@@ -121,7 +166,9 @@ static const luaL_Reg idmap_methods[] = {
   {"find", idmap_find},
   {"get", idmap_get},
   {"ids", idmap_ids},
+  {"merge", idmap_merge},
   {"size", idmap_size},
+  {"view", idmap_view},
   {NULL, NULL}
 };
 

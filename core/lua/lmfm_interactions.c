@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "lmfm.h"
+#include "moonfm/merge.h"
 #include "moonfm/reader.h"
 
 static const char *const col_names[MFM_N_COLS] = {"user", "item", "weight",
@@ -484,6 +485,157 @@ static int inter_resized(lua_State *L) {
   return 1;
 }
 
+/* slice_rows(first, last) -> Interactions of the same shape (sharing the
+   maps) whose rows outside first..last (1-based) are empty: e.g. the
+   block of users one host evaluates. */
+static int inter_slice_rows(lua_State *L) {
+  const mfm_csr *x = lmfm_checkinteractions(L, 1);
+  lua_Integer first = luaL_checkinteger(L, 2);
+  lua_Integer last = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, first >= 1 && first <= (lua_Integer)x->n_rows + 1, 2,
+                "first row out of range");
+  luaL_argcheck(L, last >= first - 1 && last <= x->n_rows, 3,
+                "last row out of range");
+  lmfm_box *box = lmfm_newbox(L, LMFM_INTERACTIONS, 2);
+  lua_getiuservalue(L, 1, 1);
+  lua_setiuservalue(L, -2, 1);
+  lua_getiuservalue(L, 1, 2);
+  lua_setiuservalue(L, -2, 2);
+  mfm_err err;
+  mfm_csr *y;
+  mfm_status st = mfm_csr_slice_rows(x, (int32_t)(first - 1), (int32_t)last,
+                                     &y, &err);
+  if (st != MFM_OK) return lmfm_raise(L, "slice_rows", st, &err);
+  box->p = y;
+  return 1;
+}
+
+/* pack() -> string: the CSR as one binary string (n_rows, n_cols: int32;
+   nnz: int64; indptr, indices, data), for interactions_merge on another
+   host. */
+static int inter_pack(lua_State *L) {
+  const mfm_csr *x = lmfm_checkinteractions(L, 1);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  int32_t hdr[2] = {x->n_rows, x->n_cols};
+  luaL_addlstring(&b, (const char *)hdr, sizeof hdr);
+  luaL_addlstring(&b, (const char *)&x->nnz, sizeof x->nnz);
+  luaL_addlstring(&b, (const char *)x->indptr,
+                  ((size_t)x->n_rows + 1) * sizeof *x->indptr);
+  if (x->nnz > 0) {
+    luaL_addlstring(&b, (const char *)x->indices,
+                    (size_t)x->nnz * sizeof *x->indices);
+    luaL_addlstring(&b, (const char *)x->data,
+                    (size_t)x->nnz * sizeof *x->data);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* A pack() string as a CSR in a userdata (pushed; copied, checked). */
+static mfm_csr *unpack_csr(lua_State *L, int i, int part) {
+  size_t len;
+  const char *s = lua_tolstring(L, i, &len);
+  int32_t hdr[2];
+  int64_t nnz;
+  if (!s || len < sizeof hdr + sizeof nnz)
+    luaL_error(L, "interactions_merge: part %d is not a packed CSR", part);
+  memcpy(hdr, s, sizeof hdr);
+  memcpy(&nnz, s + sizeof hdr, sizeof nnz);
+  size_t want = sizeof hdr + sizeof nnz;
+  if (hdr[0] < 0 || hdr[1] < 0 || nnz < 0 || nnz > INT64_MAX / 16)
+    luaL_error(L, "interactions_merge: part %d has a bad header", part);
+  want += ((size_t)hdr[0] + 1) * 8 + (size_t)nnz * 8;
+  if (len != want)
+    luaL_error(L, "interactions_merge: part %d has %d bytes, not %d", part,
+               (int)len, (int)want);
+  mfm_csr *a = lua_newuserdatauv(L, sizeof *a + (len - sizeof hdr -
+                                 sizeof nnz) + 8, 0);
+  a->n_rows = hdr[0];
+  a->n_cols = hdr[1];
+  a->nnz = nnz;
+  a->indptr = (int64_t *)(a + 1);
+  memcpy(a->indptr, s + sizeof hdr + sizeof nnz, len - sizeof hdr -
+         sizeof nnz);
+  a->indices = (int32_t *)(a->indptr + a->n_rows + 1);
+  a->data = (float *)(a->indices + nnz);
+  if (a->indptr[0] != 0 || a->indptr[a->n_rows] != nnz)
+    luaL_error(L, "interactions_merge: part %d has bad row offsets", part);
+  for (int32_t r = 0; r < a->n_rows; r++)
+    if (a->indptr[r + 1] < a->indptr[r])
+      luaL_error(L, "interactions_merge: part %d has bad row offsets", part);
+  return a;
+}
+
+/* An int32 index string (merge()) of n entries at t[key], or NULL. */
+static const int32_t *opt_index(lua_State *L, int t, const char *key,
+                                int32_t n, int part) {
+  size_t len;
+  lua_getfield(L, t, key);
+  if (lua_isnil(L, -1)) return NULL;
+  const char *s = lua_tolstring(L, -1, &len);
+  if (!s || len != (size_t)n * sizeof(int32_t))
+    luaL_error(L, "interactions_merge: part %d: %s must hold %d int32", part,
+               key, (int)n);
+  int32_t *v = lua_newuserdatauv(L, len + sizeof(int32_t), 0);
+  memcpy(v, s, len);
+  return v;
+}
+
+/* interactions_merge(users, items, parts [, keep]) -> Interactions of
+   users:size() x items:size() with those maps: every entry of every part
+   ({csr = pack() string, row_map = , col_map = }, the maps int32 strings
+   from IdMap:merge taking the part's indices to these maps), summed
+   where they meet.  keep = {row_lo, row_hi, col_lo, col_hi} (0-based,
+   hi exclusive) keeps only entries in those rows or those columns. */
+static int inter_merge(lua_State *L) {
+  mfm_idmap *users = lmfm_checkidmap(L, 1);
+  mfm_idmap *items = lmfm_checkidmap(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_argcheck(L, users != items, 2, "users and items must differ");
+  int32_t nu = mfm_idmap_size(users), ni = mfm_idmap_size(items);
+  lua_Integer w[4] = {0, nu, 0, 0};
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    for (int k = 0; k < 4; k++) {
+      lua_geti(L, 4, k + 1);
+      w[k] = luaL_checkinteger(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  lua_Integer n = luaL_len(L, 3);
+  luaL_argcheck(L, n >= 0 && n <= 1 << 20, 3, "too many parts");
+  mfm_csr_part *parts = lua_newuserdatauv(L, sizeof *parts * (size_t)(n + 1),
+                                          0);
+  for (lua_Integer p = 1; p <= n; p++) {
+    luaL_checkstack(L, 8, "too many parts");
+    if (lua_geti(L, 3, p) != LUA_TTABLE)
+      return luaL_error(L, "interactions_merge: part %d is not a table",
+                        (int)p);
+    int t = lua_gettop(L);
+    lua_getfield(L, t, "csr");
+    parts[p - 1].csr = unpack_csr(L, -1, (int)p);
+    parts[p - 1].row_map = opt_index(L, t, "row_map",
+                                     parts[p - 1].csr->n_rows, (int)p);
+    parts[p - 1].col_map = opt_index(L, t, "col_map",
+                                     parts[p - 1].csr->n_cols, (int)p);
+    /* Everything pushed stays on the stack until the merge is done. */
+  }
+  lmfm_box *box = lmfm_newbox(L, LMFM_INTERACTIONS, 2);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 2);
+  mfm_err err;
+  mfm_csr *x;
+  mfm_status st = mfm_csr_merge(parts, (int)n, nu, ni, (int32_t)w[0],
+                                (int32_t)w[1], (int32_t)w[2], (int32_t)w[3],
+                                &x, &err);
+  if (st != MFM_OK) return lmfm_raise(L, "interactions_merge", st, &err);
+  box->p = x;
+  return 1;
+}
+
 static int inter_close(lua_State *L) {
   lmfm_box *b = luaL_checkudata(L, 1, LMFM_INTERACTIONS);
   mfm_csr_free(b->p);
@@ -503,6 +655,7 @@ static int inter_tostring(lua_State *L) {
 
 static const luaL_Reg inter_funcs[] = {
   {"interactions_from_triplets", inter_from_triplets},
+  {"interactions_merge", inter_merge},
   {"read_interactions", inter_read},
   {NULL, NULL}
 };
@@ -513,9 +666,11 @@ static const luaL_Reg inter_methods[] = {
   {"item_counts", inter_item_counts},
   {"items", inter_items},
   {"nnz", inter_nnz},
+  {"pack", inter_pack},
   {"resized", inter_resized},
   {"row", inter_row},
   {"shape", inter_shape},
+  {"slice_rows", inter_slice_rows},
   {"users", inter_users},
   {NULL, NULL}
 };

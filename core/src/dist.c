@@ -190,6 +190,21 @@ mfm_status mfm_dist_sum_f64(double *buf, size_t n, mfm_err *err) {
 #endif
 }
 
+mfm_status mfm_dist_reduce_f64(double *buf, size_t n, mfm_dist_op op,
+                               mfm_err *err) {
+#ifdef MFM_HAVE_MPI
+  MPI_Op o = op == MFM_DIST_MAX ? MPI_MAX : op == MFM_DIST_MIN ? MPI_MIN
+                                                                : MPI_SUM;
+  return sum(buf, n, sizeof *buf, MPI_DOUBLE, o, "allreduce", err);
+#else
+  (void)buf;
+  (void)n;
+  (void)op;
+  (void)err;
+  return MFM_OK;
+#endif
+}
+
 mfm_status mfm_dist_sum_i64(int64_t *buf, size_t n, mfm_err *err) {
 #ifdef MFM_HAVE_MPI
   return sum(buf, n, sizeof *buf, MPI_INT64_T, MPI_SUM, "allreduce", err);

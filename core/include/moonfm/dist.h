@@ -50,6 +50,11 @@ void mfm_dist_set_timeout(double timeout_s);
 mfm_status mfm_dist_sum_f32(float *buf, size_t n, mfm_err *err);
 mfm_status mfm_dist_sum_f64(double *buf, size_t n, mfm_err *err);
 mfm_status mfm_dist_sum_i64(int64_t *buf, size_t n, mfm_err *err);
+/* In-place reduction over all ranks of n doubles: sum, maximum or
+   minimum (e.g. a per-item flag array reduced with the maximum). */
+typedef enum mfm_dist_op { MFM_DIST_SUM, MFM_DIST_MAX, MFM_DIST_MIN } mfm_dist_op;
+mfm_status mfm_dist_reduce_f64(double *buf, size_t n, mfm_dist_op op,
+                               mfm_err *err);
 /* Maximum over all ranks of one int (a collective "any" for flags). */
 mfm_status mfm_dist_max_int(int *v, mfm_err *err);
 

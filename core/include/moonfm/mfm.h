@@ -27,6 +27,7 @@
 #include "als.h"
 #include "eval.h"
 #include "fm.h"
+#include "merge.h"
 
 /* "0.1.0" */
 const char *mfm_version(void);
