@@ -101,7 +101,9 @@ static mfm_metric parse_metric(lua_State *L, const char *s, int32_t *k) {
 
 /* core.evaluate(model, test, {metrics = {"precision@10", "auc", ...},
    exclude = train, include_seen = false, item_bias = true,
-   per_user = false, threads = 0, block = 0}) -> table */
+   per_user = false, threads = 0, block = 0}) -> table: the means by
+   column name, counts = {users, skipped_users, ..., model_users,
+   model_items, defined = {column = users in its mean}}, per_user */
 static int l_evaluate(lua_State *L) {
   mfm_factors f;
   lmfm_checkfactors(L, 1, &f);
@@ -167,6 +169,19 @@ static int l_evaluate(lua_State *L) {
   lua_setfield(L, -2, "excluded_test_items");
   lua_pushinteger(L, r.n_positives);
   lua_setfield(L, -2, "test_items");
+  /* What combining results of several hosts needs (moonfm.evaluate):
+     the model's sizes and the users behind each mean. */
+  lua_pushinteger(L, f.n_users);
+  lua_setfield(L, -2, "model_users");
+  lua_pushinteger(L, f.n_items);
+  lua_setfield(L, -2, "model_items");
+  lua_createtable(L, 0, (int)nm);
+  for (lua_Integer c = 1; c <= nm; c++) {
+    lua_geti(L, mt, c);
+    lua_pushinteger(L, r.n_defined[c - 1]);
+    lua_settable(L, -3);
+  }
+  lua_setfield(L, -2, "defined");
   lua_setfield(L, res, "counts");
   if (per_user) {
     /* Only evaluated users: per_user.user[i] is the 1-based user and

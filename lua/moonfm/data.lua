@@ -241,6 +241,26 @@ end
 -- channel = {name=, path=, mode=, content_type=, content_params=,
 --            distribution=, record_wrapper=}.  Pipe mode reads epoch 0
 -- (use open_epochs for more).  Returns nil, "stopped" when stopped.
+--
+-- ShardedByS3Key in a multi-host job: every host reads its own files,
+-- then the hosts combine their reads (moonfm.dist.merge_read: one id
+-- numbering, every host holding the whole channel), so a recipe sees what
+-- one host reading every file would.  Every host must then call read for
+-- that channel (it is collective).
+local function sharded(channel)
+  if channel.distribution ~= "ShardedByS3Key" then return nil end
+  local dist = require "moonfm.dist"
+  return dist.active() and dist or nil
+end
+
+local function combine(channel, opts, x, rep)
+  local dist = sharded(channel)
+  if not dist then return x, rep end
+  return dist.merge_read(x, rep, channel.name,
+    opts.users ~= nil and opts.grow_users == false,
+    opts.items ~= nil and opts.grow_items == false)
+end
+
 function M.read(channel, opts)
   local mode = check_channel(channel, "data.read")
   opts = check_opts(opts, read_keys, "data.read")
@@ -257,10 +277,11 @@ function M.read(channel, opts)
       "channel '%s': cannot read its folder: %s", channel.name, err))
   end
   local ropts = interaction_opts(channel, opts, files)
-  if #files == 0 then return empty(channel, ropts) end
+  if #files == 0 then return combine(channel, opts, empty(channel, ropts)) end
   local paths = {}
   for k, f in ipairs(files) do paths[k] = channel.path .. "/" .. f end
-  return read_paths(channel, paths, files, ropts, "rows")
+  local x, rep = read_paths(channel, paths, files, ropts, "rows")
+  return combine(channel, opts, x, rep)
 end
 
 local feature_keys = {
@@ -280,6 +301,14 @@ local feature_keys = {
 function M.read_features(channel, opts)
   local mode = check_channel(channel, "data.read_features")
   opts = check_opts(opts, feature_keys, "data.read_features")
+  if sharded(channel) then
+    -- Feature rows grow the shared id maps in place; shards would grow
+    -- them differently on each host.
+    errors.config(string.format("channel '%s' is ShardedByS3Key: feature "
+      .. "channels of a multi-host job must be FullyReplicated",
+      channel.name), "Set S3DistributionType to FullyReplicated for this "
+      .. "channel (every host needs every feature row).")
+  end
   if mode == "Pipe" then
     error("data.read_features: feature channels must use File or "
           .. "FastFile mode", 2)
@@ -371,10 +400,14 @@ function Epochs:next_epoch()
   local ch = self.channel
   -- Rule 109: built from the known name, never parsed.
   local path = ch.path .. "_" .. self.k
-  if not wait_for(path, ch.name, self.timeout) then return nil, "stopped" end
+  if not wait_for(path, ch.name, self.timeout) then
+    combine(ch, self.opts, nil) -- the other hosts learn of the stop
+    return nil, "stopped"
+  end
   local ropts = interaction_opts(ch, self.opts, { ch.name })
   local name = string.format("%s_%d", ch.name, self.k)
   local x, rep = read_paths(ch, { path }, { name }, ropts, "rows")
+  x, rep = combine(ch, self.opts, x, rep)
   if not x then return nil, "stopped" end
   self.k = self.k + 1
   return x, rep

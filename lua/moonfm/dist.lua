@@ -449,20 +449,81 @@ end
 -- (MOONFM_DIST_SYNC, default 1; a recipe may set it).
 M.sync_interval = math.tointeger(num_env("MOONFM_DIST_SYNC", 1)) or 1
 
--- Whether each rank trains on its block of users (FullyReplicated data,
--- the default) or on all the data it was given (ShardedByS3Key: each host
--- already has its own part).  nil: decided from the train channel.
-M.shard_rows = nil
+-- Whether each rank trains the factorization model on its block of users
+-- (the default: every rank holds the whole training data, also with
+-- ShardedByS3Key, whose shards M.merge_read combines) or on all the data
+-- it was given (false: for interactions a recipe split itself).
+M.shard_rows = true
 
 local function shard_rows()
-  if M.shard_rows ~= nil then return M.shard_rows end
-  local job = package.loaded["moonfm.job"]
-  local e = job and job.current and job.current.env
-  local c = e and e.channels and e.channels.train
-  return not (c and c.distribution == "ShardedByS3Key")
+  return M.shard_rows ~= false
 end
 
 local cache = setmetatable({}, { __mode = "k" })
+
+-- ---- collectives for the Lua layer ------------------------------------------
+
+-- Every rank's string, in rank order, on every rank (one broadcast per
+-- rank).  Collective.
+function M.allgather(s)
+  local out = {}
+  for r = 0, state.size - 1 do
+    out[r + 1] = core.dist_bcast(r == state.rank and s or nil, r)
+  end
+  return out
+end
+
+-- False while the ranks' copies of a factorization model differ (epochs
+-- trained since the last averaging, M.sync_interval > 1): evaluation then
+-- stays on each rank.  The same answer on every rank.
+function M.in_sync(model)
+  local c = cache[model]
+  return not (c and c.since and c.since > 0)
+end
+
+-- Report fields of a read that are summed over the ranks.
+local summed = { "rows", "files", "bytes", "bad", "dropped", "unseen_users",
+  "unseen_user_rows", "unseen_items", "unseen_item_rows" }
+
+-- ShardedByS3Key (docs/multi-host.md): every rank has read its own files
+-- into its own id maps.  Collective: the ranks exchange their id lists
+-- and interactions, and each builds the same global maps (rank 0's ids in
+-- its order, then rank 1's new ones, ...) and the same global
+-- interactions, remapped and summed where shards meet, so that the rest
+-- of the job runs as with FullyReplicated data.  A map the caller gave
+-- and did not let grow (e.g. a test set read with the training maps) is
+-- kept as it is.  x is nil when this rank's read was stopped: then every
+-- rank returns nil, "stopped".  Returns the global interactions and the
+-- report with its counts summed over the ranks.
+function M.merge_read(x, rep, name, fixed_users, fixed_items)
+  if core.dist_any(x == nil) then return nil, "stopped" end
+  local ub, uo = x:users():view()
+  local ib, io = x:items():view()
+  local parts = M.allgather(string.pack("<s8s8s8s8s8", ub, uo, ib, io,
+                                        x:pack()))
+  local gu = fixed_users and x:users() or core.idmap()
+  local gi = fixed_items and x:items() or core.idmap()
+  local list = {}
+  for r, p in ipairs(parts) do
+    local pub, puo, pib, pio, csr = string.unpack("<s8s8s8s8s8", p)
+    list[r] = { csr = csr,
+                row_map = not fixed_users and gu:merge(pub, puo) or nil,
+                col_map = not fixed_items and gi:merge(pib, pio) or nil }
+    parts[r] = nil
+  end
+  local g = core.interactions_merge(gu, gi, list)
+  local v = {}
+  for k, key in ipairs(summed) do v[k] = rep[key] or 0 end
+  v = core.dist_sum(v)
+  for k, key in ipairs(summed) do
+    if rep[key] then rep[key] = math.tointeger(v[k]) or v[k] end
+  end
+  local nu, ni = g:shape()
+  log.info("channel '%s' (ShardedByS3Key): %d hosts' shards combined: %d "
+           .. "users, %d items, %d interactions", name, state.size, nu, ni,
+           g:nnz())
+  return g, rep
+end
 
 -- ALS: one iteration over all ranks (users and items split in blocks).
 function M.als_iteration(model, interactions)
@@ -482,16 +543,18 @@ function M.fm_fit(model, interactions, o)
   local c = cache[model]
   if not c or c.x ~= interactions then
     if c then c.d:close() end
-    -- Averaging needs one model shape (one id numbering) on every host.
+    -- Averaging needs one model shape (one id numbering) on every host;
+    -- moonfm.read makes it so (ShardedByS3Key shards are combined), but a
+    -- recipe may build its interactions itself.
     local nu, ni = model:shape()
     local mine = string.format("%d x %d", nu, ni)
     local lead = core.dist_bcast(mine, 0)
-    if lead ~= mine then
-      errors.raise("DataError", string.format("host has a %s model but the "
-        .. "leader a %s one: with ShardedByS3Key every host must see the "
-        .. "same users and items (the id maps are per host)", mine, lead),
-        "Use FullyReplicated for the train channel, or give every shard "
-        .. "the same id lists.")
+    if core.dist_any(lead ~= mine) then
+      errors.raise("DataError", string.format("host %s has a %s model but "
+        .. "the leader a %s one: every host must train on the same users "
+        .. "and items", state.host or "?", mine, lead),
+        "Read the training data with moonfm.read (which combines "
+        .. "ShardedByS3Key shards), or give every host the same id lists.")
     end
     c = { x = interactions, since = 0,
           d = core.dist_fm(model, interactions, shard_rows()) }

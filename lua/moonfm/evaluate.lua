@@ -21,7 +21,8 @@ M.default_metrics = { "precision", "recall", "ndcg", "auc" }
 
 local known_opts = { k = true, metrics = true, exclude = true,
                      include_seen = true, item_bias = true, per_user = true,
-                     threads = true, block = true, unknown = true }
+                     threads = true, block = true, unknown = true,
+                     distributed = true }
 
 -- parse("ndcg@10") -> "ndcg", 10; parse("auc") -> "auc"; nil, msg if bad.
 function M.parse(name)
@@ -103,6 +104,148 @@ function M.columns(opts)
   return cols
 end
 
+-- ---- several hosts (docs/multi-host.md) ----------------------------------
+-- In a multi-host job every rank holds the same model and the same test
+-- data; each evaluates its block of test users and the results are
+-- combined so that every rank gets what one host evaluating everything
+-- would: means from sums and counts (one allreduce), coverage@k from the
+-- union of the recommended items (each item's best rank, reduced with the
+-- minimum), counts summed, per-user arrays gathered in user order.  Every
+-- rank must call evaluate with the same arguments (it is collective).
+
+local CHUNK = 4096
+
+local function pack_doubles(t)
+  local parts = {}
+  for i = 1, #t, CHUNK do
+    local j = math.min(#t, i + CHUNK - 1)
+    parts[#parts + 1] = string.pack("<" .. string.rep("d", j - i + 1),
+                                    table.unpack(t, i, j))
+  end
+  return table.concat(parts)
+end
+
+-- Appends n doubles of s from byte pos to list; returns the next pos.
+local function unpack_doubles(s, pos, n, list)
+  for i = 1, n, CHUNK do
+    local m = math.min(n, i + CHUNK - 1) - i + 1
+    local vals = { string.unpack("<" .. string.rep("d", m), s, pos) }
+    pos = vals[m + 1]
+    for q = 1, m do list[#list + 1] = vals[q] end
+  end
+  return pos
+end
+
+local count_keys = { "users", "skipped_users", "unknown_users",
+  "unknown_user_items", "unknown_items", "excluded_test_items",
+  "test_items" }
+
+-- The distribution module when this evaluation is to be split over the
+-- ranks, else nil (one host, opts.distributed == false, a test table, or
+-- a factorization model whose ranks are between two averagings).
+local function split_over_ranks(model, test, opts)
+  if opts.distributed == false then return nil end
+  local dist = require "moonfm.dist"
+  if not dist.active() or type(test) ~= "userdata" then return nil end
+  if not dist.in_sync(model) then return nil end
+  return dist
+end
+
+local function evaluate_split(dist, model, test, cols, copts)
+  local rows = test:shape()
+  local lo, hi = core.dist_block(rows, dist.rank(), dist.size())
+  local part <close> = test:slice_rows(lo + 1, hi)
+  local want_pu = copts.per_user
+  local cov, kcov = {}, 0
+  for _, name in ipairs(cols) do
+    local k = math.tointeger(tonumber(name:match("^coverage@(%d+)$")))
+    if k then
+      cov[#cov + 1] = { name = name, k = k }
+      kcov = math.max(kcov, k)
+    end
+  end
+  copts.per_user = want_pu or kcov > 0
+  local r, msg = core.evaluate(model, part, copts)
+  -- Coverage: the best rank of each item in this rank's top-k lists.
+  local best
+  if r and kcov > 0 then
+    best = {}
+    for j = 1, r.counts.model_items do best[j] = kcov + 1 end
+    local users = r.per_user.user
+    if #users > 0 then
+      local items, rmsg = core.recommend(model, users, kcov, {
+        exclude = copts.exclude, include_seen = copts.include_seen,
+        item_bias = copts.item_bias, threads = copts.threads })
+      if not items then
+        r, msg = nil, rmsg
+      else
+        for _, list in ipairs(items) do
+          for rank, j in ipairs(list) do
+            if rank < best[j] then best[j] = rank end
+          end
+        end
+      end
+    end
+  end
+  -- Every rank reaches this point: agree on stopping first, so all leave
+  -- together and the collectives below stay matched.
+  if core.dist_any(r == nil) then return nil, msg or "evaluate: stopped" end
+  if kcov > 0 then best = core.dist_reduce(best, "min") end
+  local v = {}
+  for _, name in ipairs(cols) do
+    local d, m = r.counts.defined[name], r[name]
+    v[#v + 1] = (d > 0 and m == m) and m * d or 0
+    v[#v + 1] = d
+  end
+  -- Known rows outside the block are empty in the slice, so each counted
+  -- as skipped here: take them out.
+  local n_known = math.min(rows, r.counts.model_users)
+  local own = math.max(0, math.min(hi, n_known) - lo)
+  for _, key in ipairs(count_keys) do
+    local x = r.counts[key]
+    if key == "skipped_users" then x = x - (n_known - own) end
+    v[#v + 1] = x
+  end
+  local s = core.dist_sum(v)
+  local out = { counts = { defined = {},
+                           model_users = r.counts.model_users,
+                           model_items = r.counts.model_items } }
+  for c, name in ipairs(cols) do
+    local sum, d = s[2 * c - 1], math.tointeger(s[2 * c])
+    out[name] = d > 0 and sum / d or 0 / 0
+    out.counts.defined[name] = d
+  end
+  for q, key in ipairs(count_keys) do
+    out.counts[key] = math.tointeger(s[2 * #cols + q])
+  end
+  local n_items = r.counts.model_items
+  for _, c in ipairs(cov) do
+    local covered = 0
+    for j = 1, n_items do
+      if best[j] <= c.k then covered = covered + 1 end
+    end
+    out[c.name] = (n_items > 0 and out.counts.users > 0)
+      and covered / n_items or 0 / 0
+    out.counts.defined[c.name] = out.counts.users
+  end
+  if want_pu then
+    local pu = r.per_user
+    local mine = { string.pack("<j", #pu.user), pack_doubles(pu.user) }
+    for _, name in ipairs(cols) do mine[#mine + 1] = pack_doubles(pu[name]) end
+    local all = { user = {} }
+    for _, name in ipairs(cols) do all[name] = {} end
+    for _, p in ipairs(dist.allgather(table.concat(mine))) do
+      local n, pos = string.unpack("<j", p)
+      local users = {}
+      pos = unpack_doubles(p, pos, n, users)
+      for _, u in ipairs(users) do all.user[#all.user + 1] = math.tointeger(u) end
+      for _, name in ipairs(cols) do pos = unpack_doubles(p, pos, n, all[name]) end
+    end
+    out.per_user = all
+  end
+  return out
+end
+
 -- evaluate(model, test, opts) -> result
 --   opts.k: integer or list (default {10}) for metrics named without @k
 --   opts.metrics: names, with or without @k (default precision, recall,
@@ -114,6 +257,9 @@ end
 --   opts.threads, opts.block: worker threads (0 = all CPUs), users/block
 --   opts.unknown: {users = n, items = n} unseen ids counted by the reader,
 --     added to the counts so they are reported, never dropped silently
+--   opts.distributed: false evaluates every test user on this host even
+--     in a multi-host job (default: split over the ranks, see above; then
+--     every rank must call evaluate)
 -- result: result["ndcg@10"] = mean, ...; result.counts = {users,
 --   skipped_users, unknown_users, unknown_items, excluded_test_items,
 --   test_items, ...}; result.per_user = {user = {...}, ["ndcg@10"] = {...}}
@@ -136,12 +282,22 @@ function M.evaluate(model, test, opts)
     end
   end
   if test == nil then error("evaluate: test interactions expected", 2) end
+  if opts.distributed ~= nil and type(opts.distributed) ~= "boolean" then
+    error("evaluate: option 'distributed' must be a boolean", 2)
+  end
   local cols = M.columns(opts)
-  local r, msg = core.evaluate(model, test, {
+  local copts = {
     metrics = cols, exclude = opts.exclude, include_seen = opts.include_seen,
     item_bias = opts.item_bias, per_user = opts.per_user,
     threads = opts.threads, block = opts.block,
-  })
+  }
+  local dist = split_over_ranks(model, test, opts)
+  local r, msg
+  if dist then
+    r, msg = evaluate_split(dist, model, test, cols, copts)
+  else
+    r, msg = core.evaluate(model, test, copts)
+  end
   if not r then return nil, msg end
   local u = opts.unknown
   if u ~= nil then

@@ -11,11 +11,19 @@ local hp = moonfm.hyperparameters {
   threads = { type = "int", default = 1, min = 0 },
   solver = { type = "string", default = "cholesky" },
   fail_on = { type = "string", default = "" }, -- host name: raise there
+  -- Test metrics (comma-separated names for moonfm.evaluate); with
+  -- compare_local, the leader also prints each value of a local
+  -- (undistributed) evaluation and the counts, as "eval ..." lines.
+  metrics = { type = "string", default = "precision@10" },
+  compare_local = { type = "bool", default = false },
 }
-moonfm.declare_metrics {
-  { split = "test", name = "precision@10", kind = "score" },
-  { split = "train", name = "loss", kind = "loss" },
-}
+local names = {}
+for n in hp.metrics:gmatch("[^,%s]+") do names[#names + 1] = n end
+local decl = { { split = "train", name = "loss", kind = "loss" } }
+for _, n in ipairs(names) do
+  decl[#decl + 1] = { split = "test", name = n, kind = "score" }
+end
+moonfm.declare_metrics(decl)
 local ch = moonfm.channels { train = { required = true }, test = {} }
 local env = moonfm.env()
 moonfm.declare_output("model.mfm")
@@ -47,9 +55,24 @@ else
   core_model = model.model
 end
 if test then
-  local r = assert(ev.evaluate(core_model, test, { k = 10,
-    metrics = { "precision" }, exclude = train, threads = hp.threads }))
-  m:final("test", "precision@10", r["precision@10"], "score")
+  local r = assert(ev.evaluate(core_model, test, { metrics = names,
+    exclude = train, threads = hp.threads }))
+  for _, n in ipairs(names) do m:final("test", n, r[n], "score") end
+  if hp.compare_local then
+    local l = assert(ev.evaluate(core_model, test, { metrics = names,
+      exclude = train, threads = hp.threads, distributed = false }))
+    if env.is_leader then
+      for _, n in ipairs(names) do
+        print(string.format("eval %s dist=%.17g local=%.17g", n, r[n], l[n]))
+      end
+      for _, c in ipairs { "users", "skipped_users", "unknown_users",
+                           "unknown_items", "excluded_test_items",
+                           "test_items" } do
+        print(string.format("eval count %s dist=%d local=%d", c, r.counts[c],
+                            l.counts[c]))
+      end
+    end
+  end
 end
 m:final("train", "loss", loss, "loss")
 assert(mf.save(env.model_dir .. "/model.mfm", core_model,
