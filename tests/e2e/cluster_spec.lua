@@ -192,3 +192,157 @@ exec /usr/bin/mpirun "$@"
                    read(dir .. "/algo-2/output/failure"), 1, true)
   end)
 end)
+
+-- Issue 11, second part: evaluation split over the hosts, and
+-- ShardedByS3Key shards with different users and items.  Own helper (the
+-- channels differ from the sample's), same timeout and logs on failure.
+describe_if("multi-host evaluation and sharded training data", function()
+  local all = "precision@10,recall@10,ndcg@10,map@10,hit_rate@10,"
+    .. "coverage@10,mrr,auc"
+
+  local function run(hosts, args, channels)
+    n = n + 1
+    local dir = string.format("%s/cluster-ev-%d-%d", tmp, os.time(), n)
+    os.execute("rm -rf " .. dir)
+    local out, status = sh(string.format("cd %s && PATH=%s:$PATH timeout -k "
+      .. "10 120 scripts/local-cluster %d tests/recipes/cluster.lua %s %s "
+      .. "--dir %s", src, bindir, hosts, args, channels, dir))
+    if status ~= 0 then
+      for i = 1, hosts do
+        for _, ext in ipairs { "out", "err" } do
+          local log = read(string.format("%s/algo-%d.%s", dir, i, ext)) or ""
+          out = out .. string.format("\n--- algo-%d.%s (last 3000 bytes):"
+                                     .. "\n%s", i, ext, log:sub(-3000))
+        end
+      end
+    end
+    return out, status, dir
+  end
+
+  -- The leader's "eval NAME dist=D local=L" lines (tests/recipes/cluster.lua).
+  local function evals(dir)
+    local t = {}
+    for name, d, l in (read(dir .. "/algo-1.out") or ""):gmatch(
+        "eval (%S+) dist=(%S+) local=(%S+)") do
+      t[name] = { tonumber(d), tonumber(l) }
+    end
+    for name, d, l in (read(dir .. "/algo-1.out") or ""):gmatch(
+        "eval count (%S+) dist=(%S+) local=(%S+)") do
+      t["count " .. name] = { tonumber(d), tonumber(l) }
+    end
+    return t
+  end
+
+  local sample = "--channel train=data/sample/train.csv "
+    .. "--channel test=data/sample/test.csv"
+  local one_host -- ALS, 4 iterations, one host: the reference (made once)
+  local function reference()
+    if not one_host then
+      local out, status, dir = run(1, "algorithm=als epochs=4 metrics=" .. all
+        .. " compare_local=true", sample)
+      assert.equals(0, status, out)
+      one_host = { out = out, ev = evals(dir) }
+    end
+    return one_host
+  end
+
+  local function close(a, b, tol, what)
+    assert.is_true(a ~= nil and b ~= nil and math.abs(a - b) <= tol,
+                   string.format("%s: %s vs %s", what, tostring(a),
+                                 tostring(b)))
+  end
+
+  -- Every metric of a 2-host run against the 1-host reference (the models
+  -- agree to float rounding: ALS only sums its Grams in another order).
+  local function like_one_host(out, ev)
+    local ref = reference()
+    local tol = { auc = 1e-5, mrr = 1e-3 }
+    for name in all:gmatch("[^,]+") do
+      close(final(ref.out, name), final(out, name), tol[name] or 2e-3, name)
+    end
+    for _, c in ipairs { "users", "skipped_users", "unknown_users",
+                         "unknown_items", "excluded_test_items",
+                         "test_items" } do
+      assert.equals(ref.ev["count " .. c][1], ev["count " .. c][1], c)
+    end
+  end
+
+  -- On the same model, the split evaluation is the local one exactly (up
+  -- to the order of the sums).
+  local function split_equals_local(ev, lines)
+    local n_seen = 0
+    for name, v in pairs(ev) do
+      n_seen = n_seen + 1
+      close(v[1], v[2], 1e-12 * math.max(1, math.abs(v[2])), name)
+    end
+    assert.equals(lines, n_seen, "eval lines missing")
+  end
+
+  it("evaluation split over 2 hosts gives one host's numbers", function()
+    local out, status, dir = run(2, "algorithm=als epochs=4 metrics=" .. all
+      .. " compare_local=true", sample)
+    assert.equals(0, status, out)
+    local ev = evals(dir)
+    split_equals_local(ev, 14)
+    like_one_host(out, ev)
+    -- Rule 108: the leader alone prints them.
+    assert.is_nil((read(dir .. "/algo-2.out") or ""):find("#quality_metric: "
+      .. "host=algo-2, test", 1, true))
+  end)
+
+  -- Two shards with different users (and items in another first-seen
+  -- order, one item missing from the second): rank 0's ids, then rank 1's
+  -- new ones is the order one host reading both files sees.
+  local function shards()
+    local d = tmp .. "/cluster-ev-shards"
+    os.execute("rm -rf " .. d .. " && mkdir -p " .. d)
+    local a = assert(io.open(d .. "/part-1.csv", "w"))
+    local b = assert(io.open(d .. "/part-2.csv", "w"))
+    local first = true
+    for line in io.lines(src .. "/data/sample/train.csv") do
+      if first then
+        a:write(line, "\n")
+        b:write(line, "\n")
+        first = false
+      else
+        local u = tonumber(line:match("^u(%d+),"))
+        ;(u <= 500 and a or b):write(line, "\n")
+      end
+    end
+    a:close()
+    b:close()
+    return d
+  end
+
+  it("ShardedByS3Key shards with different users train ALS and fm on "
+     .. "2 hosts", function()
+    local d = shards()
+    local ch = "--sharded train --channel train=" .. d
+      .. " --channel test=data/sample/test.csv"
+    -- ALS: the combined shards are the sample's training set, so the
+    -- result is one host's.
+    local out, status, dir = run(2, "algorithm=als epochs=4 metrics=" .. all
+      .. " compare_local=true", ch)
+    assert.equals(0, status, out)
+    -- (the ranks' logs reach the leader's through mpirun)
+    local log = read(dir .. "/algo-1.err")
+    assert.matches("2 hosts' shards combined: 1000 users, 1500 items, "
+      .. "38721 interactions", log, 1, true)
+    local ev = evals(dir)
+    split_equals_local(ev, 14)
+    like_one_host(out, ev)
+    close(final(reference().out, "loss"), final(out, "loss"),
+          1e-5 * final(out, "loss"), "loss")
+    -- fm: trains on the combined data, evaluates, the leader saves.
+    out, status, dir = run(2, "algorithm=fm epochs=3 metrics=precision@10,"
+      .. "coverage@10,auc compare_local=true", ch)
+    assert.equals(0, status, out)
+    ev = evals(dir)
+    split_equals_local(ev, 9)
+    assert.is_true(final(out, "precision@10") > 0.05, out)
+    assert.equals(reference().ev["count users"][1], ev["count users"][1])
+    assert.equals(0, ev["count unknown_users"][1])
+    assert.is_truthy(read(dir .. "/algo-1/model/model.mfm"))
+    assert.is_nil(read(dir .. "/algo-2/model/model.mfm"))
+  end)
+end)
