@@ -155,7 +155,19 @@ do
       return core.fm_new(math.tointeger(h.n_users), math.tointeger(h.n_items), o)
     end
   end
-  local m, info = ck:resume { build = build }
+  -- Several hosts: only the leader keeps checkpoints, and a leader that
+  -- resumed alone would run other epochs than the other hosts (their
+  -- collectives would no longer meet): start afresh.
+  local m, info
+  if require("moonfm.dist").active() then
+    local latest = ck:latest()
+    if latest then
+      log.warn("multi-host job: not resuming from %s (every host would "
+               .. "need it); training from epoch 1", latest.path)
+    end
+  else
+    m, info = ck:resume { build = build }
+  end
   if m then
     local nu, ni = train:users():size(), train:items():size()
     if info.users and info.users:size() == nu and info.items:size() == ni then
@@ -175,12 +187,21 @@ end
 -- Evaluates m on every evaluation split and prints the metric lines: per
 -- epoch (epoch given), final (final_model), or not at all; `given` reuses
 -- results computed earlier (the best epoch's, with early stopping).
+-- Returns nil when a stop (SIGTERM) interrupted it.
 local function evaluate(m, epoch, prefix, final_model, given)
   local out = {}
   for _, e in ipairs(evals) do
     local t0 = require("moonfm.core").clock()
-    local r = given and given[e.split] or assert(moonfm.evaluate(
-      m, e.data, { k = { K }, metrics = quality, exclude = train }))
+    local r = given and given[e.split]
+    if not r then
+      local msg
+      r, msg = moonfm.evaluate(m, e.data, { k = { K }, metrics = quality,
+                                            exclude = train })
+      if not r then
+        if moonfm.stop_requested() then return nil end
+        error(msg, 0)
+      end
+    end
     local secs = given and given[e.split].seconds or require("moonfm.core").clock() - t0
     r.seconds = secs
     out[e.split] = r
@@ -224,6 +245,11 @@ for epoch = start + 1, hp.epochs do
   metrics:epoch(epoch, "train", "fit_seconds", r.seconds, "loss")
   if r.loss then metrics:epoch(epoch, "train", "loss", r.loss, "loss") end
   local res = evaluate(model:core(), epoch)
+  if not res then
+    log.info("stop requested during the evaluation of epoch %d: saving its "
+             .. "model", epoch)
+    break
+  end
   p:epoch(epoch, train:nnz())
   metrics:progress(epoch, hp.epochs)
   if ck:due(epoch) then
@@ -245,7 +271,8 @@ for epoch = start + 1, hp.epochs do
       end
     end
   end
-  if moonfm.stop_requested() then
+  -- Every host agrees (several hosts get SIGTERM at different moments).
+  if require("moonfm.dist").stop_agreed() then
     log.info("stop requested: saving the model of epoch %d", epoch)
     break
   end

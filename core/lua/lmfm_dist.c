@@ -400,6 +400,7 @@ static int dfm_fit(lua_State *L) {
   int stopped = st == MFM_ECANCELED || mfm_stop_requested();
   if ((st = mfm_dist_max_int(&stopped, &err))) return lmfm_pushfail(L, &err);
   if (stopped) {
+    mfm_stop_request(); /* stopped by another rank's SIGTERM: here too */
     luaL_pushfail(L);
     lua_pushliteral(L, "stopped");
     return 2;

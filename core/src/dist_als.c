@@ -52,6 +52,9 @@ static mfm_status half(mfm_als *m, int which, const mfm_csr *rows,
      stay matched. */
   int any = st == MFM_ECANCELED || mfm_stop_requested();
   if ((st = mfm_dist_max_int(&any, err))) return st;
+  /* A rank stopped by another's SIGTERM is stopped too (its recipe then
+     saves, as the others do). */
+  if (any) mfm_stop_request();
   *stopped = any;
   if (any) return MFM_OK;
   return mfm_dist_allgather_rows(f, (size_t)k, off, err);

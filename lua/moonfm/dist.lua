@@ -481,6 +481,19 @@ function M.in_sync(model)
   return not (c and c.since and c.since > 0)
 end
 
+-- Whether to stop, agreed by every rank (one host: the stop flag).  A
+-- recipe loop that checks the stop flag between collective steps must
+-- use this in a multi-host job: SIGTERM reaches the ranks at different
+-- moments, and a rank that leaves the loop alone leaves the others
+-- waiting in the next collective.  Collective when active.
+function M.stop_agreed()
+  local stop = core.stop_requested()
+  if state.size <= 1 then return stop end
+  stop = core.dist_any(stop)
+  if stop then core.stop_request() end
+  return stop
+end
+
 -- Report fields of a read that are summed over the ranks.
 local summed = { "rows", "files", "bytes", "bad", "dropped", "unseen_users",
   "unseen_user_rows", "unseen_items", "unseen_item_rows" }
@@ -496,7 +509,10 @@ local summed = { "rows", "files", "bytes", "bad", "dropped", "unseen_users",
 -- rank returns nil, "stopped".  Returns the global interactions and the
 -- report with its counts summed over the ranks.
 function M.merge_read(x, rep, name, fixed_users, fixed_items)
-  if core.dist_any(x == nil) then return nil, "stopped" end
+  if core.dist_any(x == nil) then
+    core.stop_request() -- another rank's stop is this one's too
+    return nil, "stopped"
+  end
   local ub, uo = x:users():view()
   local ib, io = x:items():view()
   local parts = M.allgather(string.pack("<s8s8s8s8s8", ub, uo, ib, io,

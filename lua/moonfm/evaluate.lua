@@ -189,7 +189,10 @@ local function evaluate_split(dist, model, test, cols, copts)
   end
   -- Every rank reaches this point: agree on stopping first, so all leave
   -- together and the collectives below stay matched.
-  if core.dist_any(r == nil) then return nil, msg or "evaluate: stopped" end
+  if core.dist_any(r == nil) then
+    core.stop_request() -- only a stop gets here; another rank's is ours
+    return nil, msg or "evaluate: stopped"
+  end
   if kcov > 0 then best = core.dist_reduce(best, "min") end
   local v = {}
   for _, name in ipairs(cols) do

@@ -162,8 +162,13 @@ describe("moonfm.dist (ranks simulated in one process)", function()
         core.idmap(), { "a" }, { "b" }) or nil
       return dist.merge_read(x, {}, "train")
     end)
+    -- ... and raises the stop flag where it was not, so that every rank's
+    -- recipe stops (and saves) alike.
+    local flag = core.stop_requested()
+    core.stop_reset()
     assert.same({ nil, "stopped", n = 2 }, out[1])
     assert.same({ nil, "stopped", n = 2 }, out[2])
+    assert.is_true(flag)
   end)
 
   -- A model and a test set with unknown users and items, excluded items,
