@@ -55,13 +55,19 @@ else
   core_model = model.model
 end
 if test then
+  local clock = require("moonfm.core").clock
+  local t0 = clock()
   local r = assert(ev.evaluate(core_model, test, { metrics = names,
     exclude = train, threads = hp.threads }))
+  local t1 = clock()
   for _, n in ipairs(names) do m:final("test", n, r[n], "score") end
   if hp.compare_local then
+    local t2 = clock()
     local l = assert(ev.evaluate(core_model, test, { metrics = names,
       exclude = train, threads = hp.threads, distributed = false }))
     if env.is_leader then
+      print(string.format("eval_seconds dist=%.3f local=%.3f", t1 - t0,
+                          clock() - t2))
       for _, n in ipairs(names) do
         print(string.format("eval %s dist=%.17g local=%.17g", n, r[n], l[n]))
       end
