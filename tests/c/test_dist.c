@@ -139,6 +139,16 @@ static void test_collectives(void) {
   int flag = rank == size - 1;
   CHECK(mfm_dist_max_int(&flag, NULL) == MFM_OK);
   CHECK(flag == 1);
+  /* Per-item arrays reduced with the maximum and the minimum. */
+  double mx[3] = {(double)rank, -(double)rank, rank == 0 ? 5 : 1};
+  double mn[3] = {(double)rank, -(double)rank, rank == 0 ? 5 : 1};
+  CHECK(mfm_dist_reduce_f64(mx, 3, MFM_DIST_MAX, NULL) == MFM_OK);
+  CHECK(mfm_dist_reduce_f64(mn, 3, MFM_DIST_MIN, NULL) == MFM_OK);
+  CHECK(mx[0] == size - 1 && mx[1] == 0 && mx[2] == 5);
+  CHECK(mn[0] == 0 && mn[1] == -(size - 1) && mn[2] == (size > 1 ? 1 : 5));
+  double sm[1] = {2};
+  CHECK(mfm_dist_reduce_f64(sm, 1, MFM_DIST_SUM, NULL) == MFM_OK);
+  CHECK(sm[0] == 2.0 * size);
   float rows[3 * 7];
   int64_t off[65];
   for (int r = 0; r < size; r++) mfm_dist_block(7, r, size, &off[r], &off[r + 1]);
