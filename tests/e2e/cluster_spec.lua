@@ -345,4 +345,47 @@ describe_if("multi-host evaluation and sharded training data", function()
     assert.is_truthy(read(dir .. "/algo-1/model/model.mfm"))
     assert.is_nil(read(dir .. "/algo-2/model/model.mfm"))
   end)
+
+  -- SIGTERM reaches the ranks at different moments (here 0.5 s apart): the
+  -- ranks agree at their next collective and all stop after the same
+  -- epoch; the leader saves (before, the rank stopped by the agreement
+  -- alone failed with "stopped" as a RecipeError).
+  it("a stop reaching the ranks at different moments stops them together",
+     function()
+    n = n + 1
+    local dir = string.format("%s/cluster-ev-%d-%d", tmp, os.time(), n)
+    os.execute("rm -rf " .. dir)
+    sh(string.format("cd %s && (PATH=%s:$PATH timeout -k 10 120 "
+      .. "scripts/local-cluster 2 recipes/train.lua algorithm=fm epochs=100000 "
+      .. "threads=1 factors=8 baseline=false checkpoint_every=0 %s --dir %s "
+      .. "> %s.log 2>&1 &)", src, bindir, sample, dir, dir))
+    local function pid(h)
+      return tonumber(read(string.format("%s/%s/state/moonfm-dist.%s.rank",
+                                         dir, h, h)) or "")
+    end
+    local t0 = os.time()
+    while not (pid("algo-1") and pid("algo-2")) and os.time() - t0 < 60 do
+      os.execute("sleep 0.2")
+    end
+    assert.is_truthy(pid("algo-1") and pid("algo-2"), read(dir .. ".log"))
+    os.execute("sleep 1; kill -TERM " .. pid("algo-2") .. "; sleep 0.5; kill "
+               .. "-TERM " .. pid("algo-1") .. " 2>/dev/null")
+    while not (read(dir .. "/algo-1.status") and read(dir .. "/algo-2.status"))
+          and os.time() - t0 < 120 do
+      os.execute("sleep 0.2")
+    end
+    local log = (read(dir .. ".log") or "") .. (read(dir .. "/algo-1.err")
+                                                or "")
+    assert.equals("0", (read(dir .. "/algo-1.status") or ""):match("%d+"), log)
+    assert.equals("0", (read(dir .. "/algo-2.status") or ""):match("%d+"), log)
+    local epochs = {}
+    for e in log:gmatch("stop requested[^\n]-epoch (%d+)") do
+      epochs[#epochs + 1] = e
+    end
+    assert.equals(2, #epochs, log)
+    assert.equals(epochs[1], epochs[2], log)
+    assert.is_truthy(read(dir .. "/algo-1/model/model.moonfm"))
+    assert.is_nil(read(dir .. "/algo-1/output/failure"))
+    assert.is_nil(read(dir .. "/algo-2/output/failure"))
+  end)
 end)
