@@ -232,6 +232,24 @@ local function stop_sshd()
   end
 end
 
+-- The leader gives up before the MPI job ran: it tells hosts 2..upto,
+-- through the remote-start command, which leave an "abort" marker for
+-- their launcher, so that they stop waiting for a job that will not come
+-- (else each waits MOONFM_DIST_WAIT seconds, 20 minutes by default).
+-- Best effort: a host that does not answer waits as before.
+local function tell_followers(e, upto, why)
+  local words = agent_words()
+  for i = 2, upto do
+    local h = e.hosts[i]
+    local argv = {}
+    for _, w in ipairs(words) do argv[#argv + 1] = w end
+    argv[#argv + 1] = h
+    argv[#argv + 1] = string.format('d="${MOONFM_DIST_STATE_DIR:-/tmp}"; '
+      .. 'mkdir -p "$d" && echo %s > "$d/moonfm-dist.%s.abort"', why, h)
+    run(argv, { timeout = 30, stdout = "/dev/null", stderr = "/dev/null" })
+  end
+end
+
 -- Leader: wait until every other host answers, then run mpirun.
 local function lead(e, host)
   local words, agent = agent_words()
@@ -254,6 +272,7 @@ local function lead(e, host)
       end
       if core.clock() - t0 > wait_s then
         stop_sshd()
+        tell_followers(e, i - 1, "unanswered")
         return { status = errors.exit_codes.ConfigError,
           category = "ConfigError",
           message = string.format("host %s never answered (%d tries in "
@@ -312,6 +331,7 @@ local function lead(e, host)
   end
   stop_sshd()
   if err == "stalled" then
+    tell_followers(e, #e.hosts, "stalled")
     return { status = errors.exit_codes.ConfigError, category = "ConfigError",
       message = string.format("the MPI job across %d hosts did not start: "
         .. "%d tries of %.0f s each, no rank came up", #e.hosts, tries,
@@ -355,6 +375,7 @@ local function follow(e)
   require("moonfm.env").mkdir_p(state_dir())
   os.remove(marker(h, "rank"))
   os.remove(marker(h, "done"))
+  os.remove(marker(h, "abort"))
   if uses_ssh() then start_sshd() end
   core.write_atomic(marker(h, "ready"), tostring(core.getpid()) .. "\n")
   log.info("waiting for the leader %s to start the MPI job", e.hosts[1])
@@ -365,6 +386,18 @@ local function follow(e)
       if core.stop_requested() then
         stop_sshd()
         return { status = 143 }
+      end
+      local abort = read_file(marker(h, "abort"))
+      if abort then
+        stop_sshd()
+        os.remove(marker(h, "ready"))
+        os.remove(marker(h, "abort"))
+        return { status = errors.exit_codes.ConfigError,
+          category = "ConfigError",
+          message = string.format("the leader %s never started the MPI job "
+            .. "on host %s: it gave up (%s) and told this host",
+            e.hosts[1], h, abort:match("[%w_-]+") or "?"),
+          details = "The leader's log and failure file say why." }
       end
       if core.clock() - t0 > wait_s then
         stop_sshd()

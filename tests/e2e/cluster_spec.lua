@@ -388,4 +388,28 @@ describe_if("multi-host evaluation and sharded training data", function()
     assert.is_nil(read(dir .. "/algo-1/output/failure"))
     assert.is_nil(read(dir .. "/algo-2/output/failure"))
   end)
+
+  -- A leader that gives up on a start that keeps stalling tells the other
+  -- hosts, which end at once instead of after MOONFM_DIST_WAIT (1200 s by
+  -- default: local-cluster, which waits for every host, then hung until
+  -- the test's timeout).
+  it("a leader that gives up tells the other hosts at once", function()
+    local d = string.format("%s/stall-ev-%d", tmp, os.time())
+    os.execute("rm -rf " .. d .. " && mkdir -p " .. d)
+    local f = assert(io.open(d .. "/mpirun", "w"))
+    f:write("#!/bin/sh\nexec sleep 600\n")
+    f:close()
+    os.execute("chmod +x " .. d .. "/mpirun")
+    local t0 = os.time()
+    n = n + 1
+    local dir = string.format("%s/cluster-ev-%d-%d", tmp, os.time(), n)
+    local out, status = sh(string.format("cd %s && PATH=%s:%s:$PATH "
+      .. "MOONFM_DIST_START=1 MOONFM_DIST_START_TRIES=1 timeout -k 10 60 "
+      .. "scripts/local-cluster 2 tests/recipes/cluster.lua algorithm=als "
+      .. "epochs=2 %s --dir %s", src, d, bindir, sample, dir))
+    assert.equals(2, status, out)
+    assert.is_true(os.time() - t0 < 40, "took " .. (os.time() - t0) .. " s")
+    assert.matches("it gave up (stalled) and told this host",
+                   read(dir .. "/algo-2/output/failure"), 1, true)
+  end)
 end)
