@@ -232,10 +232,11 @@ local function stop_sshd()
   end
 end
 
--- The leader gives up before the MPI job ran: it tells hosts 2..upto,
--- through the remote-start command, which leave an "abort" marker for
--- their launcher, so that they stop waiting for a job that will not come
--- (else each waits MOONFM_DIST_WAIT seconds, 20 minutes by default).
+-- The leader gives up before the MPI job ran, or the job failed: it tells
+-- hosts 2..upto, through the remote-start command, which leave an "abort"
+-- marker for their launcher, so that one still waiting for its rank stops
+-- waiting for a job that will not come (else it waits MOONFM_DIST_WAIT
+-- seconds, 20 minutes by default).  A host whose rank ran ignores it.
 -- Best effort: a host that does not answer waits as before.
 local function tell_followers(e, upto, why)
   local words = agent_words()
@@ -342,12 +343,16 @@ local function lead(e, host)
         .. "MOONFM_DIST_START_TRIES set the wait and the number of tries." }
   end
   if not code then
+    tell_followers(e, #e.hosts, "no-mpirun")
     return { status = errors.exit_codes.ConfigError, category = "ConfigError",
       message = "cannot start mpirun: " .. err,
       details = "Install openmpi-bin in the image (scripts/install-deps)." }
   end
   log.info("the MPI job ended with status %d", code)
   if code == 0 then return { status = 0 } end
+  -- A host whose rank never started (mpirun failed first, e.g. one of its
+  -- daemons did not come up) would wait for it MOONFM_DIST_WAIT seconds.
+  tell_followers(e, #e.hosts, "failed")
   if core.stop_requested() then return { status = code } end
   local known = { [1] = "RecipeError", [2] = "ConfigError", [3] = "DataError",
                   [70] = "InternalError" }
@@ -425,6 +430,7 @@ local function follow(e)
   end
   stop_sshd()
   os.remove(marker(h, "ready"))
+  os.remove(marker(h, "abort"))
   local done = tonumber(read_file(marker(h, "done")) or "")
   if done then
     log.info("this host's rank ended with status %d", done)
