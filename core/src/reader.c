@@ -66,7 +66,7 @@ mfm_status mfm_reader_new(const mfm_read_opts *opts, mfm_idmap *users,
   r->last_u = -1;
   r->rep.header = -1;
   r->cap = (size_t)4 << 20;
-  r->buf = mfm_malloc(r->cap);
+  r->buf = mfm_malloc(r->cap + MFM_READ_PAD);
   if (!r->buf) {
     mfm_free(r);
     return mfm_err_set(err, MFM_ENOMEM, "out of memory (reader buffer)");
@@ -377,6 +377,24 @@ static mfm_status lookup(mfm_reader *r, int which, mfm_idmap *m, int grow,
   return MFM_OK;
 }
 
+mfm_status mfm_reader_lookup(mfm_reader *r, int which, const char *id,
+                             size_t n, int32_t *k, mfm_err *err) {
+  int sparse = r->o.format == MFM_FORMAT_SPARSE;
+  const char *what = which ? (sparse ? "feature" : "item")
+                           : (sparse ? "id" : "user");
+  return lookup(r, which, which ? r->items : r->users,
+                which ? r->grow_items : r->grow_users, id, n, k, what, err);
+}
+
+mfm_status mfm_reader_coo_room(mfm_reader *r, float w, mfm_err *err) {
+  mfm_coo *c = &r->coo;
+  mfm_status st;
+  if (c->n == c->cap && (st = coo_grow(r, err)) != MFM_OK) return st;
+  if (w != 1.0f && !c->vals && (st = coo_weights(r, err)) != MFM_OK)
+    return st;
+  return MFM_OK;
+}
+
 mfm_status mfm_reader_emit(mfm_reader *r, const char *line, size_t line_n,
                            const char *u, size_t un, int ucol,
                            const char *i, size_t in, int icol, float w,
@@ -418,8 +436,8 @@ mfm_status mfm_reader_emit(mfm_reader *r, const char *line, size_t line_n,
     return MFM_OK;
   }
   mfm_coo *c = &r->coo;
-  if (c->n == c->cap && (st = coo_grow(r, err)) != MFM_OK) return st;
-  if (w != 1.0f && !c->vals && (st = coo_weights(r, err)) != MFM_OK)
+  if ((c->n == c->cap || (w != 1.0f && !c->vals)) &&
+      (st = mfm_reader_coo_room(r, w, err)) != MFM_OK)
     return st;
   c->rows[c->n] = ui;
   c->cols[c->n] = ii;
@@ -477,7 +495,7 @@ mfm_status mfm_reader_feed(mfm_reader *r, mfm_source *src, const char *file,
     }
     if (r->cap - len < r->cap / 4) {
       /* A line longer than the buffer: no fixed limit, grow. */
-      char *b = mfm_realloc(r->buf, r->cap * 2);
+      char *b = mfm_realloc(r->buf, r->cap * 2 + MFM_READ_PAD);
       if (!b) {
         st = mfm_err_set(err, MFM_ENOMEM, "out of memory (a row of more "
                          "than %zu bytes)", len);
@@ -498,6 +516,7 @@ mfm_status mfm_reader_feed(mfm_reader *r, mfm_source *src, const char *file,
     char *fresh = r->buf + len, *nl = fresh + n;
     while (nl > fresh && nl[-1] != '\n') nl--;
     len += n;
+    memset(r->buf + len, 0, MFM_READ_PAD);
     if (nl > fresh) {
       size_t upto = (size_t)(nl - r->buf);
       st = parse(r, r->buf, nl, err);
@@ -532,13 +551,14 @@ mfm_status mfm_reader_feed_bytes(mfm_reader *r, const char *bytes, size_t n,
   r->rep.raw_bytes += n;
   if (n == 0) return MFM_OK;
   if (n + 1 > r->cap) {
-    char *b = mfm_realloc(r->buf, n + 1);
+    char *b = mfm_realloc(r->buf, n + 1 + MFM_READ_PAD);
     if (!b) return mfm_err_set(err, MFM_ENOMEM, "out of memory");
     r->buf = b;
     r->cap = n + 1;
   }
   memcpy(r->buf, bytes, n);
   if (r->buf[n - 1] != '\n') r->buf[n++] = '\n';
+  memset(r->buf + n, 0, MFM_READ_PAD);
   return parse(r, r->buf, r->buf + n, err);
 }
 

@@ -6,6 +6,13 @@
 
 #include <string.h>
 
+/* Bytes after the data in the line buffer that are always readable and
+   zero: the plain-row path loads 8 bytes at a time and may look up to 7
+   bytes past the block's last '\n'. */
+#define MFM_READ_PAD 16
+/* Rows with more fields before the last one used go the general way. */
+#define MFM_FAST_MAX_COLS 32
+
 struct mfm_reader {
   mfm_read_opts o;
   mfm_idmap *users, *items;
@@ -29,8 +36,12 @@ struct mfm_reader {
   int header;
   int pos[MFM_N_COLS];            /* 1-based; 0 none */
   int max_pos;
-  unsigned char stop[256];        /* bytes that end a field's fast scan */
   int named;                      /* positions come from header names */
+  /* The plain-row path (reader_csv_fast.c): what field k (0-based) of a
+     row holds, MFM_COL_* + 1 or 0 for a field not used; fast_cols 0
+     when it cannot take this layout. */
+  unsigned char role[MFM_FAST_MAX_COLS];
+  int fast_cols;
   size_t scratch_used;            /* decoded bytes in scratch this line */
   /* Small canonical decimal ids -> index + 1, for users [0] and items
      [1]: one array load instead of a hash probe (dense integer ids are
@@ -82,6 +93,26 @@ mfm_status mfm_reader_bad(mfm_reader *r, const char *line, size_t line_n,
     __attribute__((format(printf, 7, 8)))
 #endif
     ;
+
+/* Index of one id in users (which 0) or items (which 1), through the
+   small-integer cache, adding it when the map grows; *k = -1 for an id
+   the map does not know and may not learn.  No row checks (empty, NUL):
+   the caller made them. */
+mfm_status mfm_reader_lookup(mfm_reader *r, int which, const char *id,
+                             size_t n, int32_t *k, mfm_err *err);
+
+/* Room in the COO for one more entry of weight w (the weights array
+   appears with the first weight that is not 1). */
+mfm_status mfm_reader_coo_room(mfm_reader *r, float w, mfm_err *err);
+
+/* Plain CSV rows from *p on, until the first row that needs the general
+   parser (or end); *p is left at that row.  Same results as the general
+   parser for every row it takes. */
+mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **p,
+                               const char *end, mfm_err *err);
+
+/* Sets role[] and fast_cols from pos[] and max_pos. */
+void mfm_reader_csv_fast_layout(mfm_reader *r);
 
 /* Room for n decoded bytes in r->scratch (at least the line length). */
 mfm_status mfm_reader_scratch(mfm_reader *r, size_t n, mfm_err *err);
