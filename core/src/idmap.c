@@ -24,20 +24,48 @@ struct mfm_idmap {
    bytes, then murmur3's finaliser so that every input bit reaches the low
    bits (the slot) and the high bits (the tag).  Not seeded: indices follow
    insertion order, so the hash never shows in results. */
+/* n (4 or 8) bytes at p as a little-endian number. */
+static inline uint64_t load_le(const unsigned char *p, int n) {
+  uint64_t w = 0;
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if (n == 8) {
+    memcpy(&w, p, 8);
+  } else {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    w = v;
+  }
+#else
+  for (int k = 0; k < n; k++) w |= (uint64_t)p[k] << (8 * k);
+#endif
+  return w;
+}
+
 uint64_t mfm_hash_bytes(const void *p, size_t len) {
   const unsigned char *s = p;
   uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)len * 0xff51afd7ed558ccdull);
   while (len >= 8) {
-    uint64_t w;
-    memcpy(&w, s, 8);
+    uint64_t w = load_le(s, 8);
     h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
     h ^= h >> 32;
     s += 8;
     len -= 8;
   }
   if (len) {
-    uint64_t w = 0;
-    for (size_t k = 0; k < len; k++) w |= (uint64_t)s[k] << (8 * k);
+    /* The last len (< 8) bytes as a little-endian number, without a loop
+       over them: when bytes precede them, one word load shifted down;
+       else two 4-byte loads, or the first, middle and last byte, which
+       overlap harmlessly. */
+    uint64_t w;
+    if (s != (const unsigned char *)p) {
+      w = load_le(s + len - 8, 8) >> (8 * (8 - len));
+    } else if (len >= 4) {
+      w = load_le(s, 4) | load_le(s + len - 4, 4) << (8 * (len - 4));
+    } else {
+      w = (uint64_t)s[0] | (uint64_t)s[len / 2] << (8 * (len / 2)) |
+          (uint64_t)s[len - 1] << (8 * (len - 1));
+    }
     h = (h ^ w) * 0x94d049bb133111ebull;
     h ^= h >> 32;
   }
@@ -161,14 +189,17 @@ static mfm_status reserve(mfm_idmap *m, size_t len) {
   return MFM_OK;
 }
 
+/* Adds id (absent) at slot i, the empty slot probe() found. */
 static mfm_status insert(mfm_idmap *m, const char *id, size_t len,
-                         uint64_t h, int32_t *index, mfm_err *err) {
+                         uint64_t h, uint64_t i, int32_t *index,
+                         mfm_err *err) {
   if (m->n == INT32_MAX)
     return mfm_err_set(err, MFM_EINVAL, "id map is full (%d ids)", m->n);
+  uint64_t mask = m->mask;
   if (reserve(m, len) != MFM_OK)
     return mfm_err_set(err, MFM_ENOMEM, "out of memory growing an id map "
                        "of %d ids", m->n);
-  uint64_t i = probe(m, id, len, h); /* after a rehash, look again */
+  if (m->mask != mask) i = probe(m, id, len, h); /* rehashed: look again */
   if (len) memcpy(m->bytes + m->n_bytes, id, len);
   m->n_bytes += (int64_t)len;
   m->offsets[m->n + 1] = m->n_bytes;
@@ -179,23 +210,18 @@ static mfm_status insert(mfm_idmap *m, const char *id, size_t len,
 
 mfm_status mfm_idmap_intern(mfm_idmap *m, const char *id, size_t len,
                             int32_t *index, mfm_err *err) {
-  uint64_t h = mfm_hash_bytes(id, len);
-  uint64_t s = m->slots[probe(m, id, len, h)];
-  if (s) {
-    *index = (int32_t)(uint32_t)s - 1;
-    return MFM_OK;
-  }
-  return insert(m, id, len, h, index, err);
+  return mfm_idmap_intern_hashed(m, id, len, mfm_hash_bytes(id, len), index,
+                                 err);
 }
 
 mfm_status mfm_idmap_intern_hashed(mfm_idmap *m, const char *id, size_t len,
                                    uint64_t h, int32_t *index, mfm_err *err) {
-  uint64_t s = m->slots[probe(m, id, len, h)];
+  uint64_t i = probe(m, id, len, h), s = m->slots[i];
   if (s) {
     *index = (int32_t)(uint32_t)s - 1;
     return MFM_OK;
   }
-  return insert(m, id, len, h, index, err);
+  return insert(m, id, len, h, i, index, err);
 }
 
 int32_t mfm_idmap_find_hashed(const mfm_idmap *m, const char *id, size_t len,

@@ -348,11 +348,10 @@ static int canon_uint(const char *s, size_t n, uint64_t *out) {
   return 1;
 }
 
-static mfm_status lookup(mfm_reader *r, int which, mfm_idmap *m, int grow,
-                         const char *id, size_t n, int32_t *k,
-                         const char *what, mfm_err *err) {
-  uint64_t v;
-  if (!canon_uint(id, n, &v)) return map_id(r, m, grow, id, n, k, what, err);
+/* lookup() for an id whose canonical decimal value is v. */
+static mfm_status lookup_num(mfm_reader *r, int which, mfm_idmap *m,
+                             int grow, const char *id, size_t n, uint64_t v,
+                             int32_t *k, const char *what, mfm_err *err) {
   if (v < r->direct_n[which] && r->direct[which][v]) {
     *k = r->direct[which][v] - 1;
     return MFM_OK;
@@ -377,13 +376,23 @@ static mfm_status lookup(mfm_reader *r, int which, mfm_idmap *m, int grow,
   return MFM_OK;
 }
 
+static mfm_status lookup(mfm_reader *r, int which, mfm_idmap *m, int grow,
+                         const char *id, size_t n, int32_t *k,
+                         const char *what, mfm_err *err) {
+  uint64_t v;
+  if (!canon_uint(id, n, &v)) return map_id(r, m, grow, id, n, k, what, err);
+  return lookup_num(r, which, m, grow, id, n, v, k, what, err);
+}
+
 mfm_status mfm_reader_lookup(mfm_reader *r, int which, const char *id,
-                             size_t n, int32_t *k, mfm_err *err) {
+                             size_t n, int64_t v, int32_t *k, mfm_err *err) {
   int sparse = r->o.format == MFM_FORMAT_SPARSE;
   const char *what = which ? (sparse ? "feature" : "item")
                            : (sparse ? "id" : "user");
-  return lookup(r, which, which ? r->items : r->users,
-                which ? r->grow_items : r->grow_users, id, n, k, what, err);
+  mfm_idmap *m = which ? r->items : r->users;
+  int grow = which ? r->grow_items : r->grow_users;
+  if (v < 0) return map_id(r, m, grow, id, n, k, what, err);
+  return lookup_num(r, which, m, grow, id, n, (uint64_t)v, k, what, err);
 }
 
 mfm_status mfm_reader_coo_room(mfm_reader *r, float w, mfm_err *err) {
@@ -411,7 +420,7 @@ mfm_status mfm_reader_emit(mfm_reader *r, const char *line, size_t line_n,
     if (!ok) return st;
     st = lookup(r, 0, r->users, r->grow_users, u, un, &ui, un_name, err);
     if (st != MFM_OK) return st;
-    if (ui >= 0 && un <= sizeof r->last_u_id) {
+    if (ui >= 0 && un <= MFM_LAST_U_MAX) {
       r->last_u = ui;
       r->last_u_len = un;
       memcpy(r->last_u_id, u, un);

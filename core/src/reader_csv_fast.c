@@ -80,8 +80,8 @@ static inline int64_t small_uint(const char *s, size_t n) {
   return (int64_t)d;
 }
 
-/* a[0, n) == b[0, n) for n <= 32; both may be read up to 7 bytes past
-   n (b is the reader's 32-byte last-user copy). */
+/* a[0, n) == b[0, n) for n <= MFM_LAST_U_MAX; both may be read up to
+   7 bytes past n (b is the reader's last-user copy). */
 static inline int same_short(const char *a, const char *b, size_t n) {
   size_t k = 0;
   for (; k + 8 <= n; k += 8)
@@ -161,21 +161,22 @@ mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **pp,
       if (v >= 0 && (uint64_t)v < r->direct_n[0] && r->direct[0][v]) {
         ui = r->direct[0][v] - 1;
       } else {
-        st = mfm_reader_lookup(r, 0, u, un, &ui, err);
+        st = mfm_reader_lookup(r, 0, u, un, v, &ui, err);
         if (st != MFM_OK) break;
         if (ui < 0) goto emit; /* unknown user: emit counts it */
       }
-      if (un <= sizeof r->last_u_id) {
+      if (un <= MFM_LAST_U_MAX) {
         r->last_u = ui;
         r->last_u_len = un;
-        memcpy(r->last_u_id, u, un);
+        for (size_t k = 0; k < un; k += 8) /* a word past un is fine */
+          memcpy(r->last_u_id + k, u + k, 8);
       }
     }
     v = small_uint(i, in);
     if (v >= 0 && (uint64_t)v < r->direct_n[1] && r->direct[1][v]) {
       ii = r->direct[1][v] - 1;
     } else {
-      st = mfm_reader_lookup(r, 1, i, in, &ii, err);
+      st = mfm_reader_lookup(r, 1, i, in, v, &ii, err);
       if (st != MFM_OK) break;
       if (ii < 0) goto emit;
     }

@@ -12,6 +12,8 @@
 #define MFM_READ_PAD 16
 /* Rows with more fields before the last one used go the general way. */
 #define MFM_FAST_MAX_COLS 32
+/* Longest user id the last-user check keeps. */
+#define MFM_LAST_U_MAX 32
 
 struct mfm_reader {
   mfm_read_opts o;
@@ -51,7 +53,7 @@ struct mfm_reader {
   /* The last user id seen (sorted data repeats it row after row). */
   int32_t last_u;
   size_t last_u_len;
-  char last_u_id[32];
+  char last_u_id[MFM_LAST_U_MAX + 8]; /* + 8: word copies */
 };
 
 /* A field of the current line. */
@@ -94,12 +96,13 @@ mfm_status mfm_reader_bad(mfm_reader *r, const char *line, size_t line_n,
 #endif
     ;
 
-/* Index of one id in users (which 0) or items (which 1), through the
-   small-integer cache, adding it when the map grows; *k = -1 for an id
-   the map does not know and may not learn.  No row checks (empty, NUL):
-   the caller made them. */
+/* Index of one id in users (which 0) or items (which 1), adding it when
+   the map grows; *k = -1 for an id the map does not know and may not
+   learn.  v is the id's value when it is a canonical decimal that may go
+   to the small-integer cache, else -1.  No row checks (empty, NUL): the
+   caller made them. */
 mfm_status mfm_reader_lookup(mfm_reader *r, int which, const char *id,
-                             size_t n, int32_t *k, mfm_err *err);
+                             size_t n, int64_t v, int32_t *k, mfm_err *err);
 
 /* Room in the COO for one more entry of weight w (the weights array
    appears with the first weight that is not 1). */
