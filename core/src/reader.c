@@ -50,6 +50,17 @@ const char *mfm_read_opts_check(const mfm_read_opts *o) {
   return NULL;
 }
 
+/* The line buffer, with MFM_READ_PAD bytes after its capacity. */
+static mfm_status line_buffer(mfm_reader *r, mfm_err *err) {
+  r->cap = (size_t)4 << 20;
+  r->buf = mfm_malloc(r->cap + MFM_READ_PAD);
+  if (!r->buf) {
+    r->cap = 0;
+    return mfm_err_set(err, MFM_ENOMEM, "out of memory (reader buffer)");
+  }
+  return MFM_OK;
+}
+
 mfm_status mfm_reader_new(const mfm_read_opts *opts, mfm_idmap *users,
                           mfm_idmap *items, int grow_users, int grow_items,
                           mfm_reader **out, mfm_err *err) {
@@ -65,11 +76,9 @@ mfm_status mfm_reader_new(const mfm_read_opts *opts, mfm_idmap *users,
   r->grow_items = grow_items;
   r->last_u = -1;
   r->rep.header = -1;
-  r->cap = (size_t)4 << 20;
-  r->buf = mfm_malloc(r->cap + MFM_READ_PAD);
-  if (!r->buf) {
+  if (line_buffer(r, err) != MFM_OK) {
     mfm_free(r);
-    return mfm_err_set(err, MFM_ENOMEM, "out of memory (reader buffer)");
+    return MFM_ENOMEM;
   }
   *out = r;
   return MFM_OK;
@@ -489,6 +498,7 @@ mfm_status mfm_reader_feed(mfm_reader *r, mfm_source *src, const char *file,
   int64_t n0 = r->coo.n;
   size_t parsed = 0;
   int hinted = 0;
+  if (!r->buf && (st = line_buffer(r, err)) != MFM_OK) return st;
   r->coo_hint = 0;
   r->file = file;
   r->line = 0;
@@ -664,6 +674,39 @@ static void place_rows(int32_t *rows, int32_t *cols, float *vals,
     }
 }
 
+/* Entries [0, p) and [p, n) are each sorted by row: merges them in
+   place, stably (the file's order within a row, as when nothing moves),
+   from the back, through a copy of the short second part.  rows is not
+   written: the build drops it next.  Returns 0 (nothing done) when the
+   copy cannot be made. */
+static int merge_tail(const int32_t *rows, int32_t *cols, float *vals,
+                      int64_t p, int64_t n) {
+  int64_t t = n - p;
+  char *buf = mfm_malloc_array((size_t)t, 3 * sizeof(int32_t));
+  if (!buf) return 0;
+  int32_t *br = (int32_t *)(void *)buf, *bc = br + t;
+  float *bv = (float *)(void *)(bc + t);
+  memcpy(br, rows + p, (size_t)t * sizeof *br);
+  memcpy(bc, cols + p, (size_t)t * sizeof *bc);
+  memcpy(bv, vals + p, (size_t)t * sizeof *bv);
+  int64_t i = p - 1, j = t - 1, w = n - 1;
+  while (j >= 0) {
+    /* Ties take the tail's entry: it came later. */
+    if (i >= 0 && rows[i] > br[j]) {
+      cols[w] = cols[i];
+      vals[w] = vals[i];
+      i--;
+    } else {
+      cols[w] = bc[j];
+      vals[w] = bv[j];
+      j--;
+    }
+    w--;
+  }
+  mfm_free(buf);
+  return 1;
+}
+
 mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
                                     mfm_coo *coo, mfm_csr **out,
                                     mfm_err *err) {
@@ -675,22 +718,32 @@ mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
     st = mfm_err_set(err, MFM_EINVAL, "negative matrix size");
     goto fail;
   }
-  int sorted = 1;
-  for (int64_t k = 0; k < nnz; k++) {
-    if (coo->rows[k] < 0 || coo->rows[k] >= n_rows || coo->cols[k] < 0 ||
-        coo->cols[k] >= n_cols) {
-      st = mfm_err_set(err, MFM_EINVAL, "entry %lld (%d, %d) is outside "
-                       "%d x %d", (long long)k, coo->rows[k], coo->cols[k],
-                       n_rows, n_cols);
-      goto fail;
-    }
-    sorted &= k == 0 || coo->rows[k - 1] <= coo->rows[k];
-  }
-  st = MFM_ENOMEM;
   a = mfm_calloc(1, sizeof *a);
   if (!a) goto nomem;
   a->indptr = mfm_calloc((size_t)n_rows + 1, sizeof *a->indptr);
   if (!a->indptr) goto nomem;
+  /* One pass checks, counts the rows, and finds where the order by row
+     first breaks (and whether it breaks again). */
+  int64_t first_break = nnz, breaks = 0;
+  {
+    const int32_t *rows = coo->rows, *cols = coo->cols;
+    int64_t *cnt = a->indptr + 1;
+    int32_t prev = 0;
+    for (int64_t k = 0; k < nnz; k++) {
+      int32_t r = rows[k];
+      if ((uint32_t)r >= (uint32_t)n_rows ||
+          (uint32_t)cols[k] >= (uint32_t)n_cols) {
+        st = mfm_err_set(err, MFM_EINVAL, "entry %lld (%d, %d) is outside "
+                         "%d x %d", (long long)k, r, cols[k], n_rows,
+                         n_cols);
+        goto fail;
+      }
+      cnt[r]++;
+      if (r < prev && !breaks++) first_break = k;
+      prev = r;
+    }
+  }
+  st = MFM_ENOMEM;
   if (!coo->vals) {
     coo->vals = mfm_malloc_array((size_t)(nnz ? nnz : 1), sizeof(float));
     if (!coo->vals) goto nomem;
@@ -702,10 +755,13 @@ mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
   }
   int32_t *rows = coo->rows, *cols = coo->cols;
   float *vals = coo->vals;
-  for (int64_t k = 0; k < nnz; k++) a->indptr[rows[k] + 1]++;
   for (int32_t r = 0; r < n_rows; r++) a->indptr[r + 1] += a->indptr[r];
-  /* Exports sorted by user need no moving at all. */
-  if (!sorted) place_rows(rows, cols, vals, a->indptr, 0, n_rows);
+  /* Exports sorted by user need no moving at all; sorted ones with a
+     short sorted tail (a second file, a wrapped export) one merge. */
+  if (breaks == 1 && nnz - first_break <= nnz / 8 &&
+      merge_tail(rows, cols, vals, first_break, nnz))
+    breaks = 0;
+  if (breaks) place_rows(rows, cols, vals, a->indptr, 0, n_rows);
   mfm_free(coo->rows);
   coo->rows = NULL;
   /* Sort each row, sum duplicates, close the gaps. */
@@ -770,7 +826,11 @@ mfm_status mfm_reader_finish(mfm_reader *r, mfm_csr **out, mfm_err *err) {
   *out = NULL;
   mfm_status st = check_fraction(r, err);
   if (st != MFM_OK) return st;
-  /* The build is the peak of memory: the caches go first. */
+  /* The build is the peak of memory: the caches and the line buffer go
+     first (a later feed makes a new buffer). */
+  mfm_free(r->buf);
+  r->buf = NULL;
+  r->cap = 0;
   for (int k = 0; k < 2; k++) {
     mfm_free(r->direct[k]);
     r->direct[k] = NULL;
