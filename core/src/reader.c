@@ -90,6 +90,7 @@ void mfm_reader_free(mfm_reader *r) {
   mfm_idmap_free(r->unseen_i);
   mfm_free(r->direct[0]);
   mfm_free(r->direct[1]);
+  mfm_free(r->wcode);
   mfm_coo_free(&r->coo);
   mfm_free(r->buf);
   mfm_free(r->scratch);
@@ -100,7 +101,29 @@ const mfm_read_report *mfm_reader_report(const mfm_reader *r) {
   return &r->rep;
 }
 
-const mfm_coo *mfm_reader_coo(const mfm_reader *r) { return &r->coo; }
+/* Byte weights become floats, with room for the COO's capacity. */
+static mfm_status coo_expand(mfm_reader *r, mfm_err *err) {
+  mfm_coo *c = &r->coo;
+  if (!r->wcode) return MFM_OK;
+  size_t cap = (size_t)(c->cap ? c->cap : 1);
+  float *v = mfm_malloc_array(cap, sizeof *v);
+  if (!v)
+    return mfm_err_set(err, MFM_ENOMEM, "out of memory after %lld "
+                       "interactions", (long long)c->n);
+  for (int64_t k = 0; k < c->n; k++) v[k] = r->wcode[k];
+  mfm_free(r->wcode);
+  r->wcode = NULL;
+  c->vals = v;
+  return MFM_OK;
+}
+
+const mfm_coo *mfm_reader_coo(const mfm_reader *r) {
+  /* The reader is the caller's, not const memory: the compact weights
+     are its own business and become floats here. */
+  if (r->wcode && coo_expand((mfm_reader *)r, NULL) != MFM_OK)
+    return NULL;
+  return &r->coo;
+}
 
 mfm_status mfm_reader_scratch(mfm_reader *r, size_t n, mfm_err *err) {
   if (n <= r->scratch_cap) return MFM_OK;
@@ -288,6 +311,11 @@ static mfm_status coo_reserve(mfm_reader *r, int64_t cap, mfm_err *err) {
     if (!v) goto nomem;
     c->vals = v;
   }
+  if (r->wcode) {
+    unsigned char *b = coo_move(r->wcode, c->n, cap, 1);
+    if (!b) goto nomem;
+    r->wcode = b;
+  }
   c->cap = cap;
   return MFM_OK;
 nomem:
@@ -302,17 +330,31 @@ static mfm_status coo_grow(mfm_reader *r, mfm_err *err) {
   return coo_reserve(r, cap ? cap * 2 : 65536, err);
 }
 
-/* The first weight that is not 1: from now on weights are stored. */
-static mfm_status coo_weights(mfm_reader *r, mfm_err *err) {
+/* The first weight that is not 1 (w): from now on weights are stored,
+   one byte each while they are all whole numbers 0..255 (ratings,
+   counts), floats from the first that is not. */
+static mfm_status coo_weights(mfm_reader *r, float w, mfm_err *err) {
   mfm_coo *c = &r->coo;
-  float *v = mfm_malloc_array((size_t)(c->cap ? c->cap : 1), sizeof *v);
-  if (!v)
-    return mfm_err_set(err, MFM_ENOMEM, "out of memory after %lld "
-                       "interactions", (long long)c->n);
-  mfm_advise_huge(v, (size_t)(c->cap ? c->cap : 1) * sizeof *v);
-  for (int64_t k = 0; k < c->n; k++) v[k] = 1.0f;
+  size_t cap = (size_t)(c->cap ? c->cap : 1);
+  if (!r->wcode && mfm_weight_byte(w)) {
+    unsigned char *b = mfm_malloc(cap);
+    if (!b) goto nomem;
+    mfm_advise_huge(b, cap);
+    memset(b, 1, (size_t)c->n);
+    r->wcode = b;
+    return MFM_OK;
+  }
+  float *v = mfm_malloc_array(cap, sizeof *v);
+  if (!v) goto nomem;
+  mfm_advise_huge(v, cap * sizeof *v);
+  for (int64_t k = 0; k < c->n; k++) v[k] = r->wcode ? r->wcode[k] : 1.0f;
+  mfm_free(r->wcode);
+  r->wcode = NULL;
   c->vals = v;
   return MFM_OK;
+nomem:
+  return mfm_err_set(err, MFM_ENOMEM, "out of memory after %lld "
+                     "interactions", (long long)c->n);
 }
 
 static mfm_status note_unseen(mfm_idmap **m, const char *id, size_t n,
@@ -408,7 +450,8 @@ mfm_status mfm_reader_coo_room(mfm_reader *r, float w, mfm_err *err) {
   mfm_coo *c = &r->coo;
   mfm_status st;
   if (c->n == c->cap && (st = coo_grow(r, err)) != MFM_OK) return st;
-  if (w != 1.0f && !c->vals && (st = coo_weights(r, err)) != MFM_OK)
+  if (w != 1.0f && !c->vals && !(r->wcode && mfm_weight_byte(w)) &&
+      (st = coo_weights(r, w, err)) != MFM_OK)
     return st;
   return MFM_OK;
 }
@@ -454,12 +497,14 @@ mfm_status mfm_reader_emit(mfm_reader *r, const char *line, size_t line_n,
     return MFM_OK;
   }
   mfm_coo *c = &r->coo;
-  if ((c->n == c->cap || (w != 1.0f && !c->vals)) &&
+  if ((c->n == c->cap ||
+       (w != 1.0f && !c->vals && !(r->wcode && mfm_weight_byte(w)))) &&
       (st = mfm_reader_coo_room(r, w, err)) != MFM_OK)
     return st;
   c->rows[c->n] = ui;
   c->cols[c->n] = ii;
   if (c->vals) c->vals[c->n] = w;
+  else if (r->wcode) r->wcode[c->n] = (unsigned char)w;
   c->n++;
   r->rep.kept++;
   return MFM_OK;
@@ -628,12 +673,29 @@ static void sort_row(int32_t *c, float *v, int64_t n) {
   }
 }
 
+/* Each entry's weight travels with it as asz bytes of aux: 4 (floats),
+   1 (the reader's byte codes) or 0 (none: every weight is 1). */
+static inline uint32_t aux_get(const unsigned char *aux, int asz,
+                               int64_t i) {
+  uint32_t v = 0;
+  if (asz == 4) memcpy(&v, aux + 4 * i, 4);
+  else if (asz == 1) v = aux[i];
+  return v;
+}
+
+static inline void aux_put(unsigned char *aux, int asz, int64_t i,
+                           uint32_t v) {
+  if (asz == 4) memcpy(aux + 4 * i, &v, 4);
+  else if (asz == 1) aux[i] = (unsigned char)v;
+}
+
 /* Moves the entries of rows [r0, r1) (at indptr[r0] .. indptr[r1]) into
    row order: an in-place MSD radix sort, at most 1024 buckets a pass, so
    the write cursors stay in cache however many rows there are (one
    1M-bucket pass misses the cache on every entry). */
-static void place_rows(int32_t *rows, int32_t *cols, float *vals,
-                       const int64_t *indptr, int32_t r0, int32_t r1) {
+static void place_rows(int32_t *rows, int32_t *cols, unsigned char *aux,
+                       int asz, const int64_t *indptr, int32_t r0,
+                       int32_t r1) {
   int64_t next[1025];
   int64_t n = (int64_t)r1 - r0;
   if (n <= 1 || indptr[r1] - indptr[r0] <= 1) return;
@@ -652,24 +714,24 @@ static void place_rows(int32_t *rows, int32_t *cols, float *vals,
          belongs here comes back. */
       int64_t i = next[b];
       int32_t r = rows[i], c = cols[i];
-      float v = vals[i];
+      uint32_t v = aux_get(aux, asz, i);
       int32_t k = (r - r0) >> shift;
       while (k != b) {
         int64_t j = next[k]++;
         int32_t tr = rows[j], tc = cols[j];
-        float tv = vals[j];
-        rows[j] = r; cols[j] = c; vals[j] = v;
+        uint32_t tv = aux_get(aux, asz, j);
+        rows[j] = r; cols[j] = c; aux_put(aux, asz, j, v);
         r = tr; c = tc; v = tv;
         k = (r - r0) >> shift;
       }
-      rows[i] = r; cols[i] = c; vals[i] = v;
+      rows[i] = r; cols[i] = c; aux_put(aux, asz, i, v);
       next[b] = i + 1;
     }
   }
   if (shift)
     for (int32_t b = 0; b < nb; b++) {
       int64_t a = r0 + ((int64_t)b << shift), z = a + ((int64_t)1 << shift);
-      place_rows(rows, cols, vals, indptr, (int32_t)a,
+      place_rows(rows, cols, aux, asz, indptr, (int32_t)a,
                  (int32_t)(z < r1 ? z : r1));
     }
 }
@@ -679,26 +741,26 @@ static void place_rows(int32_t *rows, int32_t *cols, float *vals,
    from the back, through a copy of the short second part.  rows is not
    written: the build drops it next.  Returns 0 (nothing done) when the
    copy cannot be made. */
-static int merge_tail(const int32_t *rows, int32_t *cols, float *vals,
-                      int64_t p, int64_t n) {
+static int merge_tail(const int32_t *rows, int32_t *cols, unsigned char *aux,
+                      int asz, int64_t p, int64_t n) {
   int64_t t = n - p;
-  char *buf = mfm_malloc_array((size_t)t, 3 * sizeof(int32_t));
+  char *buf = mfm_malloc_array((size_t)t, 2 * sizeof(int32_t) + 4);
   if (!buf) return 0;
   int32_t *br = (int32_t *)(void *)buf, *bc = br + t;
-  float *bv = (float *)(void *)(bc + t);
+  unsigned char *ba = (unsigned char *)(bc + t);
   memcpy(br, rows + p, (size_t)t * sizeof *br);
   memcpy(bc, cols + p, (size_t)t * sizeof *bc);
-  memcpy(bv, vals + p, (size_t)t * sizeof *bv);
+  if (asz) memcpy(ba, aux + p * asz, (size_t)t * (size_t)asz);
   int64_t i = p - 1, j = t - 1, w = n - 1;
   while (j >= 0) {
     /* Ties take the tail's entry: it came later. */
     if (i >= 0 && rows[i] > br[j]) {
       cols[w] = cols[i];
-      vals[w] = vals[i];
+      aux_put(aux, asz, w, aux_get(aux, asz, i));
       i--;
     } else {
       cols[w] = bc[j];
-      vals[w] = bv[j];
+      aux_put(aux, asz, w, aux_get(ba, asz, j));
       j--;
     }
     w--;
@@ -707,9 +769,12 @@ static int merge_tail(const int32_t *rows, int32_t *cols, float *vals,
   return 1;
 }
 
-mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
-                                    mfm_coo *coo, mfm_csr **out,
-                                    mfm_err *err) {
+/* mfm_csr_from_coo_inplace, also taking the reader's byte weights:
+   codes (n entries, or NULL) stand for vals while those are NULL, and
+   are consumed. */
+static mfm_status csr_build(int32_t n_rows, int32_t n_cols, mfm_coo *coo,
+                            unsigned char *codes, mfm_csr **out,
+                            mfm_err *err) {
   mfm_status st;
   int64_t nnz = coo->n;
   mfm_csr *a = NULL;
@@ -744,26 +809,34 @@ mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
     }
   }
   st = MFM_ENOMEM;
-  if (!coo->vals) {
-    coo->vals = mfm_malloc_array((size_t)(nnz ? nnz : 1), sizeof(float));
-    if (!coo->vals) goto nomem;
-    for (int64_t k = 0; k < nnz; k++) coo->vals[k] = 1.0f;
-  }
   if (!coo->cols) {
     coo->cols = mfm_malloc(sizeof(int32_t));
     if (!coo->cols) goto nomem;
   }
   int32_t *rows = coo->rows, *cols = coo->cols;
-  float *vals = coo->vals;
+  unsigned char *aux = coo->vals ? (unsigned char *)coo->vals : codes;
+  int asz = coo->vals ? 4 : codes ? 1 : 0;
   for (int32_t r = 0; r < n_rows; r++) a->indptr[r + 1] += a->indptr[r];
   /* Exports sorted by user need no moving at all; sorted ones with a
      short sorted tail (a second file, a wrapped export) one merge. */
   if (breaks == 1 && nnz - first_break <= nnz / 8 &&
-      merge_tail(rows, cols, vals, first_break, nnz))
+      merge_tail(rows, cols, aux, asz, first_break, nnz))
     breaks = 0;
-  if (breaks) place_rows(rows, cols, vals, a->indptr, 0, n_rows);
+  if (breaks) place_rows(rows, cols, aux, asz, a->indptr, 0, n_rows);
   mfm_free(coo->rows);
   coo->rows = NULL;
+  /* The float weights appear only now, once the row array is gone, so
+     that the peak holds 1 byte (or none) per weight, not 4. */
+  if (!coo->vals) {
+    coo->vals = mfm_malloc_array((size_t)(nnz ? nnz : 1), sizeof(float));
+    if (!coo->vals) goto nomem;
+    mfm_advise_huge(coo->vals, (size_t)(nnz ? nnz : 1) * sizeof(float));
+    for (int64_t k = 0; k < nnz; k++)
+      coo->vals[k] = codes ? (float)codes[k] : 1.0f;
+  }
+  mfm_free(codes);
+  codes = NULL;
+  float *vals = coo->vals;
   /* Sort each row, sum duplicates, close the gaps. */
   int64_t w = 0;
   for (int32_t r = 0; r < n_rows; r++) {
@@ -802,9 +875,16 @@ nomem:
   st = mfm_err_set(err, MFM_ENOMEM, "out of memory building a %d x %d "
                    "matrix", n_rows, n_cols);
 fail:
+  mfm_free(codes);
   mfm_csr_free(a);
   mfm_coo_free(coo);
   return st;
+}
+
+mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
+                                    mfm_coo *coo, mfm_csr **out,
+                                    mfm_err *err) {
+  return csr_build(n_rows, n_cols, coo, NULL, out, err);
 }
 
 static mfm_status check_fraction(mfm_reader *r, mfm_err *err) {
@@ -836,9 +916,10 @@ mfm_status mfm_reader_finish(mfm_reader *r, mfm_csr **out, mfm_err *err) {
     r->direct[k] = NULL;
     r->direct_n[k] = 0;
   }
-  return mfm_csr_from_coo_inplace(mfm_idmap_size(r->users),
-                                  mfm_idmap_size(r->items), &r->coo, out,
-                                  err);
+  unsigned char *codes = r->wcode;
+  r->wcode = NULL; /* the build consumes them */
+  return csr_build(mfm_idmap_size(r->users), mfm_idmap_size(r->items),
+                   &r->coo, codes, out, err);
 }
 
 mfm_status mfm_read_interactions(const char *const *paths,
@@ -864,6 +945,7 @@ mfm_status mfm_read_interactions(const char *const *paths,
     mfm_source_free(s);
   }
   if (st == MFM_OK) st = check_fraction(r, err);
+  if (st == MFM_OK) st = coo_expand(r, err);
   if (rep) *rep = r->rep;
   if (st == MFM_OK) {
     *out = r->coo;

@@ -137,6 +137,7 @@ mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **pp,
     size_t un = fn[MFM_COL_USER + 1], in = fn[MFM_COL_ITEM + 1];
     if (!un || !in) goto general;
     float w = r->o.default_weight;
+    int wb = 1; /* w fits a byte weight */
     if (has_w) {
       const char *ws = f[MFM_COL_WEIGHT + 1];
       size_t wn = fn[MFM_COL_WEIGHT + 1];
@@ -147,7 +148,10 @@ mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **pp,
         if (!mfm_parse_number(ws, wn, &v)) goto general;
         w = (float)v;
         if (!isfinite(w)) goto general;
+        wb = mfm_weight_byte(w);
       }
+    } else {
+      wb = mfm_weight_byte(w);
     }
     r->line++;
     r->rep.rows++;
@@ -180,12 +184,13 @@ mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **pp,
       if (st != MFM_OK) break;
       if (ii < 0) goto emit;
     }
-    if ((c->n == c->cap || (w != 1.0f && !c->vals)) &&
+    if ((c->n == c->cap || (w != 1.0f && !c->vals && !(r->wcode && wb))) &&
         (st = mfm_reader_coo_room(r, w, err)) != MFM_OK)
       break;
     c->rows[c->n] = ui;
     c->cols[c->n] = ii;
     if (c->vals) c->vals[c->n] = w;
+    else if (r->wcode) r->wcode[c->n] = (unsigned char)w;
     c->n++;
     r->rep.kept++;
     p = q + 1;

@@ -4,6 +4,7 @@
 
 #include "moonfm/reader.h"
 
+#include <math.h>
 #include <string.h>
 
 /* Bytes after the data in the line buffer that are always readable and
@@ -20,7 +21,10 @@ struct mfm_reader {
   mfm_idmap *users, *items;
   int grow_users, grow_items;
   mfm_idmap *unseen_u, *unseen_i; /* distinct unknown ids (lazy) */
-  mfm_coo coo;                    /* vals NULL while every weight is 1 */
+  mfm_coo coo;                    /* vals NULL while every weight is 1
+                                     or while wcode holds them */
+  unsigned char *wcode;           /* weights while all are whole numbers
+                                     0..255: one byte each, not four */
   int64_t coo_hint;               /* entries expected by the end of the
                                      file being read (0: unknown) */
   mfm_read_report rep;
@@ -128,5 +132,10 @@ int mfm_reader_known_col(const char *s, size_t n);
 extern const char *const mfm_col_names[MFM_N_COLS];
 
 static inline int mfm_is_space(char c) { return c == ' ' || c == '\t'; }
+
+/* w is kept exactly as a byte weight (0..255, whole, not -0). */
+static inline int mfm_weight_byte(float w) {
+  return w >= 0.0f && w <= 255.0f && (float)(int)w == w && !signbit(w);
+}
 
 #endif
