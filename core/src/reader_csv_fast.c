@@ -65,12 +65,13 @@ static inline const char *field_end(const char *q, uint64_t dv) {
    zero) at s, or -1.  Larger ids never fit the direct cache anyway. */
 static inline int64_t small_uint(const char *s, size_t n) {
   if (n - 1 >= 8 || (s[0] == '0' && n > 1)) return -1;
-  uint64_t keep = n == 8 ? ~0ull : ((uint64_t)1 << (8 * n)) - 1;
+  uint64_t keep = ~0ull >> (64 - 8 * n);
   uint64_t w = load8(s);
-  /* A digit is 0x30..0x39: high nibble 3, low nibble + 6 below 16. */
-  uint64_t bad = ((w & 0xF0F0F0F0F0F0F0F0ull) ^ (ONES * 0x30)) |
-                 (((w & 0x0F0F0F0F0F0F0F0Full) + ONES * 6) &
-                  0xF0F0F0F0F0F0F0F0ull);
+  /* A byte is not a digit when it has its high bit set, or gets it from
+     x - '0' (x below '0') or from x + 0x46 (x above '9').  A borrow or
+     carry only reaches higher bytes from a byte already caught, so a
+     false alarm inside keep always comes with a true one. */
+  uint64_t bad = (w | (w - ONES * 0x30) | (w + ONES * 0x46)) & HIGH;
   if (bad & keep) return -1;
   /* Digits to the top (leading zeros below), then pairs, quads, all. */
   uint64_t d = (w & 0x0F0F0F0F0F0F0F0Full & keep) << (8 * (8 - n));
@@ -105,6 +106,66 @@ void mfm_reader_csv_fast_layout(mfm_reader *r) {
   r->fast_cols = r->max_pos;
 }
 
+/* A field: where it starts and how long it is. */
+typedef struct span {
+  const char *p;
+  size_t n;
+} span;
+
+/* Splits the row at p whatever the layout: the fields of the user, item
+   and weight columns into f[MFM_COL_* + 1] (f[0] takes the others).
+   Returns the row's '\n', or NULL when the row is not plain. */
+static const char *split_any(const mfm_reader *r, const char *p,
+                             const char *end, uint64_t dv, span *f) {
+  const char *q = p;
+  for (int k = 0;;) {
+    const char *s = q;
+    q = field_end(q, dv);
+    span *t = &f[r->role[k]];
+    t->p = s;
+    t->n = (size_t)(q - s);
+    if (++k == r->fast_cols) break;
+    if (*q != r->delim) return NULL;
+    q++;
+  }
+  if (*q == r->delim) return memchr(q, '\n', (size_t)(end - q));
+  if (*q == '\r' && q[1] == '\n') return q + 1;
+  return *q == '\n' ? q : NULL;
+}
+
+/* The usual layout (user, item[, weight] and no more columns used) with
+   every field shorter than 8 bytes: one word load per field, no loops.
+   NULL when the row is anything else (split_any then looks). */
+static inline const char *split_short(const char *p, const char *end,
+                                      uint64_t dv, char delim, int has_w,
+                                      span *f) {
+  uint64_t m = stops(load8(p), dv);
+  if (!m) return NULL;
+  const char *q = p + low_byte(m);
+  f[MFM_COL_USER + 1].p = p;
+  f[MFM_COL_USER + 1].n = (size_t)(q - p);
+  if (*q != delim) return NULL;
+  p = q + 1;
+  m = stops(load8(p), dv);
+  if (!m) return NULL;
+  q = p + low_byte(m);
+  f[MFM_COL_ITEM + 1].p = p;
+  f[MFM_COL_ITEM + 1].n = (size_t)(q - p);
+  if (has_w) {
+    if (*q != delim) return NULL;
+    p = q + 1;
+    m = stops(load8(p), dv);
+    if (!m) return NULL;
+    q = p + low_byte(m);
+    f[MFM_COL_WEIGHT + 1].p = p;
+    f[MFM_COL_WEIGHT + 1].n = (size_t)(q - p);
+  }
+  if (*q == '\n') return q;
+  if (*q == delim) return memchr(q, '\n', (size_t)(end - q));
+  if (*q == '\r' && q[1] == '\n') return q + 1;
+  return NULL;
+}
+
 mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **pp,
                                const char *end, mfm_err *err) {
   const char *p = *pp;
@@ -112,42 +173,37 @@ mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **pp,
   const char delim = r->delim;
   const uint64_t dv = ONES * (unsigned char)delim;
   const int nf = r->fast_cols, has_w = r->pos[MFM_COL_WEIGHT] != 0;
+  const int usual = nf == 2 + has_w && r->role[0] == MFM_COL_USER + 1 &&
+                    r->role[1] == MFM_COL_ITEM + 1;
   mfm_coo *c = &r->coo;
+  int short_off = 0;
   if (!nf) return MFM_OK;
   while (p < end) {
-    /* Slot 0 takes the fields no column uses. */
-    const char *f[MFM_N_COLS + 1];
-    size_t fn[MFM_N_COLS + 1];
-    const char *q = p;
-    for (int k = 0;;) {
-      const char *s = q;
-      q = field_end(q, dv);
-      unsigned role = r->role[k];
-      f[role] = s;
-      fn[role] = (size_t)(q - s);
-      if (++k == nf) break;
-      if (*q != delim) goto general;
-      q++;
+    span f[MFM_N_COLS + 1];
+    const char *q = NULL;
+    if (usual && !short_off) {
+      q = split_short(p, end, dv, delim, has_w, f);
+      if (!q) short_off = 64; /* long fields: do not retry row by row */
+    } else if (short_off) {
+      short_off--;
     }
-    if (*q == delim) q = memchr(q, '\n', (size_t)(end - q));
-    else if (*q == '\r' && q[1] == '\n') q++;
-    else if (*q != '\n') goto general;
+    if (!q && !(q = split_any(r, p, end, dv, f))) break;
     /* q is the row's '\n'. */
-    const char *u = f[MFM_COL_USER + 1], *i = f[MFM_COL_ITEM + 1];
-    size_t un = fn[MFM_COL_USER + 1], in = fn[MFM_COL_ITEM + 1];
-    if (!un || !in) goto general;
+    const char *u = f[MFM_COL_USER + 1].p, *i = f[MFM_COL_ITEM + 1].p;
+    size_t un = f[MFM_COL_USER + 1].n, in = f[MFM_COL_ITEM + 1].n;
+    if (!un || !in) break;
     float w = r->o.default_weight;
     int wb = 1; /* w fits a byte weight */
     if (has_w) {
-      const char *ws = f[MFM_COL_WEIGHT + 1];
-      size_t wn = fn[MFM_COL_WEIGHT + 1];
+      const char *ws = f[MFM_COL_WEIGHT + 1].p;
+      size_t wn = f[MFM_COL_WEIGHT + 1].n;
       if (wn == 1 && (unsigned)(ws[0] - '0') < 10) {
         w = (float)(ws[0] - '0'); /* counts and ratings: one digit */
       } else {
         double v;
-        if (!mfm_parse_number(ws, wn, &v)) goto general;
+        if (!mfm_parse_number(ws, wn, &v)) break;
         w = (float)v;
-        if (!isfinite(w)) goto general;
+        if (!isfinite(w)) break;
         wb = mfm_weight_byte(w);
       }
     } else {
@@ -187,11 +243,12 @@ mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **pp,
     if ((c->n == c->cap || (w != 1.0f && !c->vals && !(r->wcode && wb))) &&
         (st = mfm_reader_coo_room(r, w, err)) != MFM_OK)
       break;
-    c->rows[c->n] = ui;
-    c->cols[c->n] = ii;
-    if (c->vals) c->vals[c->n] = w;
-    else if (r->wcode) r->wcode[c->n] = (unsigned char)w;
-    c->n++;
+    int64_t n = c->n; /* not reloaded after the byte store */
+    c->rows[n] = ui;
+    c->cols[n] = ii;
+    if (c->vals) c->vals[n] = w;
+    else if (r->wcode) r->wcode[n] = (unsigned char)w;
+    c->n = n + 1;
     r->rep.kept++;
     p = q + 1;
     continue;
@@ -201,7 +258,7 @@ mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **pp,
     if (st != MFM_OK) break;
     p = q + 1;
   }
-general:
+  /* The row at p (if any) goes to the general parser. */
   *pp = p;
   return st;
 }
