@@ -10,6 +10,15 @@
 
 #include "reader_impl.h"
 
+/* x86-64 always has SSE2: 16 bytes compared at once.  Elsewhere the
+   8-byte tricks below do the same work. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define FAST_SSE2 1
+#else
+#define FAST_SSE2 0
+#endif
+
 #define ONES 0x0101010101010101ull
 #define HIGH 0x8080808080808080ull
 
@@ -136,6 +145,7 @@ static const char *split_any(const mfm_reader *r, const char *p,
 /* The usual layout (user, item[, weight] and no more columns used) with
    every field shorter than 8 bytes: one word load per field, no loops.
    NULL when the row is anything else (split_any then looks). */
+#if !FAST_SSE2
 static inline const char *split_short(const char *p, const char *end,
                                       uint64_t dv, char delim, int has_w,
                                       span *f) {
@@ -165,6 +175,66 @@ static inline const char *split_short(const char *p, const char *end,
   if (*q == '\r' && q[1] == '\n') return q + 1;
   return NULL;
 }
+#endif
+
+#if FAST_SSE2
+/* Bit k set when byte k of the 32 at p ends a field: the delimiter d, or
+   a byte below '#' (lo holds '"' = 0x22; min(x, lo) == x means x <= lo,
+   unsigned, so UTF-8 bytes pass). */
+static inline uint32_t stops32(const char *p, __m128i d, __m128i lo) {
+  __m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
+  __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + 16));
+  a = _mm_or_si128(_mm_cmpeq_epi8(a, d), _mm_cmpeq_epi8(_mm_min_epu8(a, lo), a));
+  b = _mm_or_si128(_mm_cmpeq_epi8(b, d), _mm_cmpeq_epi8(_mm_min_epu8(b, lo), b));
+  return (uint32_t)_mm_movemask_epi8(a) |
+         (uint32_t)_mm_movemask_epi8(b) << 16;
+}
+
+static inline unsigned low_bit(uint32_t m) {
+#if defined(__GNUC__)
+  return (unsigned)__builtin_ctz(m);
+#else
+  unsigned k = 0;
+  while (!(m & 1)) {
+    m >>= 1;
+    k++;
+  }
+  return k;
+#endif
+}
+
+/* split_short for rows whose used fields end within 32 bytes: every
+   stop byte of the window at once, then the fields one bit each. */
+static inline const char *split_win(const char *p, const char *end,
+                                    __m128i d, __m128i lo, char delim,
+                                    int has_w, span *f) {
+  uint32_t m = stops32(p, d, lo);
+  if (!m) return NULL;
+  unsigned a = low_bit(m);
+  if (p[a] != delim) return NULL;
+  m &= m - 1;
+  if (!m) return NULL;
+  unsigned b = low_bit(m);
+  f[MFM_COL_USER + 1].p = p;
+  f[MFM_COL_USER + 1].n = a;
+  f[MFM_COL_ITEM + 1].p = p + a + 1;
+  f[MFM_COL_ITEM + 1].n = b - a - 1;
+  const char *q = p + b;
+  if (has_w) {
+    if (*q != delim) return NULL;
+    m &= m - 1;
+    if (!m) return NULL;
+    unsigned e = low_bit(m);
+    f[MFM_COL_WEIGHT + 1].p = q + 1;
+    f[MFM_COL_WEIGHT + 1].n = e - b - 1;
+    q = p + e;
+  }
+  if (*q == '\n') return q;
+  if (*q == delim) return memchr(q, '\n', (size_t)(end - q));
+  if (*q == '\r' && q[1] == '\n') return q + 1;
+  return NULL;
+}
+#endif
 
 mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **pp,
                                const char *end, mfm_err *err) {
@@ -177,12 +247,19 @@ mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **pp,
                     r->role[1] == MFM_COL_ITEM + 1;
   mfm_coo *c = &r->coo;
   int short_off = 0;
+#if FAST_SSE2
+  const __m128i vd = _mm_set1_epi8(delim), vlo = _mm_set1_epi8(0x22);
+#endif
   if (!nf) return MFM_OK;
   while (p < end) {
     span f[MFM_N_COLS + 1];
     const char *q = NULL;
     if (usual && !short_off) {
+#if FAST_SSE2
+      q = split_win(p, end, vd, vlo, delim, has_w, f);
+#else
       q = split_short(p, end, dv, delim, has_w, f);
+#endif
       if (!q) short_off = 64; /* long fields: do not retry row by row */
     } else if (short_off) {
       short_off--;

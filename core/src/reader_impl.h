@@ -8,9 +8,9 @@
 #include <string.h>
 
 /* Bytes after the data in the line buffer that are always readable and
-   zero: the plain-row path loads 8 bytes at a time and may look up to 7
-   bytes past the block's last '\n'. */
-#define MFM_READ_PAD 16
+   zero: the plain-row path loads up to 32 bytes from any row start, so
+   it may look up to 31 bytes past the block's last '\n'. */
+#define MFM_READ_PAD 32
 /* Rows with more fields before the last one used go the general way. */
 #define MFM_FAST_MAX_COLS 32
 /* Longest user id the last-user check keeps. */
