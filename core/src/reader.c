@@ -753,16 +753,32 @@ static int merge_tail(const int32_t *rows, int32_t *cols, unsigned char *aux,
   if (asz) memcpy(ba, aux + p * asz, (size_t)t * (size_t)asz);
   int64_t i = p - 1, j = t - 1, w = n - 1;
   while (j >= 0) {
-    /* Ties take the tail's entry: it came later. */
-    if (i >= 0 && rows[i] > br[j]) {
-      cols[w] = cols[i];
-      aux_put(aux, asz, w, aux_get(aux, asz, i));
-      i--;
-    } else {
-      cols[w] = bc[j];
-      aux_put(aux, asz, w, aux_get(ba, asz, j));
-      j--;
+    /* The prefix entries above the tail's last (ties stay below it: it
+       came later) move up as one block, found by galloping down. */
+    int32_t key = br[j];
+    if (i >= 0 && rows[i] > key) {
+      int64_t lo = -1, hi = i, step = 1; /* rows[lo] <= key < rows[hi] */
+      while (hi - step >= 0 && rows[hi - step] > key) {
+        hi -= step;
+        step *= 2;
+      }
+      if (hi - step >= 0) lo = hi - step;
+      while (hi - lo > 1) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (rows[mid] > key) hi = mid;
+        else lo = mid;
+      }
+      int64_t len = i - hi + 1;
+      memmove(cols + w - len + 1, cols + hi, (size_t)len * sizeof *cols);
+      if (asz)
+        memmove(aux + (w - len + 1) * asz, aux + hi * asz,
+                (size_t)len * (size_t)asz);
+      w -= len;
+      i = hi - 1;
     }
+    cols[w] = bc[j];
+    aux_put(aux, asz, w, aux_get(ba, asz, j));
+    j--;
     w--;
   }
   mfm_free(buf);
@@ -843,7 +859,15 @@ static mfm_status csr_build(int32_t n_rows, int32_t n_cols, mfm_coo *coo,
     int64_t s = a->indptr[r], e = a->indptr[r + 1];
     sort_row(cols + s, vals + s, e - s);
     a->indptr[r] = w;
-    for (int64_t p = s; p < e; p++) {
+    int64_t p = s;
+    if (w == s && p < e) {
+      /* Nothing has moved yet: the entries before the row's first
+         duplicate stay where they are. */
+      for (p = s + 1; p < e && cols[p] != cols[p - 1]; p++) {
+      }
+      w = p;
+    }
+    for (; p < e; p++) {
       if (w > a->indptr[r] && cols[w - 1] == cols[p]) {
         vals[w - 1] += vals[p];
       } else {
