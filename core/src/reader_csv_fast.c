@@ -73,9 +73,10 @@ static inline const char *field_end(const char *q, uint64_t dv) {
 /* The value of a canonical decimal of 1..8 digits (no sign, no leading
    zero) at s, or -1.  Larger ids never fit the direct cache anyway. */
 static inline int64_t small_uint(const char *s, size_t n) {
-  if (n - 1 >= 8 || (s[0] == '0' && n > 1)) return -1;
+  if (n - 1 >= 8) return -1;
   uint64_t keep = ~0ull >> (64 - 8 * n);
   uint64_t w = load8(s);
+  if ((w & 0xFF) == '0' && n > 1) return -1;
   /* A byte is not a digit when it has its high bit set, or gets it from
      x - '0' (x below '0') or from x + 0x46 (x above '9').  A borrow or
      carry only reaches higher bytes from a byte already caught, so a
