@@ -18,7 +18,30 @@ struct mfm_idmap {
   int64_t n_bytes, cap_bytes;
   int64_t *offsets; /* n + 1 offsets into bytes */
   int64_t cap_ids;  /* room in offsets, not counting the leading 0 */
+  /* Slots of ids added by mfm_idmap_append_new and not placed yet: they
+     are placed together (their cache misses overlap) before the table is
+     next read. */
+  uint64_t pend[64];
+  int n_pend;
 };
+
+/* Places the pending slots: all their home lines are asked for first. */
+static void settle(mfm_idmap *m) {
+  int n = m->n_pend;
+  if (!n) return;
+#if defined(__GNUC__)
+  for (int k = 0; k < n; k++)
+    __builtin_prefetch(&m->slots[(m->pend[k] >> 32) & m->mask], 1);
+#endif
+  for (int k = 0; k < n; k++) {
+    uint64_t i = (m->pend[k] >> 32) & m->mask;
+    while (m->slots[i]) i = (i + 1) & m->mask;
+    m->slots[i] = m->pend[k];
+  }
+  m->n_pend = 0;
+}
+
+void mfm_idmap_settle(mfm_idmap *m) { settle(m); }
 
 /* A fast 64-bit hash of short byte strings: one multiply round per 8
    bytes, then murmur3's finaliser so that every input bit reaches the low
@@ -123,6 +146,7 @@ static inline uint64_t probe(const mfm_idmap *m, const char *id, size_t len,
 }
 
 int32_t mfm_idmap_find(const mfm_idmap *m, const char *id, size_t len) {
+  if (m->n_pend) settle((mfm_idmap *)m); /* only inside a reader's feed */
   uint64_t s = m->slots[probe(m, id, len, mfm_hash_bytes(id, len))];
   return s ? (int32_t)(uint32_t)s - 1 : -1;
 }
@@ -130,6 +154,7 @@ int32_t mfm_idmap_find(const mfm_idmap *m, const char *id, size_t len) {
 /* A table of n_slots (a power of two, at most 2^32) holding what the
    current one holds. */
 static mfm_status rehash(mfm_idmap *m, uint64_t n_slots) {
+  settle(m);
   uint64_t *slots = mfm_calloc(n_slots, sizeof *slots);
   if (!slots) return MFM_ENOMEM;
   mfm_advise_huge(slots, n_slots * sizeof *slots);
@@ -214,8 +239,26 @@ mfm_status mfm_idmap_intern(mfm_idmap *m, const char *id, size_t len,
                                  err);
 }
 
+mfm_status mfm_idmap_append_new(mfm_idmap *m, const char *id, size_t len,
+                                 int32_t *index, mfm_err *err) {
+  if (m->n == INT32_MAX)
+    return mfm_err_set(err, MFM_EINVAL, "id map is full (%d ids)", m->n);
+  if (m->n_pend == (int)(sizeof m->pend / sizeof m->pend[0])) settle(m);
+  if (reserve(m, len) != MFM_OK)
+    return mfm_err_set(err, MFM_ENOMEM, "out of memory growing an id map "
+                       "of %d ids", m->n);
+  uint64_t h = mfm_hash_bytes(id, len);
+  if (len) memcpy(m->bytes + m->n_bytes, id, len);
+  m->n_bytes += (int64_t)len;
+  m->offsets[m->n + 1] = m->n_bytes;
+  m->pend[m->n_pend++] = (h >> 32 << 32) | (uint64_t)(m->n + 1);
+  *index = m->n++;
+  return MFM_OK;
+}
+
 mfm_status mfm_idmap_intern_hashed(mfm_idmap *m, const char *id, size_t len,
                                    uint64_t h, int32_t *index, mfm_err *err) {
+  settle(m);
   uint64_t i = probe(m, id, len, h), s = m->slots[i];
   if (s) {
     *index = (int32_t)(uint32_t)s - 1;
@@ -226,6 +269,7 @@ mfm_status mfm_idmap_intern_hashed(mfm_idmap *m, const char *id, size_t len,
 
 int32_t mfm_idmap_find_hashed(const mfm_idmap *m, const char *id, size_t len,
                               uint64_t h) {
+  if (m->n_pend) settle((mfm_idmap *)m);
   uint64_t s = m->slots[probe(m, id, len, h)];
   return s ? (int32_t)(uint32_t)s - 1 : -1;
 }

@@ -76,6 +76,11 @@ mfm_status mfm_reader_new(const mfm_read_opts *opts, mfm_idmap *users,
   r->grow_items = grow_items;
   r->last_u = -1;
   r->rep.header = -1;
+  for (int k = 0; k < 2; k++) {
+    r->seen[k] = mfm_idmap_size(k ? items : users);
+    r->complete[k] = r->seen[k] == 0 && opts->format == MFM_FORMAT_CSV;
+    r->over_min[k] = UINT64_MAX;
+  }
   if (line_buffer(r, err) != MFM_OK) {
     mfm_free(r);
     return MFM_ENOMEM;
@@ -413,11 +418,16 @@ static mfm_status lookup_num(mfm_reader *r, int which, mfm_idmap *m,
     /* Grow with the map (sparse id spaces stay in the hash table). */
     uint64_t limit = 4 * ((uint64_t)mfm_idmap_size(m) + 65536);
     if (limit > ((uint64_t)1 << 26)) limit = (uint64_t)1 << 26;
-    if (v >= limit) return MFM_OK;
     uint64_t cap = r->direct_n[which] ? r->direct_n[which] : 4096;
     while (cap <= v) cap *= 2;
-    int32_t *d = mfm_realloc(r->direct[which], (size_t)cap * sizeof *d);
-    if (!d) return MFM_OK; /* only a cache */
+    int32_t *d = v < limit ? mfm_realloc(r->direct[which],
+                                         (size_t)cap * sizeof *d)
+                           : NULL;
+    if (!d) { /* only a cache; it now misses an id of the map */
+      if (v < r->over_min[which]) r->over_min[which] = v;
+      return MFM_OK;
+    }
+    if (r->over_min[which] < cap) r->complete[which] = 0;
     memset(d + r->direct_n[which], 0,
            (size_t)(cap - r->direct_n[which]) * sizeof *d);
     r->direct[which] = d;
@@ -534,6 +544,22 @@ static mfm_status located(const mfm_reader *r, mfm_status st, mfm_err *err) {
   return st;
 }
 
+/* Ids added to the maps by others since the last feed may be missing
+   from the caches. */
+static void feed_begin(mfm_reader *r) {
+  for (int k = 0; k < 2; k++)
+    if (mfm_idmap_size(k ? r->items : r->users) != r->seen[k])
+      r->complete[k] = 0;
+}
+
+/* The maps go back to the caller whole. */
+static void feed_end(mfm_reader *r) {
+  mfm_idmap_settle(r->users);
+  mfm_idmap_settle(r->items);
+  r->seen[0] = mfm_idmap_size(r->users);
+  r->seen[1] = mfm_idmap_size(r->items);
+}
+
 mfm_status mfm_reader_feed(mfm_reader *r, mfm_source *src, const char *file,
                            mfm_err *err) {
   mfm_status st = MFM_OK;
@@ -544,6 +570,7 @@ mfm_status mfm_reader_feed(mfm_reader *r, mfm_source *src, const char *file,
   size_t parsed = 0;
   int hinted = 0;
   if (!r->buf && (st = line_buffer(r, err)) != MFM_OK) return st;
+  feed_begin(r);
   r->coo_hint = 0;
   r->file = file;
   r->line = 0;
@@ -602,6 +629,7 @@ mfm_status mfm_reader_feed(mfm_reader *r, mfm_source *src, const char *file,
     if (doc_end) r->doc_fresh = 1;
   }
   r->rep.raw_bytes += mfm_source_raw_bytes(src) - raw0;
+  feed_end(r);
   return st;
 }
 
@@ -623,7 +651,10 @@ mfm_status mfm_reader_feed_bytes(mfm_reader *r, const char *bytes, size_t n,
   memcpy(r->buf, bytes, n);
   if (r->buf[n - 1] != '\n') r->buf[n++] = '\n';
   memset(r->buf + n, 0, MFM_READ_PAD);
-  return parse(r, r->buf, r->buf + n, err);
+  feed_begin(r);
+  mfm_status st = parse(r, r->buf, r->buf + n, err);
+  feed_end(r);
+  return st;
 }
 
 /* ---- Finishing ----------------------------------------------------- */

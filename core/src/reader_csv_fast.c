@@ -298,6 +298,11 @@ mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **pp,
       v = small_uint(u, un);
       if (v >= 0 && (uint64_t)v < r->direct_n[0] && r->direct[0][v]) {
         ui = r->direct[0][v] - 1;
+      } else if (v >= 0 && (uint64_t)v < r->direct_n[0] && r->complete[0] &&
+                 r->grow_users &&
+                 mfm_idmap_append_new(r->users, u, un, &ui, NULL) ==
+                     MFM_OK) {
+        r->direct[0][v] = ui + 1; /* new: no probe of the table now */
       } else {
         st = mfm_reader_lookup(r, 0, u, un, v, &ui, err);
         if (st != MFM_OK) break;
@@ -313,6 +318,10 @@ mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **pp,
     v = small_uint(i, in);
     if (v >= 0 && (uint64_t)v < r->direct_n[1] && r->direct[1][v]) {
       ii = r->direct[1][v] - 1;
+    } else if (v >= 0 && (uint64_t)v < r->direct_n[1] && r->complete[1] &&
+               r->grow_items &&
+               mfm_idmap_append_new(r->items, i, in, &ii, NULL) == MFM_OK) {
+      r->direct[1][v] = ii + 1;
     } else {
       st = mfm_reader_lookup(r, 1, i, in, v, &ii, err);
       if (st != MFM_OK) break;

@@ -54,6 +54,14 @@ struct mfm_reader {
      the common case).  A cache only: the id maps stay the truth. */
   int32_t *direct[2];
   uint64_t direct_n[2];
+  /* complete: every canonical decimal id of the map below direct_n is in
+     direct, so a miss there means a new id (mfm_idmap_append_new).  It
+     holds from an empty map while only this reader adds ids; over_min is
+     the least such id added but not cached (the cache may not grow past
+     it), seen the map's size when the last feed ended. */
+  int complete[2];
+  uint64_t over_min[2];
+  int32_t seen[2];
   /* The last user id seen (sorted data repeats it row after row). */
   int32_t last_u;
   size_t last_u_len;
