@@ -222,6 +222,37 @@ static void collisions(void) {
   mfm_idmap_free(m);
 }
 
+/* Ids appended as new get their slots later, 64 at a time: every
+   lookup still sees them, through growth, and interning them again finds
+   them. */
+static void append_new(void) {
+  mfm_idmap *m;
+  char id[32];
+  int32_t k;
+  int ok = 1;
+  CHECK(mfm_idmap_new(&m, NULL) == MFM_OK);
+  for (int v = 0; v < 5000; v++) {
+    int len = sprintf(id, "%d", v * 3);
+    ok &= mfm_idmap_append_new(m, id, (size_t)len, &k, NULL) == MFM_OK &&
+          k == v;
+    if (v % 97 == 0) /* a lookup settles the pending slots */
+      ok &= mfm_idmap_find(m, id, (size_t)len) == v &&
+            mfm_idmap_find(m, "x", 1) == -1;
+  }
+  CHECK(ok);
+  for (int v = 0; v < 5000; v++) {
+    int len = sprintf(id, "%d", v * 3);
+    ok &= mfm_idmap_intern(m, id, (size_t)len, &k, NULL) == MFM_OK && k == v;
+  }
+  CHECK(ok && mfm_idmap_size(m) == 5000);
+  mfm_idmap_settle(m);
+  mfm_idmap *c;
+  CHECK(mfm_idmap_clone(m, &c, NULL) == MFM_OK); /* no repeats in the view */
+  CHECK(mfm_idmap_find(c, "14997", 5) == 4999);
+  mfm_idmap_free(c);
+  mfm_idmap_free(m);
+}
+
 int main(void) {
   basics();
   many();
@@ -229,5 +260,6 @@ int main(void) {
   faults();
   hash_tails();
   collisions();
+  append_new();
   DONE("idmap");
 }

@@ -352,6 +352,80 @@ static void tail_merge(void) {
   }
 }
 
+/* The direct cache proves an integer id new only while it knows every
+   integer id of the map: maps filled before the reader, changed between
+   feeds, or holding an id the cache could not take yet must still give
+   each id one index. */
+static void cache_and_shared_maps(void) {
+  mfm_read_opts o = mfm_read_opts_default();
+  mfm_idmap *u, *i;
+  mfm_reader *rd;
+  mfm_csr *x;
+  int32_t k;
+  o.header = 0;
+  /* Filled before. */
+  mfm_idmap_new(&u, NULL);
+  mfm_idmap_new(&i, NULL);
+  mfm_idmap_intern(u, "5", 1, &k, NULL);
+  mfm_idmap_intern(u, "9", 1, &k, NULL);
+  mfm_idmap_intern(u, "abc", 3, &k, NULL);
+  mfm_idmap_intern(i, "1", 1, &k, NULL);
+  CHECK(mfm_reader_new(&o, u, i, 1, 1, &rd, NULL) == MFM_OK);
+  CHECK(mfm_reader_feed_bytes(rd, "5,1,1\n9,2,1\n6,1,1\n5,2,1\n", 24, "a",
+                              NULL) == MFM_OK);
+  CHECK(mfm_idmap_size(u) == 4 && mfm_idmap_size(i) == 2);
+  CHECK(mfm_idmap_find(u, "5", 1) == 0 && mfm_idmap_find(u, "6", 1) == 3);
+  CHECK(mfm_reader_finish(rd, &x, NULL) == MFM_OK && x->nnz == 4);
+  mfm_csr_free(x);
+  mfm_reader_free(rd);
+  mfm_idmap_free(u);
+  mfm_idmap_free(i);
+
+  /* Changed between feeds. */
+  mfm_idmap_new(&u, NULL);
+  mfm_idmap_new(&i, NULL);
+  CHECK(mfm_reader_new(&o, u, i, 1, 1, &rd, NULL) == MFM_OK);
+  CHECK(mfm_reader_feed_bytes(rd, "1,1,1\n2,2,1\n", 12, "a", NULL) ==
+        MFM_OK);
+  mfm_idmap_intern(u, "7", 1, &k, NULL);
+  mfm_idmap_intern(i, "3", 1, &k, NULL);
+  /* (a document's first row goes the general way: 7 comes second) */
+  CHECK(mfm_reader_feed_bytes(rd, "8,3,1\n7,3,1\n", 12, "b", NULL) ==
+        MFM_OK);
+  CHECK(mfm_idmap_size(u) == 4 && mfm_idmap_find(u, "7", 1) == 2);
+  CHECK(mfm_idmap_size(i) == 3);
+  CHECK(mfm_reader_finish(rd, &x, NULL) == MFM_OK && x->nnz == 4);
+  CHECK(x->indptr[3] - x->indptr[2] == 1 && x->indices[x->indptr[2]] == 2);
+  mfm_csr_free(x);
+  mfm_reader_free(rd);
+  mfm_idmap_free(u);
+  mfm_idmap_free(i);
+
+  /* 300000 is too big for the cache at first; once the cache covers it,
+     it must be found in the map, not added again. */
+  text t = {0};
+  char row[64];
+  puts_(&t, "300000,1,1\n");
+  for (int v = 1; v <= 12000; v++) {
+    sprintf(row, "%d,1,1\n", v);
+    puts_(&t, row);
+  }
+  puts_(&t, "262145,1,1\n300000,2,1\n");
+  mfm_idmap_new(&u, NULL);
+  mfm_idmap_new(&i, NULL);
+  CHECK(mfm_reader_new(&o, u, i, 1, 1, &rd, NULL) == MFM_OK);
+  CHECK(mfm_reader_feed_bytes(rd, t.p, t.n, "c", NULL) == MFM_OK);
+  CHECK(mfm_idmap_size(u) == 12002);
+  CHECK(mfm_idmap_find(u, "300000", 6) == 0);
+  CHECK(mfm_reader_finish(rd, &x, NULL) == MFM_OK);
+  CHECK(x->indptr[1] - x->indptr[0] == 2); /* items 1 and 2 of 300000 */
+  mfm_csr_free(x);
+  mfm_reader_free(rd);
+  mfm_idmap_free(u);
+  mfm_idmap_free(i);
+  free(t.p);
+}
+
 int main(void) {
   const char *base = getenv("MFM_TEST_TMP");
   snprintf(tmpdir, sizeof tmpdir, "%s/reader_fast-%d", base ? base : "/tmp",
@@ -364,6 +438,7 @@ int main(void) {
   fast_vs_general();
   weight_forms();
   tail_merge();
+  cache_and_shared_maps();
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
