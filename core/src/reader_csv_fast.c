@@ -318,6 +318,9 @@ mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **pp,
     v = small_uint(i, in);
     if (v >= 0 && (uint64_t)v < r->direct_n[1] && r->direct[1][v]) {
       ii = r->direct[1][v] - 1;
+    } else if (v < 0 && (ii = mfm_idmap_find_hashed(
+                             r->items, i, in, mfm_hash_bytes(i, in))) >= 0) {
+      /* a known id that is no small integer: straight to the table */
     } else if (v >= 0 && (uint64_t)v < r->direct_n[1] && r->complete[1] &&
                r->grow_items &&
                mfm_idmap_append_new(r->items, i, in, &ii, NULL) == MFM_OK) {
