@@ -6,10 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 #include <sys/mman.h>
-
-#include "moonfm/alloc.h"
 
 static inline void mfm_advise_huge(void *p, size_t n) {
 #ifdef MADV_HUGEPAGE
@@ -22,22 +19,6 @@ static inline void mfm_advise_huge(void *p, size_t n) {
   (void)p;
   (void)n;
 #endif
-}
-
-/* A new block of n bytes for a large array that is written all over
-   (hash slots, caches, row pointers): advised before anything writes to
-   it (calloc and realloc may write to heap memory first, and pages
-   written before the advice stay small), then given the first keep
-   bytes of old (freed), zeros after them.  NULL on failure, old kept.
-   Not for arrays filled from the front: a huge page counts whole. */
-static inline void *mfm_regrow_huge(void *old, size_t keep, size_t n) {
-  char *p = mfm_malloc(n ? n : 1);
-  if (!p) return NULL;
-  mfm_advise_huge(p, n);
-  if (keep) memcpy(p, old, keep);
-  if (n > keep) memset(p + keep, 0, n - keep);
-  mfm_free(old);
-  return p;
 }
 
 #endif

@@ -170,9 +170,9 @@ int32_t mfm_idmap_find(const mfm_idmap *m, const char *id, size_t len) {
    current one holds. */
 static mfm_status rehash(mfm_idmap *m, uint64_t n_slots) {
   settle(m);
-  if (n_slots > SIZE_MAX / sizeof(uint64_t)) return MFM_ENOMEM;
-  uint64_t *slots = mfm_regrow_huge(NULL, 0, n_slots * sizeof *slots);
+  uint64_t *slots = mfm_calloc(n_slots, sizeof *slots);
   if (!slots) return MFM_ENOMEM;
+  mfm_advise_huge(slots, n_slots * sizeof *slots);
   uint64_t mask = n_slots - 1;
   for (uint64_t k = 0; k <= m->mask; k++) {
     uint64_t s = m->slots[k];

@@ -420,16 +420,16 @@ static mfm_status lookup_num(mfm_reader *r, int which, mfm_idmap *m,
     if (limit > ((uint64_t)1 << 26)) limit = (uint64_t)1 << 26;
     uint64_t cap = r->direct_n[which] ? r->direct_n[which] : 4096;
     while (cap <= v) cap *= 2;
-    int32_t *d = v < limit ? mfm_regrow_huge(r->direct[which],
-                                             (size_t)r->direct_n[which] *
-                                                 sizeof *d,
-                                             (size_t)cap * sizeof *d)
+    int32_t *d = v < limit ? mfm_realloc(r->direct[which],
+                                         (size_t)cap * sizeof *d)
                            : NULL;
     if (!d) { /* only a cache; it now misses an id of the map */
       if (v < r->over_min[which]) r->over_min[which] = v;
       return MFM_OK;
     }
     if (r->over_min[which] < cap) r->complete[which] = 0;
+    memset(d + r->direct_n[which], 0,
+           (size_t)(cap - r->direct_n[which]) * sizeof *d);
     r->direct[which] = d;
     r->direct_n[which] = cap;
   }
@@ -832,9 +832,7 @@ static mfm_status csr_build(int32_t n_rows, int32_t n_cols, mfm_coo *coo,
   }
   a = mfm_calloc(1, sizeof *a);
   if (!a) goto nomem;
-  if ((size_t)n_rows >= SIZE_MAX / sizeof *a->indptr) goto nomem;
-  a->indptr = mfm_regrow_huge(NULL, 0, ((size_t)n_rows + 1) *
-                                           sizeof *a->indptr);
+  a->indptr = mfm_calloc((size_t)n_rows + 1, sizeof *a->indptr);
   if (!a->indptr) goto nomem;
   /* One pass checks, counts the rows, and finds where the order by row
      first breaks (and whether it breaks again). */
