@@ -18,26 +18,77 @@ struct mfm_idmap {
   int64_t n_bytes, cap_bytes;
   int64_t *offsets; /* n + 1 offsets into bytes */
   int64_t cap_ids;  /* room in offsets, not counting the leading 0 */
+  /* Slots of ids added by mfm_idmap_append_new and not placed yet: they
+     are placed together (their cache misses overlap) before the table is
+     next read. */
+  uint64_t pend[64];
+  int n_pend;
 };
+
+/* Places the pending slots: all their home lines are asked for first. */
+static void settle(mfm_idmap *m) {
+  int n = m->n_pend;
+  if (!n) return;
+#if defined(__GNUC__)
+  for (int k = 0; k < n; k++)
+    __builtin_prefetch(&m->slots[(m->pend[k] >> 32) & m->mask], 1);
+#endif
+  for (int k = 0; k < n; k++) {
+    uint64_t i = (m->pend[k] >> 32) & m->mask;
+    while (m->slots[i]) i = (i + 1) & m->mask;
+    m->slots[i] = m->pend[k];
+  }
+  m->n_pend = 0;
+}
+
+void mfm_idmap_settle(mfm_idmap *m) { settle(m); }
 
 /* A fast 64-bit hash of short byte strings: one multiply round per 8
    bytes, then murmur3's finaliser so that every input bit reaches the low
    bits (the slot) and the high bits (the tag).  Not seeded: indices follow
    insertion order, so the hash never shows in results. */
+/* n (4 or 8) bytes at p as a little-endian number. */
+static inline uint64_t load_le(const unsigned char *p, int n) {
+  uint64_t w = 0;
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if (n == 8) {
+    memcpy(&w, p, 8);
+  } else {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    w = v;
+  }
+#else
+  for (int k = 0; k < n; k++) w |= (uint64_t)p[k] << (8 * k);
+#endif
+  return w;
+}
+
 uint64_t mfm_hash_bytes(const void *p, size_t len) {
   const unsigned char *s = p;
   uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)len * 0xff51afd7ed558ccdull);
   while (len >= 8) {
-    uint64_t w;
-    memcpy(&w, s, 8);
+    uint64_t w = load_le(s, 8);
     h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
     h ^= h >> 32;
     s += 8;
     len -= 8;
   }
   if (len) {
-    uint64_t w = 0;
-    for (size_t k = 0; k < len; k++) w |= (uint64_t)s[k] << (8 * k);
+    /* The last len (< 8) bytes as a little-endian number, without a loop
+       over them: when bytes precede them, one word load shifted down;
+       else two 4-byte loads, or the first, middle and last byte, which
+       overlap harmlessly. */
+    uint64_t w;
+    if (s != (const unsigned char *)p) {
+      w = load_le(s + len - 8, 8) >> (8 * (8 - len));
+    } else if (len >= 4) {
+      w = load_le(s, 4) | load_le(s + len - 4, 4) << (8 * (len - 4));
+    } else {
+      w = (uint64_t)s[0] | (uint64_t)s[len / 2] << (8 * (len / 2)) |
+          (uint64_t)s[len - 1] << (8 * (len - 1));
+    }
     h = (h ^ w) * 0x94d049bb133111ebull;
     h ^= h >> 32;
   }
@@ -75,10 +126,25 @@ void mfm_idmap_free(mfm_idmap *m) {
 
 int32_t mfm_idmap_size(const mfm_idmap *m) { return m->n; }
 
+/* x[0, n) == y[0, n): short ids (most are) by two overlapping word
+   loads that stay inside both, without a call. */
+static inline int same_bytes(const unsigned char *x, const unsigned char *y,
+                             size_t n) {
+  if (n >= 8 && n <= 16)
+    return load_le(x, 8) == load_le(y, 8) &&
+           load_le(x + n - 8, 8) == load_le(y + n - 8, 8);
+  if (n >= 4 && n < 8)
+    return load_le(x, 4) == load_le(y, 4) &&
+           load_le(x + n - 4, 4) == load_le(y + n - 4, 4);
+  return memcmp(x, y, n) == 0;
+}
+
 static inline int same(const mfm_idmap *m, int32_t i, const char *id,
                        size_t len) {
   int64_t a = m->offsets[i], b = m->offsets[i + 1];
-  return (size_t)(b - a) == len && memcmp(m->bytes + a, id, len) == 0;
+  return (size_t)(b - a) == len &&
+         same_bytes((const unsigned char *)m->bytes + a,
+                    (const unsigned char *)id, len);
 }
 
 /* The slot holding id, or the empty slot where it would go. */
@@ -95,6 +161,7 @@ static inline uint64_t probe(const mfm_idmap *m, const char *id, size_t len,
 }
 
 int32_t mfm_idmap_find(const mfm_idmap *m, const char *id, size_t len) {
+  if (m->n_pend) settle((mfm_idmap *)m); /* only inside a reader's feed */
   uint64_t s = m->slots[probe(m, id, len, mfm_hash_bytes(id, len))];
   return s ? (int32_t)(uint32_t)s - 1 : -1;
 }
@@ -102,6 +169,7 @@ int32_t mfm_idmap_find(const mfm_idmap *m, const char *id, size_t len) {
 /* A table of n_slots (a power of two, at most 2^32) holding what the
    current one holds. */
 static mfm_status rehash(mfm_idmap *m, uint64_t n_slots) {
+  settle(m);
   uint64_t *slots = mfm_calloc(n_slots, sizeof *slots);
   if (!slots) return MFM_ENOMEM;
   mfm_advise_huge(slots, n_slots * sizeof *slots);
@@ -161,14 +229,17 @@ static mfm_status reserve(mfm_idmap *m, size_t len) {
   return MFM_OK;
 }
 
+/* Adds id (absent) at slot i, the empty slot probe() found. */
 static mfm_status insert(mfm_idmap *m, const char *id, size_t len,
-                         uint64_t h, int32_t *index, mfm_err *err) {
+                         uint64_t h, uint64_t i, int32_t *index,
+                         mfm_err *err) {
   if (m->n == INT32_MAX)
     return mfm_err_set(err, MFM_EINVAL, "id map is full (%d ids)", m->n);
+  uint64_t mask = m->mask;
   if (reserve(m, len) != MFM_OK)
     return mfm_err_set(err, MFM_ENOMEM, "out of memory growing an id map "
                        "of %d ids", m->n);
-  uint64_t i = probe(m, id, len, h); /* after a rehash, look again */
+  if (m->mask != mask) i = probe(m, id, len, h); /* rehashed: look again */
   if (len) memcpy(m->bytes + m->n_bytes, id, len);
   m->n_bytes += (int64_t)len;
   m->offsets[m->n + 1] = m->n_bytes;
@@ -179,27 +250,41 @@ static mfm_status insert(mfm_idmap *m, const char *id, size_t len,
 
 mfm_status mfm_idmap_intern(mfm_idmap *m, const char *id, size_t len,
                             int32_t *index, mfm_err *err) {
+  return mfm_idmap_intern_hashed(m, id, len, mfm_hash_bytes(id, len), index,
+                                 err);
+}
+
+mfm_status mfm_idmap_append_new(mfm_idmap *m, const char *id, size_t len,
+                                 int32_t *index, mfm_err *err) {
+  if (m->n == INT32_MAX)
+    return mfm_err_set(err, MFM_EINVAL, "id map is full (%d ids)", m->n);
+  if (m->n_pend == (int)(sizeof m->pend / sizeof m->pend[0])) settle(m);
+  if (reserve(m, len) != MFM_OK)
+    return mfm_err_set(err, MFM_ENOMEM, "out of memory growing an id map "
+                       "of %d ids", m->n);
   uint64_t h = mfm_hash_bytes(id, len);
-  uint64_t s = m->slots[probe(m, id, len, h)];
-  if (s) {
-    *index = (int32_t)(uint32_t)s - 1;
-    return MFM_OK;
-  }
-  return insert(m, id, len, h, index, err);
+  if (len) memcpy(m->bytes + m->n_bytes, id, len);
+  m->n_bytes += (int64_t)len;
+  m->offsets[m->n + 1] = m->n_bytes;
+  m->pend[m->n_pend++] = (h >> 32 << 32) | (uint64_t)(m->n + 1);
+  *index = m->n++;
+  return MFM_OK;
 }
 
 mfm_status mfm_idmap_intern_hashed(mfm_idmap *m, const char *id, size_t len,
                                    uint64_t h, int32_t *index, mfm_err *err) {
-  uint64_t s = m->slots[probe(m, id, len, h)];
+  settle(m);
+  uint64_t i = probe(m, id, len, h), s = m->slots[i];
   if (s) {
     *index = (int32_t)(uint32_t)s - 1;
     return MFM_OK;
   }
-  return insert(m, id, len, h, index, err);
+  return insert(m, id, len, h, i, index, err);
 }
 
 int32_t mfm_idmap_find_hashed(const mfm_idmap *m, const char *id, size_t len,
                               uint64_t h) {
+  if (m->n_pend) settle((mfm_idmap *)m);
   uint64_t s = m->slots[probe(m, id, len, h)];
   return s ? (int32_t)(uint32_t)s - 1 : -1;
 }

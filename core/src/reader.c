@@ -50,6 +50,17 @@ const char *mfm_read_opts_check(const mfm_read_opts *o) {
   return NULL;
 }
 
+/* The line buffer, with MFM_READ_PAD bytes after its capacity. */
+static mfm_status line_buffer(mfm_reader *r, mfm_err *err) {
+  r->cap = (size_t)4 << 20;
+  r->buf = mfm_malloc(r->cap + MFM_READ_PAD);
+  if (!r->buf) {
+    r->cap = 0;
+    return mfm_err_set(err, MFM_ENOMEM, "out of memory (reader buffer)");
+  }
+  return MFM_OK;
+}
+
 mfm_status mfm_reader_new(const mfm_read_opts *opts, mfm_idmap *users,
                           mfm_idmap *items, int grow_users, int grow_items,
                           mfm_reader **out, mfm_err *err) {
@@ -65,11 +76,14 @@ mfm_status mfm_reader_new(const mfm_read_opts *opts, mfm_idmap *users,
   r->grow_items = grow_items;
   r->last_u = -1;
   r->rep.header = -1;
-  r->cap = (size_t)4 << 20;
-  r->buf = mfm_malloc(r->cap);
-  if (!r->buf) {
+  for (int k = 0; k < 2; k++) {
+    r->seen[k] = mfm_idmap_size(k ? items : users);
+    r->complete[k] = r->seen[k] == 0 && opts->format == MFM_FORMAT_CSV;
+    r->over_min[k] = UINT64_MAX;
+  }
+  if (line_buffer(r, err) != MFM_OK) {
     mfm_free(r);
-    return mfm_err_set(err, MFM_ENOMEM, "out of memory (reader buffer)");
+    return MFM_ENOMEM;
   }
   *out = r;
   return MFM_OK;
@@ -81,6 +95,7 @@ void mfm_reader_free(mfm_reader *r) {
   mfm_idmap_free(r->unseen_i);
   mfm_free(r->direct[0]);
   mfm_free(r->direct[1]);
+  mfm_free(r->wcode);
   mfm_coo_free(&r->coo);
   mfm_free(r->buf);
   mfm_free(r->scratch);
@@ -91,7 +106,29 @@ const mfm_read_report *mfm_reader_report(const mfm_reader *r) {
   return &r->rep;
 }
 
-const mfm_coo *mfm_reader_coo(const mfm_reader *r) { return &r->coo; }
+/* Byte weights become floats, with room for the COO's capacity. */
+static mfm_status coo_expand(mfm_reader *r, mfm_err *err) {
+  mfm_coo *c = &r->coo;
+  if (!r->wcode) return MFM_OK;
+  size_t cap = (size_t)(c->cap ? c->cap : 1);
+  float *v = mfm_malloc_array(cap, sizeof *v);
+  if (!v)
+    return mfm_err_set(err, MFM_ENOMEM, "out of memory after %lld "
+                       "interactions", (long long)c->n);
+  for (int64_t k = 0; k < c->n; k++) v[k] = r->wcode[k];
+  mfm_free(r->wcode);
+  r->wcode = NULL;
+  c->vals = v;
+  return MFM_OK;
+}
+
+const mfm_coo *mfm_reader_coo(const mfm_reader *r) {
+  /* The reader is the caller's, not const memory: the compact weights
+     are its own business and become floats here. */
+  if (r->wcode && coo_expand((mfm_reader *)r, NULL) != MFM_OK)
+    return NULL;
+  return &r->coo;
+}
 
 mfm_status mfm_reader_scratch(mfm_reader *r, size_t n, mfm_err *err) {
   if (n <= r->scratch_cap) return MFM_OK;
@@ -279,6 +316,11 @@ static mfm_status coo_reserve(mfm_reader *r, int64_t cap, mfm_err *err) {
     if (!v) goto nomem;
     c->vals = v;
   }
+  if (r->wcode) {
+    unsigned char *b = coo_move(r->wcode, c->n, cap, 1);
+    if (!b) goto nomem;
+    r->wcode = b;
+  }
   c->cap = cap;
   return MFM_OK;
 nomem:
@@ -293,17 +335,31 @@ static mfm_status coo_grow(mfm_reader *r, mfm_err *err) {
   return coo_reserve(r, cap ? cap * 2 : 65536, err);
 }
 
-/* The first weight that is not 1: from now on weights are stored. */
-static mfm_status coo_weights(mfm_reader *r, mfm_err *err) {
+/* The first weight that is not 1 (w): from now on weights are stored,
+   one byte each while they are all whole numbers 0..255 (ratings,
+   counts), floats from the first that is not. */
+static mfm_status coo_weights(mfm_reader *r, float w, mfm_err *err) {
   mfm_coo *c = &r->coo;
-  float *v = mfm_malloc_array((size_t)(c->cap ? c->cap : 1), sizeof *v);
-  if (!v)
-    return mfm_err_set(err, MFM_ENOMEM, "out of memory after %lld "
-                       "interactions", (long long)c->n);
-  mfm_advise_huge(v, (size_t)(c->cap ? c->cap : 1) * sizeof *v);
-  for (int64_t k = 0; k < c->n; k++) v[k] = 1.0f;
+  size_t cap = (size_t)(c->cap ? c->cap : 1);
+  if (!r->wcode && mfm_weight_byte(w)) {
+    unsigned char *b = mfm_malloc(cap);
+    if (!b) goto nomem;
+    mfm_advise_huge(b, cap);
+    memset(b, 1, (size_t)c->n);
+    r->wcode = b;
+    return MFM_OK;
+  }
+  float *v = mfm_malloc_array(cap, sizeof *v);
+  if (!v) goto nomem;
+  mfm_advise_huge(v, cap * sizeof *v);
+  for (int64_t k = 0; k < c->n; k++) v[k] = r->wcode ? r->wcode[k] : 1.0f;
+  mfm_free(r->wcode);
+  r->wcode = NULL;
   c->vals = v;
   return MFM_OK;
+nomem:
+  return mfm_err_set(err, MFM_ENOMEM, "out of memory after %lld "
+                     "interactions", (long long)c->n);
 }
 
 static mfm_status note_unseen(mfm_idmap **m, const char *id, size_t n,
@@ -348,11 +404,10 @@ static int canon_uint(const char *s, size_t n, uint64_t *out) {
   return 1;
 }
 
-static mfm_status lookup(mfm_reader *r, int which, mfm_idmap *m, int grow,
-                         const char *id, size_t n, int32_t *k,
-                         const char *what, mfm_err *err) {
-  uint64_t v;
-  if (!canon_uint(id, n, &v)) return map_id(r, m, grow, id, n, k, what, err);
+/* lookup() for an id whose canonical decimal value is v. */
+static mfm_status lookup_num(mfm_reader *r, int which, mfm_idmap *m,
+                             int grow, const char *id, size_t n, uint64_t v,
+                             int32_t *k, const char *what, mfm_err *err) {
   if (v < r->direct_n[which] && r->direct[which][v]) {
     *k = r->direct[which][v] - 1;
     return MFM_OK;
@@ -363,17 +418,51 @@ static mfm_status lookup(mfm_reader *r, int which, mfm_idmap *m, int grow,
     /* Grow with the map (sparse id spaces stay in the hash table). */
     uint64_t limit = 4 * ((uint64_t)mfm_idmap_size(m) + 65536);
     if (limit > ((uint64_t)1 << 26)) limit = (uint64_t)1 << 26;
-    if (v >= limit) return MFM_OK;
     uint64_t cap = r->direct_n[which] ? r->direct_n[which] : 4096;
     while (cap <= v) cap *= 2;
-    int32_t *d = mfm_realloc(r->direct[which], (size_t)cap * sizeof *d);
-    if (!d) return MFM_OK; /* only a cache */
+    int32_t *d = v < limit ? mfm_realloc(r->direct[which],
+                                         (size_t)cap * sizeof *d)
+                           : NULL;
+    if (!d) { /* only a cache; it now misses an id of the map */
+      if (v < r->over_min[which]) r->over_min[which] = v;
+      return MFM_OK;
+    }
+    if (r->over_min[which] < cap) r->complete[which] = 0;
     memset(d + r->direct_n[which], 0,
            (size_t)(cap - r->direct_n[which]) * sizeof *d);
     r->direct[which] = d;
     r->direct_n[which] = cap;
   }
   r->direct[which][v] = *k + 1;
+  return MFM_OK;
+}
+
+static mfm_status lookup(mfm_reader *r, int which, mfm_idmap *m, int grow,
+                         const char *id, size_t n, int32_t *k,
+                         const char *what, mfm_err *err) {
+  uint64_t v;
+  if (!canon_uint(id, n, &v)) return map_id(r, m, grow, id, n, k, what, err);
+  return lookup_num(r, which, m, grow, id, n, v, k, what, err);
+}
+
+mfm_status mfm_reader_lookup(mfm_reader *r, int which, const char *id,
+                             size_t n, int64_t v, int32_t *k, mfm_err *err) {
+  int sparse = r->o.format == MFM_FORMAT_SPARSE;
+  const char *what = which ? (sparse ? "feature" : "item")
+                           : (sparse ? "id" : "user");
+  mfm_idmap *m = which ? r->items : r->users;
+  int grow = which ? r->grow_items : r->grow_users;
+  if (v < 0) return map_id(r, m, grow, id, n, k, what, err);
+  return lookup_num(r, which, m, grow, id, n, (uint64_t)v, k, what, err);
+}
+
+mfm_status mfm_reader_coo_room(mfm_reader *r, float w, mfm_err *err) {
+  mfm_coo *c = &r->coo;
+  mfm_status st;
+  if (c->n == c->cap && (st = coo_grow(r, err)) != MFM_OK) return st;
+  if (w != 1.0f && !c->vals && !(r->wcode && mfm_weight_byte(w)) &&
+      (st = coo_weights(r, w, err)) != MFM_OK)
+    return st;
   return MFM_OK;
 }
 
@@ -393,7 +482,7 @@ mfm_status mfm_reader_emit(mfm_reader *r, const char *line, size_t line_n,
     if (!ok) return st;
     st = lookup(r, 0, r->users, r->grow_users, u, un, &ui, un_name, err);
     if (st != MFM_OK) return st;
-    if (ui >= 0 && un <= sizeof r->last_u_id) {
+    if (ui >= 0 && un <= MFM_LAST_U_MAX) {
       r->last_u = ui;
       r->last_u_len = un;
       memcpy(r->last_u_id, u, un);
@@ -418,12 +507,14 @@ mfm_status mfm_reader_emit(mfm_reader *r, const char *line, size_t line_n,
     return MFM_OK;
   }
   mfm_coo *c = &r->coo;
-  if (c->n == c->cap && (st = coo_grow(r, err)) != MFM_OK) return st;
-  if (w != 1.0f && !c->vals && (st = coo_weights(r, err)) != MFM_OK)
+  if ((c->n == c->cap ||
+       (w != 1.0f && !c->vals && !(r->wcode && mfm_weight_byte(w)))) &&
+      (st = mfm_reader_coo_room(r, w, err)) != MFM_OK)
     return st;
   c->rows[c->n] = ui;
   c->cols[c->n] = ii;
   if (c->vals) c->vals[c->n] = w;
+  else if (r->wcode) r->wcode[c->n] = (unsigned char)w;
   c->n++;
   r->rep.kept++;
   return MFM_OK;
@@ -453,6 +544,22 @@ static mfm_status located(const mfm_reader *r, mfm_status st, mfm_err *err) {
   return st;
 }
 
+/* Ids added to the maps by others since the last feed may be missing
+   from the caches. */
+static void feed_begin(mfm_reader *r) {
+  for (int k = 0; k < 2; k++)
+    if (mfm_idmap_size(k ? r->items : r->users) != r->seen[k])
+      r->complete[k] = 0;
+}
+
+/* The maps go back to the caller whole. */
+static void feed_end(mfm_reader *r) {
+  mfm_idmap_settle(r->users);
+  mfm_idmap_settle(r->items);
+  r->seen[0] = mfm_idmap_size(r->users);
+  r->seen[1] = mfm_idmap_size(r->items);
+}
+
 mfm_status mfm_reader_feed(mfm_reader *r, mfm_source *src, const char *file,
                            mfm_err *err) {
   mfm_status st = MFM_OK;
@@ -462,6 +569,8 @@ mfm_status mfm_reader_feed(mfm_reader *r, mfm_source *src, const char *file,
   int64_t n0 = r->coo.n;
   size_t parsed = 0;
   int hinted = 0;
+  if (!r->buf && (st = line_buffer(r, err)) != MFM_OK) return st;
+  feed_begin(r);
   r->coo_hint = 0;
   r->file = file;
   r->line = 0;
@@ -477,7 +586,7 @@ mfm_status mfm_reader_feed(mfm_reader *r, mfm_source *src, const char *file,
     }
     if (r->cap - len < r->cap / 4) {
       /* A line longer than the buffer: no fixed limit, grow. */
-      char *b = mfm_realloc(r->buf, r->cap * 2);
+      char *b = mfm_realloc(r->buf, r->cap * 2 + MFM_READ_PAD);
       if (!b) {
         st = mfm_err_set(err, MFM_ENOMEM, "out of memory (a row of more "
                          "than %zu bytes)", len);
@@ -498,6 +607,7 @@ mfm_status mfm_reader_feed(mfm_reader *r, mfm_source *src, const char *file,
     char *fresh = r->buf + len, *nl = fresh + n;
     while (nl > fresh && nl[-1] != '\n') nl--;
     len += n;
+    memset(r->buf + len, 0, MFM_READ_PAD);
     if (nl > fresh) {
       size_t upto = (size_t)(nl - r->buf);
       st = parse(r, r->buf, nl, err);
@@ -519,6 +629,7 @@ mfm_status mfm_reader_feed(mfm_reader *r, mfm_source *src, const char *file,
     if (doc_end) r->doc_fresh = 1;
   }
   r->rep.raw_bytes += mfm_source_raw_bytes(src) - raw0;
+  feed_end(r);
   return st;
 }
 
@@ -532,14 +643,18 @@ mfm_status mfm_reader_feed_bytes(mfm_reader *r, const char *bytes, size_t n,
   r->rep.raw_bytes += n;
   if (n == 0) return MFM_OK;
   if (n + 1 > r->cap) {
-    char *b = mfm_realloc(r->buf, n + 1);
+    char *b = mfm_realloc(r->buf, n + 1 + MFM_READ_PAD);
     if (!b) return mfm_err_set(err, MFM_ENOMEM, "out of memory");
     r->buf = b;
     r->cap = n + 1;
   }
   memcpy(r->buf, bytes, n);
   if (r->buf[n - 1] != '\n') r->buf[n++] = '\n';
-  return parse(r, r->buf, r->buf + n, err);
+  memset(r->buf + n, 0, MFM_READ_PAD);
+  feed_begin(r);
+  mfm_status st = parse(r, r->buf, r->buf + n, err);
+  feed_end(r);
+  return st;
 }
 
 /* ---- Finishing ----------------------------------------------------- */
@@ -589,12 +704,29 @@ static void sort_row(int32_t *c, float *v, int64_t n) {
   }
 }
 
+/* Each entry's weight travels with it as asz bytes of aux: 4 (floats),
+   1 (the reader's byte codes) or 0 (none: every weight is 1). */
+static inline uint32_t aux_get(const unsigned char *aux, int asz,
+                               int64_t i) {
+  uint32_t v = 0;
+  if (asz == 4) memcpy(&v, aux + 4 * i, 4);
+  else if (asz == 1) v = aux[i];
+  return v;
+}
+
+static inline void aux_put(unsigned char *aux, int asz, int64_t i,
+                           uint32_t v) {
+  if (asz == 4) memcpy(aux + 4 * i, &v, 4);
+  else if (asz == 1) aux[i] = (unsigned char)v;
+}
+
 /* Moves the entries of rows [r0, r1) (at indptr[r0] .. indptr[r1]) into
    row order: an in-place MSD radix sort, at most 1024 buckets a pass, so
    the write cursors stay in cache however many rows there are (one
    1M-bucket pass misses the cache on every entry). */
-static void place_rows(int32_t *rows, int32_t *cols, float *vals,
-                       const int64_t *indptr, int32_t r0, int32_t r1) {
+static void place_rows(int32_t *rows, int32_t *cols, unsigned char *aux,
+                       int asz, const int64_t *indptr, int32_t r0,
+                       int32_t r1) {
   int64_t next[1025];
   int64_t n = (int64_t)r1 - r0;
   if (n <= 1 || indptr[r1] - indptr[r0] <= 1) return;
@@ -613,31 +745,83 @@ static void place_rows(int32_t *rows, int32_t *cols, float *vals,
          belongs here comes back. */
       int64_t i = next[b];
       int32_t r = rows[i], c = cols[i];
-      float v = vals[i];
+      uint32_t v = aux_get(aux, asz, i);
       int32_t k = (r - r0) >> shift;
       while (k != b) {
         int64_t j = next[k]++;
         int32_t tr = rows[j], tc = cols[j];
-        float tv = vals[j];
-        rows[j] = r; cols[j] = c; vals[j] = v;
+        uint32_t tv = aux_get(aux, asz, j);
+        rows[j] = r; cols[j] = c; aux_put(aux, asz, j, v);
         r = tr; c = tc; v = tv;
         k = (r - r0) >> shift;
       }
-      rows[i] = r; cols[i] = c; vals[i] = v;
+      rows[i] = r; cols[i] = c; aux_put(aux, asz, i, v);
       next[b] = i + 1;
     }
   }
   if (shift)
     for (int32_t b = 0; b < nb; b++) {
       int64_t a = r0 + ((int64_t)b << shift), z = a + ((int64_t)1 << shift);
-      place_rows(rows, cols, vals, indptr, (int32_t)a,
+      place_rows(rows, cols, aux, asz, indptr, (int32_t)a,
                  (int32_t)(z < r1 ? z : r1));
     }
 }
 
-mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
-                                    mfm_coo *coo, mfm_csr **out,
-                                    mfm_err *err) {
+/* Entries [0, p) and [p, n) are each sorted by row: merges them in
+   place, stably (the file's order within a row, as when nothing moves),
+   from the back, through a copy of the short second part.  rows is not
+   written: the build drops it next.  Returns 0 (nothing done) when the
+   copy cannot be made. */
+static int merge_tail(const int32_t *rows, int32_t *cols, unsigned char *aux,
+                      int asz, int64_t p, int64_t n) {
+  int64_t t = n - p;
+  char *buf = mfm_malloc_array((size_t)t, 2 * sizeof(int32_t) + 4);
+  if (!buf) return 0;
+  int32_t *br = (int32_t *)(void *)buf, *bc = br + t;
+  unsigned char *ba = (unsigned char *)(bc + t);
+  memcpy(br, rows + p, (size_t)t * sizeof *br);
+  memcpy(bc, cols + p, (size_t)t * sizeof *bc);
+  if (asz) memcpy(ba, aux + p * asz, (size_t)t * (size_t)asz);
+  int64_t i = p - 1, j = t - 1, w = n - 1;
+  while (j >= 0) {
+    /* The prefix entries above the tail's last (ties stay below it: it
+       came later) move up as one block, found by galloping down. */
+    int32_t key = br[j];
+    if (i >= 0 && rows[i] > key) {
+      int64_t lo = -1, hi = i, step = 1; /* rows[lo] <= key < rows[hi] */
+      while (hi - step >= 0 && rows[hi - step] > key) {
+        hi -= step;
+        step *= 2;
+      }
+      if (hi - step >= 0) lo = hi - step;
+      while (hi - lo > 1) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (rows[mid] > key) hi = mid;
+        else lo = mid;
+      }
+      int64_t len = i - hi + 1;
+      memmove(cols + w - len + 1, cols + hi, (size_t)len * sizeof *cols);
+      if (asz)
+        memmove(aux + (w - len + 1) * asz, aux + hi * asz,
+                (size_t)len * (size_t)asz);
+      w -= len;
+      i = hi - 1;
+    }
+    cols[w] = bc[j];
+    aux_put(aux, asz, w, aux_get(ba, asz, j));
+    j--;
+    w--;
+  }
+  mfm_free(buf);
+  return 1;
+}
+
+/* mfm_csr_from_coo_inplace, also taking the reader's byte weights:
+   codes (n entries, or NULL) stand for vals while those are NULL, and
+   are consumed. */
+static mfm_status csr_build(int32_t n_rows, int32_t n_cols, mfm_coo *coo,
+                            unsigned char *codes, mfm_csr **out,
+                            mfm_err *err) {
   mfm_status st;
   int64_t nnz = coo->n;
   mfm_csr *a = NULL;
@@ -646,46 +830,75 @@ mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
     st = mfm_err_set(err, MFM_EINVAL, "negative matrix size");
     goto fail;
   }
-  int sorted = 1;
-  for (int64_t k = 0; k < nnz; k++) {
-    if (coo->rows[k] < 0 || coo->rows[k] >= n_rows || coo->cols[k] < 0 ||
-        coo->cols[k] >= n_cols) {
-      st = mfm_err_set(err, MFM_EINVAL, "entry %lld (%d, %d) is outside "
-                       "%d x %d", (long long)k, coo->rows[k], coo->cols[k],
-                       n_rows, n_cols);
-      goto fail;
-    }
-    sorted &= k == 0 || coo->rows[k - 1] <= coo->rows[k];
-  }
-  st = MFM_ENOMEM;
   a = mfm_calloc(1, sizeof *a);
   if (!a) goto nomem;
   a->indptr = mfm_calloc((size_t)n_rows + 1, sizeof *a->indptr);
   if (!a->indptr) goto nomem;
-  if (!coo->vals) {
-    coo->vals = mfm_malloc_array((size_t)(nnz ? nnz : 1), sizeof(float));
-    if (!coo->vals) goto nomem;
-    for (int64_t k = 0; k < nnz; k++) coo->vals[k] = 1.0f;
+  /* One pass checks, counts the rows, and finds where the order by row
+     first breaks (and whether it breaks again). */
+  int64_t first_break = nnz, breaks = 0;
+  {
+    const int32_t *rows = coo->rows, *cols = coo->cols;
+    int64_t *cnt = a->indptr + 1;
+    int32_t prev = 0;
+    for (int64_t k = 0; k < nnz; k++) {
+      int32_t r = rows[k];
+      if ((uint32_t)r >= (uint32_t)n_rows ||
+          (uint32_t)cols[k] >= (uint32_t)n_cols) {
+        st = mfm_err_set(err, MFM_EINVAL, "entry %lld (%d, %d) is outside "
+                         "%d x %d", (long long)k, r, cols[k], n_rows,
+                         n_cols);
+        goto fail;
+      }
+      cnt[r]++;
+      if (r < prev && !breaks++) first_break = k;
+      prev = r;
+    }
   }
+  st = MFM_ENOMEM;
   if (!coo->cols) {
     coo->cols = mfm_malloc(sizeof(int32_t));
     if (!coo->cols) goto nomem;
   }
   int32_t *rows = coo->rows, *cols = coo->cols;
-  float *vals = coo->vals;
-  for (int64_t k = 0; k < nnz; k++) a->indptr[rows[k] + 1]++;
+  unsigned char *aux = coo->vals ? (unsigned char *)coo->vals : codes;
+  int asz = coo->vals ? 4 : codes ? 1 : 0;
   for (int32_t r = 0; r < n_rows; r++) a->indptr[r + 1] += a->indptr[r];
-  /* Exports sorted by user need no moving at all. */
-  if (!sorted) place_rows(rows, cols, vals, a->indptr, 0, n_rows);
+  /* Exports sorted by user need no moving at all; sorted ones with a
+     short sorted tail (a second file, a wrapped export) one merge. */
+  if (breaks == 1 && nnz - first_break <= nnz / 8 &&
+      merge_tail(rows, cols, aux, asz, first_break, nnz))
+    breaks = 0;
+  if (breaks) place_rows(rows, cols, aux, asz, a->indptr, 0, n_rows);
   mfm_free(coo->rows);
   coo->rows = NULL;
+  /* The float weights appear only now, once the row array is gone, so
+     that the peak holds 1 byte (or none) per weight, not 4. */
+  if (!coo->vals) {
+    coo->vals = mfm_malloc_array((size_t)(nnz ? nnz : 1), sizeof(float));
+    if (!coo->vals) goto nomem;
+    mfm_advise_huge(coo->vals, (size_t)(nnz ? nnz : 1) * sizeof(float));
+    for (int64_t k = 0; k < nnz; k++)
+      coo->vals[k] = codes ? (float)codes[k] : 1.0f;
+  }
+  mfm_free(codes);
+  codes = NULL;
+  float *vals = coo->vals;
   /* Sort each row, sum duplicates, close the gaps. */
   int64_t w = 0;
   for (int32_t r = 0; r < n_rows; r++) {
     int64_t s = a->indptr[r], e = a->indptr[r + 1];
     sort_row(cols + s, vals + s, e - s);
     a->indptr[r] = w;
-    for (int64_t p = s; p < e; p++) {
+    int64_t p = s;
+    if (w == s && p < e) {
+      /* Nothing has moved yet: the entries before the row's first
+         duplicate stay where they are. */
+      for (p = s + 1; p < e && cols[p] != cols[p - 1]; p++) {
+      }
+      w = p;
+    }
+    for (; p < e; p++) {
       if (w > a->indptr[r] && cols[w - 1] == cols[p]) {
         vals[w - 1] += vals[p];
       } else {
@@ -717,9 +930,16 @@ nomem:
   st = mfm_err_set(err, MFM_ENOMEM, "out of memory building a %d x %d "
                    "matrix", n_rows, n_cols);
 fail:
+  mfm_free(codes);
   mfm_csr_free(a);
   mfm_coo_free(coo);
   return st;
+}
+
+mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
+                                    mfm_coo *coo, mfm_csr **out,
+                                    mfm_err *err) {
+  return csr_build(n_rows, n_cols, coo, NULL, out, err);
 }
 
 static mfm_status check_fraction(mfm_reader *r, mfm_err *err) {
@@ -741,15 +961,20 @@ mfm_status mfm_reader_finish(mfm_reader *r, mfm_csr **out, mfm_err *err) {
   *out = NULL;
   mfm_status st = check_fraction(r, err);
   if (st != MFM_OK) return st;
-  /* The build is the peak of memory: the caches go first. */
+  /* The build is the peak of memory: the caches and the line buffer go
+     first (a later feed makes a new buffer). */
+  mfm_free(r->buf);
+  r->buf = NULL;
+  r->cap = 0;
   for (int k = 0; k < 2; k++) {
     mfm_free(r->direct[k]);
     r->direct[k] = NULL;
     r->direct_n[k] = 0;
   }
-  return mfm_csr_from_coo_inplace(mfm_idmap_size(r->users),
-                                  mfm_idmap_size(r->items), &r->coo, out,
-                                  err);
+  unsigned char *codes = r->wcode;
+  r->wcode = NULL; /* the build consumes them */
+  return csr_build(mfm_idmap_size(r->users), mfm_idmap_size(r->items),
+                   &r->coo, codes, out, err);
 }
 
 mfm_status mfm_read_interactions(const char *const *paths,
@@ -775,6 +1000,7 @@ mfm_status mfm_read_interactions(const char *const *paths,
     mfm_source_free(s);
   }
   if (st == MFM_OK) st = check_fraction(r, err);
+  if (st == MFM_OK) st = coo_expand(r, err);
   if (rep) *rep = r->rep;
   if (st == MFM_OK) {
     *out = r->coo;

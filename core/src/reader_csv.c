@@ -238,6 +238,7 @@ static mfm_status set_positions(mfm_reader *r, const char *s, const char *e,
     if (r->pos[c] > r->max_pos) r->max_pos = r->pos[c];
     r->rep.col_pos[c] = r->pos[c];
   }
+  mfm_reader_csv_fast_layout(r);
   return MFM_OK;
 }
 
@@ -283,9 +284,6 @@ static mfm_status resolve(mfm_reader *r, const char *s, const char *e,
     for (int c = 0; c < MFM_N_COLS; c++) named |= r->o.col_name[c] != NULL;
     r->header = named ? 1 : detect_header(r, s, e, err);
   }
-  memset(r->stop, 0, sizeof r->stop);
-  r->stop[(unsigned char)r->delim] = r->stop['\n'] = r->stop['\r'] = 1;
-  r->stop['"'] = r->stop[' '] = r->stop['\t'] = 1;
   r->rep.delimiter = r->delim;
   r->rep.header = r->header;
   r->resolved = 1;
@@ -328,40 +326,6 @@ static mfm_status csv_row(mfm_reader *r, const char *s, const char *e,
   return csv_emit(r, f, line, line_n, err);
 }
 
-/* The common row, split in one pass: unquoted fields with no space at
-   their edges, at least max_pos of them, before a '\n' or "\r\n" (the
-   block ends with '\n', so the scan needs no bounds).  Returns the
-   line's '\n' with the fields in f, or NULL when the general parser must
-   look at the line (it then finds what is unusual). */
-static const char *fast_split(const mfm_reader *r, const char *p,
-                              const char *end, mfm_field *f) {
-  const char delim = r->delim;
-  const char *q = p;
-  int k = 0;
-  for (;;) {
-    const char *s = q;
-    while (!r->stop[(unsigned char)*q]) q++;
-    char ch = *q;
-    if (ch != delim && ch != '\n' && ch != '\r') return NULL;
-    if (ch == '\r' && q[1] != '\n') return NULL;
-    k++;
-    for (int c = 0; c < MFM_N_COLS; c++) {
-      if (r->pos[c] == k) {
-        f[c].p = s;
-        f[c].n = (size_t)(q - s);
-        f[c].present = 1;
-      }
-    }
-    if (k == r->max_pos) break;
-    if (ch != delim) return NULL;
-    q++;
-  }
-  /* Fields past the last one used are not looked at. */
-  if (*q == '\r') q++;
-  if (*q != '\n') q = memchr(q, '\n', (size_t)(end - q));
-  return q;
-}
-
 static mfm_status csv_emit(mfm_reader *r, mfm_field *f, const char *line,
                            size_t line_n, mfm_err *err) {
   float w = r->o.default_weight;
@@ -392,21 +356,13 @@ static mfm_status csv_emit(mfm_reader *r, mfm_field *f, const char *line,
 mfm_status mfm_reader_csv_lines(mfm_reader *r, const char *p,
                                 const char *end, mfm_err *err) {
   mfm_status st;
-  /* Space-delimited rows and each document's first line go to the
-     general parser. */
+  /* Space-delimited rows, each document's first line and whatever the
+     plain-row path does not take go to the general parser. */
   while (p < end) {
-    if (r->resolved && !r->doc_fresh && r->delim != ' ') {
-      mfm_field f[MFM_N_COLS];
-      memset(f, 0, sizeof f);
-      const char *nl = fast_split(r, p, end, f);
-      if (nl) {
-        r->line++;
-        r->rep.rows++;
-        st = csv_emit(r, f, p, (size_t)(nl - p), err);
-        if (st != MFM_OK) return st;
-        p = nl + 1;
-        continue;
-      }
+    if (r->resolved && !r->doc_fresh && r->fast_cols) {
+      st = mfm_reader_csv_fast(r, &p, end, err);
+      if (st != MFM_OK) return st;
+      if (p == end) break;
     }
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     const char *s = p, *e = nl;

@@ -4,14 +4,27 @@
 
 #include "moonfm/reader.h"
 
+#include <math.h>
 #include <string.h>
+
+/* Bytes after the data in the line buffer that are always readable and
+   zero: the plain-row path loads up to 32 bytes from any row start, so
+   it may look up to 31 bytes past the block's last '\n'. */
+#define MFM_READ_PAD 32
+/* Rows with more fields before the last one used go the general way. */
+#define MFM_FAST_MAX_COLS 32
+/* Longest user id the last-user check keeps. */
+#define MFM_LAST_U_MAX 32
 
 struct mfm_reader {
   mfm_read_opts o;
   mfm_idmap *users, *items;
   int grow_users, grow_items;
   mfm_idmap *unseen_u, *unseen_i; /* distinct unknown ids (lazy) */
-  mfm_coo coo;                    /* vals NULL while every weight is 1 */
+  mfm_coo coo;                    /* vals NULL while every weight is 1
+                                     or while wcode holds them */
+  unsigned char *wcode;           /* weights while all are whole numbers
+                                     0..255: one byte each, not four */
   int64_t coo_hint;               /* entries expected by the end of the
                                      file being read (0: unknown) */
   mfm_read_report rep;
@@ -29,18 +42,30 @@ struct mfm_reader {
   int header;
   int pos[MFM_N_COLS];            /* 1-based; 0 none */
   int max_pos;
-  unsigned char stop[256];        /* bytes that end a field's fast scan */
   int named;                      /* positions come from header names */
+  /* The plain-row path (reader_csv_fast.c): what field k (0-based) of a
+     row holds, MFM_COL_* + 1 or 0 for a field not used; fast_cols 0
+     when it cannot take this layout. */
+  unsigned char role[MFM_FAST_MAX_COLS];
+  int fast_cols;
   size_t scratch_used;            /* decoded bytes in scratch this line */
   /* Small canonical decimal ids -> index + 1, for users [0] and items
      [1]: one array load instead of a hash probe (dense integer ids are
      the common case).  A cache only: the id maps stay the truth. */
   int32_t *direct[2];
   uint64_t direct_n[2];
+  /* complete: every canonical decimal id of the map below direct_n is in
+     direct, so a miss there means a new id (mfm_idmap_append_new).  It
+     holds from an empty map while only this reader adds ids; over_min is
+     the least such id added but not cached (the cache may not grow past
+     it), seen the map's size when the last feed ended. */
+  int complete[2];
+  uint64_t over_min[2];
+  int32_t seen[2];
   /* The last user id seen (sorted data repeats it row after row). */
   int32_t last_u;
   size_t last_u_len;
-  char last_u_id[32];
+  char last_u_id[MFM_LAST_U_MAX + 8]; /* + 8: word copies */
 };
 
 /* A field of the current line. */
@@ -83,6 +108,27 @@ mfm_status mfm_reader_bad(mfm_reader *r, const char *line, size_t line_n,
 #endif
     ;
 
+/* Index of one id in users (which 0) or items (which 1), adding it when
+   the map grows; *k = -1 for an id the map does not know and may not
+   learn.  v is the id's value when it is a canonical decimal that may go
+   to the small-integer cache, else -1.  No row checks (empty, NUL): the
+   caller made them. */
+mfm_status mfm_reader_lookup(mfm_reader *r, int which, const char *id,
+                             size_t n, int64_t v, int32_t *k, mfm_err *err);
+
+/* Room in the COO for one more entry of weight w (the weights array
+   appears with the first weight that is not 1). */
+mfm_status mfm_reader_coo_room(mfm_reader *r, float w, mfm_err *err);
+
+/* Plain CSV rows from *p on, until the first row that needs the general
+   parser (or end); *p is left at that row.  Same results as the general
+   parser for every row it takes. */
+mfm_status mfm_reader_csv_fast(mfm_reader *r, const char **p,
+                               const char *end, mfm_err *err);
+
+/* Sets role[] and fast_cols from pos[] and max_pos. */
+void mfm_reader_csv_fast_layout(mfm_reader *r);
+
 /* Room for n decoded bytes in r->scratch (at least the line length). */
 mfm_status mfm_reader_scratch(mfm_reader *r, size_t n, mfm_err *err);
 
@@ -94,5 +140,10 @@ int mfm_reader_known_col(const char *s, size_t n);
 extern const char *const mfm_col_names[MFM_N_COLS];
 
 static inline int mfm_is_space(char c) { return c == ' ' || c == '\t'; }
+
+/* w is kept exactly as a byte weight (0..255, whole, not -0). */
+static inline int mfm_weight_byte(float w) {
+  return w >= 0.0f && w <= 255.0f && (float)(int)w == w && !signbit(w);
+}
 
 #endif

@@ -153,9 +153,10 @@ static mfm_status raw_read(mfm_source *s, char *p, size_t n, size_t *got,
   }
 }
 
-/* Makes at least k (<= rcap) raw bytes available in rbuf unless the input
-   ends first. */
-static mfm_status raw_ensure(mfm_source *s, size_t k, mfm_err *err) {
+/* Makes at least k (<= most <= rcap) raw bytes available in rbuf unless
+   the input ends first, filling no more than the first most bytes. */
+static mfm_status raw_fill(mfm_source *s, size_t k, size_t most,
+                           mfm_err *err) {
   while (s->rlen - s->rpos < k && !s->raw_eof) {
     if (s->rpos > 0) {
       memmove(s->rbuf, s->rbuf + s->rpos, s->rlen - s->rpos);
@@ -163,12 +164,16 @@ static mfm_status raw_ensure(mfm_source *s, size_t k, mfm_err *err) {
       s->rpos = 0;
     }
     size_t got;
-    mfm_status st = raw_read(s, s->rbuf + s->rlen, s->rcap - s->rlen, &got,
+    mfm_status st = raw_read(s, s->rbuf + s->rlen, most - s->rlen, &got,
                              err);
     if (st != MFM_OK) return st;
     s->rlen += got;
   }
   return MFM_OK;
+}
+
+static mfm_status raw_ensure(mfm_source *s, size_t k, mfm_err *err) {
+  return raw_fill(s, k, s->rcap, err);
 }
 
 static void raw_skip(mfm_source *s, size_t k) {
@@ -289,7 +294,10 @@ static mfm_status doc_start(mfm_source *s, int *more, mfm_err *err) {
               (unsigned char)s->rbuf[s->rpos + 1] == 0x8b;
   } else {
     if (s->doc_started_any) return MFM_OK;
-    st = raw_ensure(s, 2, err);
+    /* Two bytes tell gzip; a plain file then reads straight into the
+       caller's buffer, so most of rbuf is never touched (4 MB less
+       resident memory). */
+    st = raw_fill(s, 2, s->rcap < 65536 ? s->rcap : 65536, err);
     if (st != MFM_OK) return st;
     *more = 1;
     s->gzip = s->rlen - s->rpos >= 2 &&

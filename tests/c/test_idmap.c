@@ -155,10 +155,111 @@ static void faults(void) {
   CHECK(failures > 5);
 }
 
+/* The hash as first written (a byte loop for the tail): the word-load
+   tail must give the same values, ids being hashed in many places. */
+static uint64_t hash_ref(const unsigned char *s, size_t len) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)len * 0xff51afd7ed558ccdull);
+  while (len >= 8) {
+    uint64_t w = 0;
+    for (int k = 0; k < 8; k++) w |= (uint64_t)s[k] << (8 * k);
+    h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 32;
+    s += 8;
+    len -= 8;
+  }
+  if (len) {
+    uint64_t w = 0;
+    for (size_t k = 0; k < len; k++) w |= (uint64_t)s[k] << (8 * k);
+    h = (h ^ w) * 0x94d049bb133111ebull;
+    h ^= h >> 32;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+static void hash_tails(void) {
+  unsigned char buf[64];
+  uint32_t x = 12345;
+  int bad = 0;
+  for (int rep = 0; rep < 200; rep++) {
+    for (size_t k = 0; k < sizeof buf; k++) {
+      x = x * 1103515245u + 12345u;
+      buf[k] = (unsigned char)(x >> 16);
+    }
+    for (size_t off = 0; off < 8; off++)
+      for (size_t len = 0; len + off <= 40; len++)
+        bad += mfm_hash_bytes(buf + off, len) != hash_ref(buf + off, len);
+  }
+  CHECK(bad == 0);
+}
+
+/* Ids whose hashes share the tag bits of the home slot pile up in one
+   probe run; they must all stay apart, through growth too. */
+static void collisions(void) {
+  mfm_idmap *m;
+  char id[32];
+  int32_t k;
+  int n = 0, ok = 1;
+  CHECK(mfm_idmap_new(&m, NULL) == MFM_OK);
+  for (int c = 0; n < 3000 && c < 5000000; c++) {
+    int len = sprintf(id, "c%d", c);
+    if (((mfm_hash_bytes(id, (size_t)len) >> 32) & 1023) != 7) continue;
+    ok &= mfm_idmap_intern(m, id, (size_t)len, &k, NULL) == MFM_OK && k == n;
+    n++;
+  }
+  CHECK(ok && n == 3000 && mfm_idmap_size(m) == 3000);
+  for (int c = 0, j = 0; j < n; c++) {
+    int len = sprintf(id, "c%d", c);
+    if (((mfm_hash_bytes(id, (size_t)len) >> 32) & 1023) != 7) continue;
+    ok &= mfm_idmap_find(m, id, (size_t)len) == j++;
+  }
+  CHECK(ok);
+  CHECK(mfm_idmap_find(m, "c-1", 3) == -1);
+  mfm_idmap_free(m);
+}
+
+/* Ids appended as new get their slots later, 64 at a time: every
+   lookup still sees them, through growth, and interning them again finds
+   them. */
+static void append_new(void) {
+  mfm_idmap *m;
+  char id[32];
+  int32_t k;
+  int ok = 1;
+  CHECK(mfm_idmap_new(&m, NULL) == MFM_OK);
+  for (int v = 0; v < 5000; v++) {
+    int len = sprintf(id, "%d", v * 3);
+    ok &= mfm_idmap_append_new(m, id, (size_t)len, &k, NULL) == MFM_OK &&
+          k == v;
+    if (v % 97 == 0) /* a lookup settles the pending slots */
+      ok &= mfm_idmap_find(m, id, (size_t)len) == v &&
+            mfm_idmap_find(m, "x", 1) == -1;
+  }
+  CHECK(ok);
+  for (int v = 0; v < 5000; v++) {
+    int len = sprintf(id, "%d", v * 3);
+    ok &= mfm_idmap_intern(m, id, (size_t)len, &k, NULL) == MFM_OK && k == v;
+  }
+  CHECK(ok && mfm_idmap_size(m) == 5000);
+  mfm_idmap_settle(m);
+  mfm_idmap *c;
+  CHECK(mfm_idmap_clone(m, &c, NULL) == MFM_OK); /* no repeats in the view */
+  CHECK(mfm_idmap_find(c, "14997", 5) == 4999);
+  mfm_idmap_free(c);
+  mfm_idmap_free(m);
+}
+
 int main(void) {
   basics();
   many();
   bad_views();
   faults();
+  hash_tails();
+  collisions();
+  append_new();
   DONE("idmap");
 }

@@ -56,6 +56,19 @@ int32_t mfm_idmap_find_hashed(const mfm_idmap *m, const char *id, size_t len,
 mfm_status mfm_idmap_intern_hashed(mfm_idmap *m, const char *id, size_t len,
                                    uint64_t h, int32_t *index, mfm_err *err);
 
+/* Adds id, which the caller knows is not in the map (the reader's cache
+   of small integer ids tells), and gives its index.  Its hash slot is
+   placed later, together with up to 63 others so that their cache misses
+   overlap: before any call that reads the table, or by mfm_idmap_settle.
+   Errors as mfm_idmap_intern.  Adding an id that is there breaks the
+   map. */
+mfm_status mfm_idmap_append_new(mfm_idmap *m, const char *id, size_t len,
+                                int32_t *index, mfm_err *err);
+/* Places the slots mfm_idmap_append_new left pending.  A map handed to
+   other code (or threads) must be settled: find on an unsettled map
+   writes to it. */
+void mfm_idmap_settle(mfm_idmap *m);
+
 /* Bytes of heap the map holds (table, offsets, id bytes). */
 size_t mfm_idmap_memory(const mfm_idmap *m);
 

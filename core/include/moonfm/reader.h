@@ -151,7 +151,9 @@ mfm_status mfm_reader_feed_bytes(mfm_reader *r, const char *bytes, size_t n,
 /* The counts so far. */
 const mfm_read_report *mfm_reader_report(const mfm_reader *r);
 /* The triplets so far (borrowed; vals is NULL while every weight is the
-   default weight 1). */
+   default weight 1).  While reading, whole weights 0..255 are kept in one
+   byte each; this call turns them into vals, and returns NULL when there
+   is no memory for that. */
 const mfm_coo *mfm_reader_coo(const mfm_reader *r);
 
 /* Checks the bad-row fraction, then builds the CSR (n_rows = size of the
