@@ -16,6 +16,9 @@
 
 #include "moonfm/alloc.h"
 #include "topk.h"
+#ifdef MFM_X86_KERNELS
+#include <immintrin.h>
+#endif
 
 static const char *const metric_names[] = {
   NULL, "precision", "recall", "ndcg", "map", "hit_rate", "mrr", "auc",
@@ -61,7 +64,9 @@ const char *mfm_eval_params_check(const mfm_eval_params *p) {
 
 typedef struct tstate {
   uint8_t *mark;   /* n_items */
-  float *q;        /* test scores, max_m */
+  float *q;        /* test scores, max_m, sorted */
+  float *qraw;     /* the same in test-row order, max_m */
+  int32_t *qidx;   /* their items, max_m */
   int32_t *table;  /* grid, gmax + 2 */
   int32_t *cells;  /* CELL_CHUNK */
   float *hs;       /* heap */
@@ -78,6 +83,7 @@ typedef struct ectx {
   int need_rank; /* AUC or MRR */
   int need_cov;
   int32_t kmax, kheap, gmax;
+  int avx2; /* mfm_kernels_avx2(), once per run */
   const double *idcg; /* idcg[n] = sum_{r=1..n} 1/log2(r+1), n <= kmax */
   tstate *ts;
   double *sums; /* nblocks x ncol */
@@ -95,23 +101,117 @@ static int32_t cell_of(float s, float lo, float scale, float g) {
   return (int32_t)(x + 1.0f);
 }
 
-/* cell_of over a chunk, written so that it vectorises; with SSE2 only
-   the clamps cost about 4 instructions an item, so wider units are used
-   where the CPU has them (same IEEE operations, same cells). */
-#define CELL_CHUNK 256
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__AVX2__) && \
-    !defined(__clang__) /* clang 14: no ifunc clones in a static lib */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-static void cells_of(const float *restrict s, int32_t n, float lo,
-                     float scale, float g, int32_t *restrict out) {
-  for (int32_t j = 0; j < n; j++) {
-    float x = (s[j] - lo) * scale;
-    x = x >= -1.0f ? x : -1.0f;
-    x = x > g ? g : x;
-    out[j] = (int32_t)(x + 1.0f);
+/* Sums of the rank pass: twice the test scores above each item plus those
+   equal to it, the items above every test score, the items equal to the
+   highest test score (the last only from cells holding test scores, where
+   such items must be). */
+typedef struct rank_sums {
+  int64_t acc, above, eq;
+} rank_sums;
+
+/* An item of a cell that holds test scores q[i..]: compared exactly with
+   them (the test scores of lower cells are all below it). */
+static void exact_item(const float *q, int32_t m, int32_t i, float s,
+                       rank_sums *r) {
+  int32_t lb = i, ub;
+  while (lb < m && q[lb] < s) lb++;
+  ub = lb;
+  while (ub < m && q[ub] <= s) ub++;
+  r->acc += 2 * (int64_t)(m - ub) + (ub - lb);
+  r->above += lb == m;
+  r->eq += s == q[m - 1];
+}
+
+/* One item through the table. */
+static void lookup_one(const float *q, int32_t m, int32_t t, float s,
+                       rank_sums *r) {
+  if (t >= 0) {
+    r->acc += t;
+    r->above += t == 0;
+  } else {
+    exact_item(q, m, -t - 1, s, r);
   }
 }
+
+/* Portable: cells over a chunk in a loop the compiler vectorises, then
+   scalar lookups. */
+#define CELL_CHUNK 256
+static void lookup_portable(const float *row, int32_t n, const float *q,
+                            int32_t m, const int32_t *table, float lo,
+                            float scale, float g, int32_t *cells,
+                            rank_sums *r) {
+  for (int32_t j0 = 0; j0 < n; j0 += CELL_CHUNK) {
+    int32_t nn = n - j0 < CELL_CHUNK ? n - j0 : CELL_CHUNK;
+    for (int32_t j = 0; j < nn; j++) {
+      float x = (row[j0 + j] - lo) * scale;
+      x = x >= -1.0f ? x : -1.0f;
+      x = x > g ? g : x;
+      cells[j] = (int32_t)(x + 1.0f);
+    }
+    for (int32_t j = 0; j < nn; j++)
+      lookup_one(q, m, table[cells[j]], row[j0 + j], r);
+  }
+}
+
+#ifdef MFM_X86_KERNELS
+/* AVX2: cells and table lookups eight items at a time (a gather), instead
+   of about 12 scalar instructions an item.  The cell is computed with the
+   same IEEE operations as cell_of (max/min keep its NaN and equality
+   cases), so items and test scores fall in the same cells.  Vectors with
+   lanes needing the exact compare are noted and done after each chunk, so
+   the loop keeps its registers; the lane sums (int32) are flushed per
+   chunk, before they can overflow. */
+#define AVX2_CHUNK 128 /* vectors */
+__attribute__((target("avx2")))
+static void lookup_avx2(const float *row, int32_t n, const float *q,
+                        int32_t m, const int32_t *table, float lo,
+                        float scale, float g, rank_sums *r) {
+  const __m256 vlo = _mm256_set1_ps(lo), vsc = _mm256_set1_ps(scale);
+  const __m256 vm1 = _mm256_set1_ps(-1.0f), vg = _mm256_set1_ps(g);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256i zero = _mm256_setzero_si256();
+  int32_t per = INT32_MAX / (2 * m + 2); /* vectors per flush */
+  if (per > AVX2_CHUNK) per = AVX2_CHUNK;
+  if (per < 1) per = 1;
+  int32_t pend_t[AVX2_CHUNK * 8], pend_j[AVX2_CHUNK];
+  int pend_m[AVX2_CHUNK];
+  int32_t j = 0;
+  while (n - j >= 8) {
+    __m256i acc = zero, above = zero;
+    int np = 0;
+    int32_t e = (n - j) / 8 > per ? j + 8 * per : n;
+    for (; e - j >= 8; j += 8) {
+      __m256 s = _mm256_loadu_ps(row + j);
+      __m256 x = _mm256_mul_ps(_mm256_sub_ps(s, vlo), vsc);
+      x = _mm256_min_ps(_mm256_max_ps(x, vm1), vg);
+      __m256i c = _mm256_cvttps_epi32(_mm256_add_ps(x, one));
+      __m256i t = _mm256_i32gather_epi32((const int *)table, c, 4);
+      above = _mm256_sub_epi32(above, _mm256_cmpeq_epi32(t, zero));
+      int neg = _mm256_movemask_ps(_mm256_castsi256_ps(t));
+      if (neg) {
+        _mm256_storeu_si256((__m256i *)(pend_t + 8 * np), t);
+        pend_j[np] = j;
+        pend_m[np++] = neg;
+      }
+      acc = _mm256_add_epi32(acc, _mm256_max_epi32(t, zero));
+    }
+    int32_t a8[8], b8[8];
+    _mm256_storeu_si256((__m256i *)a8, acc);
+    _mm256_storeu_si256((__m256i *)b8, above);
+    for (int l = 0; l < 8; l++) {
+      r->acc += a8[l];
+      r->above += b8[l];
+    }
+    for (int v = 0; v < np; v++)
+      for (int bits = pend_m[v]; bits; bits &= bits - 1) {
+        int b = __builtin_ctz((unsigned)bits);
+        exact_item(q, m, -pend_t[8 * v + b] - 1, row[pend_j[v] + b], r);
+      }
+  }
+  for (; j < n; j++)
+    lookup_one(q, m, table[cell_of(row[j], lo, scale, g)], row[j], r);
+}
+#endif
 
 /* Number of q (sorted, m) below s and at most s. */
 static void bounds(const float *q, int32_t m, float s, int32_t *lb,
@@ -142,22 +242,39 @@ static int cmp_float(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* Ascending; insertion sort for the usual few dozen test items (qsort's
+   calls through a pointer cost more there). */
+static void sort_floats(float *q, int32_t m) {
+  if (m > 48) {
+    qsort(q, (size_t)m, sizeof *q, cmp_float);
+    return;
+  }
+  for (int32_t i = 1; i < m; i++) {
+    float v = q[i];
+    int32_t t = i;
+    while (t > 0 && q[t - 1] > v) {
+      q[t] = q[t - 1];
+      t--;
+    }
+    q[t] = v;
+  }
+}
+
 /* Sum over all items of f2, the items strictly above qmax, and the items
    equal to qmax. */
 static void rank_pass(const float *row, int32_t n, const float *q, int32_t m,
-                      int32_t *table, int32_t gmax, int32_t *cells,
-                      int64_t *acc_out,
-                      int64_t *above_out, int64_t *eq_out) {
+                      int32_t *table, int32_t gmax, int32_t *cells, int avx2,
+                      rank_sums *r) {
   float lo = q[0], hi = q[m - 1];
-  int64_t acc = 0, above = 0, eq = 0;
+  r->acc = r->above = r->eq = 0;
   if (isfinite(lo) && isfinite(hi)) {
     int32_t g = 16;
     /* About 64 cells per test item, at most n so that filling the table
        stays cheaper than the pass. */
-    while (g < gmax && g < 64 * m && g < n) g *= 2;
+    while (g < gmax && g < 128 * m && g < 2 * n) g *= 2;
     float span = hi - lo;
     if (!(span > 0)) span = fabsf(lo) * 1e-3f + 1e-20f;
-    float scale = (float)g / span;
+    float scale = (float)(g - 1) / span;
     if (!(scale > 0 && isfinite(scale))) scale = 1.0f;
     float gf = (float)g;
     /* table[c]: 2 * (test scores in cells above c), or -(1 + i) when
@@ -173,40 +290,25 @@ static void rank_pass(const float *row, int32_t n, const float *q, int32_t m,
       c = ci + 1;
     }
     for (; c <= g + 1; c++) table[c] = 0;
-    /* Cells first, in a loop the compiler vectorises; then lookups. */
-    for (int32_t j0 = 0; j0 < n; j0 += CELL_CHUNK) {
-      int32_t nn = n - j0 < CELL_CHUNK ? n - j0 : CELL_CHUNK;
-      cells_of(row + j0, nn, lo, scale, gf, cells);
-      for (int32_t j = 0; j < nn; j++) {
-        int32_t t = table[cells[j]];
-        if (t >= 0) {
-          acc += t;
-          above += t == 0;
-        } else {
-          float s = row[j0 + j];
-          int32_t lb = -t - 1, ub;
-          while (lb < m && q[lb] < s) lb++;
-          ub = lb;
-          while (ub < m && q[ub] <= s) ub++;
-          acc += 2 * (int64_t)(m - ub) + (ub - lb);
-          above += lb == m;
-          eq += s == hi;
-        }
-      }
+#ifdef MFM_X86_KERNELS
+    if (avx2) {
+      lookup_avx2(row, n, q, m, table, lo, scale, gf, r);
+      return;
     }
+#else
+    (void)avx2;
+#endif
+    lookup_portable(row, n, q, m, table, lo, scale, gf, cells, r);
   } else {
     for (int32_t j = 0; j < n; j++) {
       int32_t lb, ub;
       float s = row[j];
       bounds(q, m, s, &lb, &ub);
-      acc += 2 * (int64_t)(m - ub) + (ub - lb);
-      above += lb == m;
-      eq += s == hi;
+      r->acc += 2 * (int64_t)(m - ub) + (ub - lb);
+      r->above += lb == m;
+      r->eq += s == hi;
     }
   }
-  *acc_out = acc;
-  *above_out = above;
-  *eq_out = eq;
 }
 
 static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
@@ -248,29 +350,33 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
 
   double auc = NAN, mrr = NAN;
   if (c->need_rank && m > 0) {
-    if (m > 1) qsort(ts->q, (size_t)m, sizeof *ts->q, cmp_float);
+    /* The test items leave the pass too (-inf, like the excluded ones,
+       restored after): they would always land in a cell holding their own
+       score and need the exact compare, the slow path of the pass. */
+    memcpy(ts->qraw, ts->q, (size_t)m * sizeof *ts->q);
+    sort_floats(ts->q, m);
     const float *q = ts->q;
-    int64_t acc, above, eq;
-    rank_pass(row, ni, q, m, ts->table, c->gmax, ts->cells, &acc, &above,
-              &eq);
-    /* Remove the pairs counted against excluded items and the test items
-       themselves: what is left is over the negatives only. */
-    acc -= n_excl * f2_exact(q, m, -INFINITY);
-    int64_t gmaxcnt = 0;
-    for (int32_t a = 0; a < m;) {
-      int32_t b = a + 1;
-      while (b < m && q[b] == q[a]) b++;
-      int64_t g = b - a;
-      acc -= g * (2 * (int64_t)(m - b) + g);
-      if (b == m) gmaxcnt = g;
-      a = b;
+    int32_t nt = 0;
+    for (int64_t t = te->indptr[u]; t < te->indptr[u + 1]; t++) {
+      int32_t j = te->indices[t];
+      if (j < ni && mark[j] == 2) {
+        ts->qidx[nt++] = j;
+        row[j] = -INFINITY;
+      }
     }
+    rank_sums rs;
+    rank_pass(row, ni, q, m, ts->table, c->gmax, ts->cells, c->avx2, &rs);
+    for (int32_t t = 0; t < nt; t++) row[ts->qidx[t]] = ts->qraw[t];
+    /* Remove the pairs counted against the excluded and test items (all
+       at -inf in the pass): what is left is over the negatives only. */
+    int64_t acc = rs.acc - (n_excl + nt) * f2_exact(q, m, -INFINITY);
     int64_t n_neg = (int64_t)ni - n_excl - m;
     if (n_neg > 0) auc = (double)acc / (2.0 * (double)m * (double)n_neg);
     /* Rank of the best test item: items strictly above, then items tied
-       with it at a lower index (ties go to the lower index). */
-    int64_t before = 0;
-    if (eq > gmaxcnt) {
+       with it at a lower index (ties go to the lower index); rs.eq counts
+       the other items equal to the best score. */
+    int64_t above = rs.above, before = 0;
+    if (rs.eq > 0) {
       for (int32_t j = 0; j < best_j; j++)
         before += row[j] == best && mark[j] == 0;
     }
@@ -342,6 +448,8 @@ static void free_ts(tstate *ts, int nt) {
   for (int t = 0; t < nt; t++) {
     mfm_free(ts[t].mark);
     mfm_free(ts[t].q);
+    mfm_free(ts[t].qraw);
+    mfm_free(ts[t].qidx);
     mfm_free(ts[t].table);
     mfm_free(ts[t].cells);
     mfm_free(ts[t].hs);
@@ -380,6 +488,7 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
   c.exclude = exclude;
   c.p = p;
   c.per_user = per_user;
+  c.avx2 = mfm_kernels_avx2();
   for (int col = 0; col < ncol; col++) {
     mfm_metric mt = p->metric[col];
     if (mt == MFM_METRIC_AUC || mt == MFM_METRIC_MRR) c.need_rank = 1;
@@ -433,7 +542,7 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
   int32_t nblocks = mfm_engine_setup(&e, p->block, p->threads);
   nt = e.threads;
   c.gmax = 16;
-  while (c.gmax < (1 << 16) && c.gmax < 64 * max_m) c.gmax *= 2;
+  while (c.gmax < (1 << 16) && c.gmax < 128 * max_m) c.gmax *= 2;
   size_t ni = f->n_items > 0 ? (size_t)f->n_items : 1;
   size_t kh = c.kheap > 0 ? (size_t)c.kheap : 1;
   size_t nb = nblocks > 0 ? (size_t)nblocks : 1;
@@ -448,6 +557,8 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
     tstate *s = &ts[t];
     s->mark = mfm_calloc(ni, 1);
     s->q = mfm_malloc_array((size_t)max_m, sizeof *s->q);
+    s->qraw = mfm_malloc_array((size_t)max_m, sizeof *s->qraw);
+    s->qidx = mfm_malloc_array((size_t)max_m, sizeof *s->qidx);
     s->table = mfm_malloc_array((size_t)c.gmax + 2, sizeof *s->table);
     s->cells = mfm_malloc_array(CELL_CHUNK, sizeof *s->cells);
     s->hs = mfm_malloc_array(kh, sizeof *s->hs);
@@ -457,8 +568,9 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
     s->hits = mfm_calloc(kh + 1, sizeof *s->hits);
     s->minrank = c.need_cov ? mfm_malloc_array(ni, sizeof *s->minrank)
                             : NULL;
-    if (!s->mark || !s->q || !s->table || !s->cells || !s->hs || !s->hi || !s->dcg ||
-        !s->ap || !s->hits || (c.need_cov && !s->minrank)) {
+    if (!s->mark || !s->q || !s->qraw || !s->qidx || !s->table ||
+        !s->cells || !s->hs || !s->hi || !s->dcg || !s->ap || !s->hits ||
+        (c.need_cov && !s->minrank)) {
       st = MFM_ENOMEM;
       goto done;
     }

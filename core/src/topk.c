@@ -6,6 +6,9 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
+#ifdef MFM_X86_KERNELS
+#include <immintrin.h>
+#endif
 
 #include "moonfm/alloc.h"
 #include "moonfm/stop.h"
@@ -74,34 +77,173 @@ void mfm_heap_sort(mfm_heap *h) {
   }
 }
 
+/* ---- kernel choice ---------------------------------------------------- */
+
+static atomic_int force_portable;
+
+void mfm_kernels_force_portable(int on) {
+  atomic_store(&force_portable, on != 0);
+}
+
+int mfm_kernels_avx2(void) {
+  if (atomic_load_explicit(&force_portable, memory_order_relaxed)) return 0;
+#ifdef MFM_X86_KERNELS
+  return __builtin_cpu_supports("avx2") != 0;
+#else
+  return 0;
+#endif
+}
+
+/* ---- the threshold scan ----------------------------------------------- */
+
+/* Items come in increasing index, so an item tied with the root loses: once
+   the heap is full only a strictly greater score enters.  The test is
+   repeated per item because the root rises as items enter. */
+static void offer(mfm_heap *h, const float *row, int32_t t,
+                  const uint8_t *mark) {
+  if (row[t] > h->score[0] && (!mark || !(mark[t] & 1)))
+    mfm_heap_push(h, row[t], t);
+}
+
 #define SCAN_CHUNK 64
 
-/* The chunk counts are most of the scan: wider units where the CPU has
-   them. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__AVX2__) && \
-    !defined(__clang__) /* clang 14: no ifunc clones in a static lib */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-void mfm_heap_scan(mfm_heap *h, const float *row, int32_t n,
-                   const uint8_t *mark) {
-  int32_t j = 0;
-  if (h->k <= 0) return;
-  for (; j < n && h->n < h->k; j++)
-    if (!mark || !(mark[j] & 1)) mfm_heap_push(h, row[j], j);
-  /* Items come in increasing index, so an item tied with the root loses:
-     only a strictly greater score enters.  The count below vectorises. */
+/* Portable: a count over a chunk (vectorised by the compiler) decides
+   whether the chunk is looked at item by item. */
+static void scan_portable(mfm_heap *h, const float *row, int32_t j,
+                          int32_t n, const uint8_t *mark) {
   while (j < n) {
     int32_t e = n - j > SCAN_CHUNK ? j + SCAN_CHUNK : n;
     float thr = h->score[0];
     int cnt = 0;
     for (int32_t t = j; t < e; t++) cnt += row[t] > thr;
-    if (cnt) {
-      for (int32_t t = j; t < e; t++)
-        if (row[t] > h->score[0] && (!mark || !(mark[t] & 1)))
-          mfm_heap_push(h, row[t], t);
-    }
+    if (cnt)
+      for (int32_t t = j; t < e; t++) offer(h, row, t, mark);
     j = e;
   }
+}
+
+#ifdef MFM_X86_KERNELS
+/* AVX2: a bit mask of the items above the root, 32 at a time; only the set
+   bits are visited (a chunk-wide rescan cost more than the pushes). */
+__attribute__((target("avx2")))
+static void scan_avx2(mfm_heap *h, const float *row, int32_t j, int32_t n,
+                      const uint8_t *mark) {
+  __m256 thr = _mm256_set1_ps(h->score[0]);
+  for (; j + 32 <= n; j += 32) {
+    __m256 a = _mm256_cmp_ps(_mm256_loadu_ps(row + j), thr, _CMP_GT_OQ);
+    __m256 b = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 8), thr, _CMP_GT_OQ);
+    __m256 c = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 16), thr, _CMP_GT_OQ);
+    __m256 d = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 24), thr, _CMP_GT_OQ);
+    __m256 any = _mm256_or_ps(_mm256_or_ps(a, b), _mm256_or_ps(c, d));
+    if (_mm256_testz_ps(any, any)) continue;
+    uint32_t bits = (uint32_t)_mm256_movemask_ps(a) |
+                    (uint32_t)_mm256_movemask_ps(b) << 8 |
+                    (uint32_t)_mm256_movemask_ps(c) << 16 |
+                    (uint32_t)_mm256_movemask_ps(d) << 24;
+    while (bits) {
+      offer(h, row, j + __builtin_ctz(bits), mark);
+      bits &= bits - 1;
+    }
+    thr = _mm256_set1_ps(h->score[0]);
+  }
+  for (; j < n; j++) offer(h, row, j, mark);
+}
+
+/* The largest of each of the 32 groups {j : j mod 32 = l} of
+   row[0 .. n rounded down to 32); NaN is passed over. */
+__attribute__((target("avx2")))
+static void group_max_avx2(const float *row, int32_t n, float *out) {
+  __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+  for (int32_t j = 0; j + 32 <= n; j += 32) {
+    /* max(v, m) keeps m when v is NaN. */
+    m0 = _mm256_max_ps(_mm256_loadu_ps(row + j), m0);
+    m1 = _mm256_max_ps(_mm256_loadu_ps(row + j + 8), m1);
+    m2 = _mm256_max_ps(_mm256_loadu_ps(row + j + 16), m2);
+    m3 = _mm256_max_ps(_mm256_loadu_ps(row + j + 24), m3);
+  }
+  _mm256_storeu_ps(out, m0);
+  _mm256_storeu_ps(out + 8, m1);
+  _mm256_storeu_ps(out + 16, m2);
+  _mm256_storeu_ps(out + 24, m3);
+}
+
+/* Offers every item scoring at least thr (heap empty on entry). */
+__attribute__((target("avx2")))
+static void offer_above_avx2(mfm_heap *h, const float *row, int32_t n,
+                             const uint8_t *mark, float thr) {
+  __m256 t = _mm256_set1_ps(thr);
+  int32_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    __m256 a = _mm256_cmp_ps(_mm256_loadu_ps(row + j), t, _CMP_GE_OQ);
+    __m256 b = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 8), t, _CMP_GE_OQ);
+    __m256 c = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 16), t, _CMP_GE_OQ);
+    __m256 d = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 24), t, _CMP_GE_OQ);
+    __m256 any = _mm256_or_ps(_mm256_or_ps(a, b), _mm256_or_ps(c, d));
+    if (_mm256_testz_ps(any, any)) continue;
+    uint32_t bits = (uint32_t)_mm256_movemask_ps(a) |
+                    (uint32_t)_mm256_movemask_ps(b) << 8 |
+                    (uint32_t)_mm256_movemask_ps(c) << 16 |
+                    (uint32_t)_mm256_movemask_ps(d) << 24;
+    for (; bits; bits &= bits - 1) {
+      int32_t i = j + __builtin_ctz(bits);
+      if (!mark || !(mark[i] & 1)) mfm_heap_push(h, row[i], i);
+    }
+  }
+  for (; j < n; j++)
+    if (row[j] >= thr && (!mark || !(mark[j] & 1)))
+      mfm_heap_push(h, row[j], j);
+}
+
+/* Top k (at most 32) with one cheap pass for a threshold: the k-th largest
+   of the 32 group maxima is a score that k distinct items reach, so when
+   k unmarked items score at least that much, the k best are all among
+   them and only those are offered (a dozen or so instead of the ~k ln(n/k)
+   pushes of a sequential scan, each a mispredicted branch).  When marked
+   items made it too high (fewer than k unmarked reach it), returns 0 and
+   the caller scans normally.  The heap keeps the k best under its strict
+   order whatever the order of the offers, so the result is the scan's. */
+static int scan_threshold_avx2(mfm_heap *h, const float *row, int32_t n,
+                               const uint8_t *mark) {
+  float gm[32], top[32];
+  group_max_avx2(row, n, gm);
+  /* top[0..cnt): the largest group maxima, descending, at most k. */
+  int32_t k = h->k, cnt = 0;
+  for (int32_t i = 0; i < 32; i++) {
+    float v = gm[i];
+    if (cnt == k && !(v > top[k - 1])) continue;
+    int32_t t = cnt < k ? cnt++ : k - 1;
+    while (t > 0 && top[t - 1] < v) {
+      top[t] = top[t - 1];
+      t--;
+    }
+    top[t] = v;
+  }
+  offer_above_avx2(h, row, n, mark, top[k - 1]);
+  if (h->n == h->k) return 1;
+  h->n = 0;
+  return 0;
+}
+#endif
+
+void mfm_heap_scan(mfm_heap *h, const float *row, int32_t n,
+                   const uint8_t *mark) {
+  int32_t j = 0;
+  if (h->k <= 0) return;
+#ifdef MFM_X86_KERNELS
+  /* The threshold pays from a few hundred items on. */
+  if (h->k <= 32 && n >= 256 && h->n == 0 && mfm_kernels_avx2() &&
+      scan_threshold_avx2(h, row, n, mark))
+    return;
+#endif
+  for (; j < n && h->n < h->k; j++)
+    if (!mark || !(mark[j] & 1)) mfm_heap_push(h, row[j], j);
+#ifdef MFM_X86_KERNELS
+  if (mfm_kernels_avx2()) {
+    scan_avx2(h, row, j, n, mark);
+    return;
+  }
+#endif
+  scan_portable(h, row, j, n, mark);
 }
 
 /* ---- the block engine ------------------------------------------------- */
