@@ -270,13 +270,61 @@ static int cmp_float(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Ascending; insertion sort for the usual few dozen test items (qsort's
-   calls through a pointer cost more there). */
-static void sort_floats(float *q, int32_t m) {
+#ifdef MFM_X86_KERNELS
+/* Ascending, for 2 <= m <= 64 NaN-free values: each goes to its rank, the
+   values below it plus the equal ones before it, counted for 8 values at
+   once (an insertion sort mispredicts about a branch a value). */
+__attribute__((target("avx2")))
+static void sort_small_avx2(float *q, int32_t m) {
+  float x[64];
+  int32_t rk[64];
+  int nb = (m + 7) / 8;
+  memcpy(x, q, (size_t)m * sizeof *x);
+  for (int32_t i = m; i < 8 * nb; i++) x[i] = 0;
+  __m256 xv[8];
+  __m256i cnt[8], idx[8];
+  for (int a = 0; a < nb; a++) {
+    xv[a] = _mm256_loadu_ps(x + 8 * a);
+    cnt[a] = _mm256_setzero_si256();
+    idx[a] = _mm256_setr_epi32(8 * a, 8 * a + 1, 8 * a + 2, 8 * a + 3,
+                               8 * a + 4, 8 * a + 5, 8 * a + 6, 8 * a + 7);
+  }
+  for (int32_t l = 0; l < m; l++) {
+    __m256 b = _mm256_set1_ps(x[l]);
+    __m256i li = _mm256_set1_epi32(l);
+    for (int a = 0; a < nb; a++) {
+      __m256 lt = _mm256_cmp_ps(b, xv[a], _CMP_LT_OQ);
+      __m256 eq = _mm256_cmp_ps(b, xv[a], _CMP_EQ_OQ);
+      __m256 after = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx[a], li));
+      __m256 below = _mm256_or_ps(lt, _mm256_and_ps(eq, after));
+      cnt[a] = _mm256_sub_epi32(cnt[a], _mm256_castps_si256(below));
+    }
+  }
+  for (int a = 0; a < nb; a++) _mm256_storeu_si256((__m256i *)(rk + 8 * a),
+                                                   cnt[a]);
+  for (int32_t i = 0; i < m; i++) q[rk[i]] = x[i];
+}
+#endif
+
+/* Ascending; insertion sort (or the AVX2 rank sort) for the usual few
+   dozen test items (qsort's calls through a pointer cost more there). */
+static void sort_floats(float *q, int32_t m, int avx2) {
   if (m > 48) {
     qsort(q, (size_t)m, sizeof *q, cmp_float);
     return;
   }
+#ifdef MFM_X86_KERNELS
+  if (avx2 && m >= 2) {
+    int nan = 0;
+    for (int32_t i = 0; i < m; i++) nan |= q[i] != q[i];
+    if (!nan) {
+      sort_small_avx2(q, m);
+      return;
+    }
+  }
+#else
+  (void)avx2;
+#endif
   for (int32_t i = 1; i < m; i++) {
     float v = q[i];
     int32_t t = i;
@@ -383,7 +431,7 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
        restored after): they would always land in a cell holding their own
        score and need the exact compare, the slow path of the pass. */
     memcpy(ts->qraw, ts->q, (size_t)m * sizeof *ts->q);
-    sort_floats(ts->q, m);
+    sort_floats(ts->q, m, c->avx2);
     const float *q = ts->q;
     int32_t nt = 0;
     for (int64_t t = te->indptr[u]; t < te->indptr[u + 1]; t++) {
