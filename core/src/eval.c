@@ -4,10 +4,13 @@
    - AUC and MRR come from one pass that gives each item the number of test
      items scoring above it (ties half), read from a small table indexed by
      a monotone grid over the test scores; only items sharing a grid cell
-     with a test item are compared exactly (binary search);
+     with a test score are compared exactly.  The test items themselves
+     are at -inf during the pass (their pairs are known);
    - the top kmax come from the k-heap scan;
    - per block sums, reduced in block order, so results do not depend on
-     the number of threads. */
+     the number of threads.
+   The grid lookups, the table fill and the small sort have AVX2 versions
+   chosen at run time (topk.h); both paths give the same numbers. */
 #include "moonfm/eval.h"
 
 #include <math.h>
