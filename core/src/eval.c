@@ -348,10 +348,10 @@ static void rank_pass(const float *row, int32_t n, const float *q, int32_t m,
   r->acc = r->above = r->eq = 0;
   if (isfinite(lo) && isfinite(hi)) {
     int32_t g = 16;
-    /* About 128 cells per test item (items sharing a cell with a test
-       score take the slow exact path), at most 2n so that filling the
-       table stays cheaper than the pass. */
-    while (g < gmax && g < 128 * m && g < 2 * n) g *= 2;
+    /* About 128 cells per test item and at least n/4 (items sharing a
+       cell with a test score take the slow exact path), at most 2n so
+       that filling the table stays cheaper than the pass. */
+    while (g < gmax && (g < 128 * m || g < n / 4) && g < 2 * n) g *= 2;
     float span = hi - lo;
     if (!(span > 0)) span = fabsf(lo) * 1e-3f + 1e-20f;
     float scale = (float)(g - 1) / span;
@@ -630,7 +630,9 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
   int32_t nblocks = mfm_engine_setup(&e, p->block, p->threads);
   nt = e.threads;
   c.gmax = 16;
-  while (c.gmax < (1 << 16) && c.gmax < 128 * max_m) c.gmax *= 2;
+  while (c.gmax < (1 << 16) &&
+         (c.gmax < 128 * max_m || c.gmax < f->n_items / 4))
+    c.gmax *= 2;
   size_t ni = f->n_items > 0 ? (size_t)f->n_items : 1;
   size_t kh = c.kheap > 0 ? (size_t)c.kheap : 1;
   size_t nb = nblocks > 0 ? (size_t)nblocks : 1;
