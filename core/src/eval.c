@@ -174,7 +174,7 @@ static void lookup_avx2(const float *row, int32_t n, const float *q,
   const __m256 vm1 = _mm256_set1_ps(-1.0f), vg = _mm256_set1_ps(g);
   const __m256 one = _mm256_set1_ps(1.0f);
   const __m256i zero = _mm256_setzero_si256();
-  int32_t per = INT32_MAX / (2 * m + 2); /* vectors per flush */
+  int64_t per = INT32_MAX / (2 * (int64_t)m + 2); /* vectors per flush */
   if (per > AVX2_CHUNK) per = AVX2_CHUNK;
   if (per < 1) per = 1;
   int32_t pend_t[AVX2_CHUNK * 8];
@@ -183,7 +183,7 @@ static void lookup_avx2(const float *row, int32_t n, const float *q,
   while (n - j >= 8) {
     __m256i acc = zero, above = zero;
     uint64_t marked[AVX2_CHUNK / 64] = {0};
-    int32_t j0 = j, nv = (n - j) / 8 > per ? per : (n - j) / 8;
+    int32_t j0 = j, nv = (n - j) / 8 > per ? (int32_t)per : (n - j) / 8;
     for (int32_t v = 0; v < nv; v++, j += 8) {
       __m256 s = _mm256_loadu_ps(row + j);
       __m256 x = _mm256_mul_ps(_mm256_sub_ps(s, vlo), vsc);

@@ -437,8 +437,12 @@ static mfm_status rec_row(void *arg, int tid, int32_t blk, int32_t pos,
   if (x && u < x->n_rows) {
     a = x->indptr[u];
     z = x->indptr[u + 1];
+    /* -inf as well as marked: the heap scan's threshold then holds. */
     for (int64_t t = a; t < z; t++)
-      if (x->indices[t] < f->n_items) mark[x->indices[t]] = 1;
+      if (x->indices[t] < f->n_items) {
+        mark[x->indices[t]] = 1;
+        row[x->indices[t]] = -INFINITY;
+      }
   }
   mfm_heap h;
   mfm_heap_init(&h, c->hs[tid], c->hi[tid], c->kk);

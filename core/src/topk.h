@@ -39,8 +39,11 @@ void mfm_heap_push(mfm_heap *h, float s, int32_t j);
 void mfm_heap_sort(mfm_heap *h);
 
 /* Offers every item j of row[0..n) whose mark[j] has bit 1 clear (mark may
-   be NULL), in increasing j.  Chunks that cannot beat the root are passed
-   over by a vectorised count, so the cost is close to one read of row. */
+   be NULL) to an empty or partly filled heap; the result is the same as
+   offering them in increasing j.  Items that cannot beat the root are
+   passed over by vectorised compares, so the cost is close to one read of
+   row.  Fastest when marked items also score -inf (the AVX2 path first
+   takes a threshold from group maxima that marked items would raise). */
 void mfm_heap_scan(mfm_heap *h, const float *row, int32_t n,
                    const uint8_t *mark);
 
