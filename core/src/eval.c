@@ -4,10 +4,13 @@
    - AUC and MRR come from one pass that gives each item the number of test
      items scoring above it (ties half), read from a small table indexed by
      a monotone grid over the test scores; only items sharing a grid cell
-     with a test item are compared exactly (binary search);
+     with a test score are compared exactly.  The test items themselves
+     are at -inf during the pass (their pairs are known);
    - the top kmax come from the k-heap scan;
    - per block sums, reduced in block order, so results do not depend on
-     the number of threads. */
+     the number of threads.
+   The grid lookups, the table fill and the small sort have AVX2 versions
+   chosen at run time (topk.h); both paths give the same numbers. */
 #include "moonfm/eval.h"
 
 #include <math.h>
@@ -16,6 +19,9 @@
 
 #include "moonfm/alloc.h"
 #include "topk.h"
+#ifdef MFM_X86_KERNELS
+#include <immintrin.h>
+#endif
 
 static const char *const metric_names[] = {
   NULL, "precision", "recall", "ndcg", "map", "hit_rate", "mrr", "auc",
@@ -61,7 +67,9 @@ const char *mfm_eval_params_check(const mfm_eval_params *p) {
 
 typedef struct tstate {
   uint8_t *mark;   /* n_items */
-  float *q;        /* test scores, max_m */
+  float *q;        /* test scores, max_m, sorted */
+  float *qraw;     /* the same in test-row order, max_m */
+  int32_t *qidx;   /* their items, max_m */
   int32_t *table;  /* grid, gmax + 2 */
   int32_t *cells;  /* CELL_CHUNK */
   float *hs;       /* heap */
@@ -78,6 +86,7 @@ typedef struct ectx {
   int need_rank; /* AUC or MRR */
   int need_cov;
   int32_t kmax, kheap, gmax;
+  int avx2; /* mfm_kernels_avx2(), once per run */
   const double *idcg; /* idcg[n] = sum_{r=1..n} 1/log2(r+1), n <= kmax */
   tstate *ts;
   double *sums; /* nblocks x ncol */
@@ -95,22 +104,144 @@ static int32_t cell_of(float s, float lo, float scale, float g) {
   return (int32_t)(x + 1.0f);
 }
 
-/* cell_of over a chunk, written so that it vectorises; with SSE2 only
-   the clamps cost about 4 instructions an item, so wider units are used
-   where the CPU has them (same IEEE operations, same cells). */
-#define CELL_CHUNK 256
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__AVX2__) && \
-    !defined(__clang__) /* clang 14: no ifunc clones in a static lib */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-static void cells_of(const float *restrict s, int32_t n, float lo,
-                     float scale, float g, int32_t *restrict out) {
-  for (int32_t j = 0; j < n; j++) {
-    float x = (s[j] - lo) * scale;
-    x = x >= -1.0f ? x : -1.0f;
-    x = x > g ? g : x;
-    out[j] = (int32_t)(x + 1.0f);
+/* Sums of the rank pass: twice the test scores above each item plus those
+   equal to it, the items above every test score, the items equal to the
+   highest test score (the last only from cells holding test scores, where
+   such items must be). */
+typedef struct rank_sums {
+  int64_t acc, above, eq;
+} rank_sums;
+
+/* An item of a cell that holds test scores q[i..]: compared exactly with
+   them (the test scores of lower cells are all below it). */
+static void exact_item(const float *q, int32_t m, int32_t i, float s,
+                       rank_sums *r) {
+  int32_t lb = i, ub;
+  while (lb < m && q[lb] < s) lb++;
+  ub = lb;
+  while (ub < m && q[ub] <= s) ub++;
+  r->acc += 2 * (int64_t)(m - ub) + (ub - lb);
+  r->above += lb == m;
+  r->eq += s == q[m - 1];
+}
+
+/* One item through the table. */
+static void lookup_one(const float *q, int32_t m, int32_t t, float s,
+                       rank_sums *r) {
+  if (t >= 0) {
+    r->acc += t;
+    r->above += t == 0;
+  } else {
+    exact_item(q, m, -t - 1, s, r);
   }
+}
+
+/* Portable: cells over a chunk in a loop the compiler vectorises, then
+   scalar lookups. */
+#define CELL_CHUNK 256
+static void lookup_portable(const float *row, int32_t n, const float *q,
+                            int32_t m, const int32_t *table, float lo,
+                            float scale, float g, int32_t *cells,
+                            rank_sums *r) {
+  for (int32_t j0 = 0; j0 < n; j0 += CELL_CHUNK) {
+    int32_t nn = n - j0 < CELL_CHUNK ? n - j0 : CELL_CHUNK;
+    for (int32_t j = 0; j < nn; j++) {
+      float x = (row[j0 + j] - lo) * scale;
+      x = x >= -1.0f ? x : -1.0f;
+      x = x > g ? g : x;
+      cells[j] = (int32_t)(x + 1.0f);
+    }
+    for (int32_t j = 0; j < nn; j++)
+      lookup_one(q, m, table[cells[j]], row[j0 + j], r);
+  }
+}
+
+#ifdef MFM_X86_KERNELS
+/* AVX2: cells and table lookups eight items at a time (a gather), instead
+   of about 12 scalar instructions an item.  The cell is computed with the
+   same IEEE operations as cell_of (max/min keep its NaN and equality
+   cases), so items and test scores fall in the same cells.  Vectors with
+   lanes needing the exact compare are noted and done after each chunk, so
+   the loop keeps its registers and has no unpredictable branch; the lane
+   sums (int32) are flushed per chunk, before they can overflow.  On Zen 3
+   the gather (about 9 cycles for 8 items) is most of the time left. */
+#define AVX2_CHUNK 128 /* vectors, a multiple of 64 */
+__attribute__((target("avx2")))
+static void lookup_avx2(const float *row, int32_t n, const float *q,
+                        int32_t m, const int32_t *table, float lo,
+                        float scale, float g, rank_sums *r) {
+  const __m256 vlo = _mm256_set1_ps(lo), vsc = _mm256_set1_ps(scale);
+  const __m256 vm1 = _mm256_set1_ps(-1.0f), vg = _mm256_set1_ps(g);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256i zero = _mm256_setzero_si256();
+  int64_t per = INT32_MAX / (2 * (int64_t)m + 2); /* vectors per flush */
+  if (per > AVX2_CHUNK) per = AVX2_CHUNK;
+  if (per < 1) per = 1;
+  int32_t pend_t[AVX2_CHUNK * 8];
+  int pend_m[AVX2_CHUNK];
+  int32_t j = 0;
+  while (n - j >= 8) {
+    __m256i acc = zero, above = zero;
+    uint64_t marked[AVX2_CHUNK / 64] = {0};
+    int32_t j0 = j, nv = (n - j) / 8 > per ? (int32_t)per : (n - j) / 8;
+    for (int32_t v = 0; v < nv; v++, j += 8) {
+      __m256 s = _mm256_loadu_ps(row + j);
+      __m256 x = _mm256_mul_ps(_mm256_sub_ps(s, vlo), vsc);
+      x = _mm256_min_ps(_mm256_max_ps(x, vm1), vg);
+      __m256i c = _mm256_cvttps_epi32(_mm256_add_ps(x, one));
+      __m256i t = _mm256_i32gather_epi32((const int *)table, c, 4);
+      above = _mm256_sub_epi32(above, _mm256_cmpeq_epi32(t, zero));
+      /* Noted at a fixed place and in a bit set, without a branch (it
+         would be mispredicted) and without a store address waiting for
+         the gather. */
+      int neg = _mm256_movemask_ps(_mm256_castsi256_ps(t));
+      _mm256_storeu_si256((__m256i *)(pend_t + 8 * v), t);
+      pend_m[v] = neg;
+      marked[v >> 6] |= (uint64_t)(neg != 0) << (v & 63);
+      acc = _mm256_add_epi32(acc, _mm256_max_epi32(t, zero));
+    }
+    int32_t a8[8], b8[8];
+    _mm256_storeu_si256((__m256i *)a8, acc);
+    _mm256_storeu_si256((__m256i *)b8, above);
+    for (int l = 0; l < 8; l++) {
+      r->acc += a8[l];
+      r->above += b8[l];
+    }
+    for (int w = 0; w < AVX2_CHUNK / 64; w++)
+      for (uint64_t vb = marked[w]; vb; vb &= vb - 1) {
+        int v = 64 * w + __builtin_ctzll(vb);
+        for (int bits = pend_m[v]; bits; bits &= bits - 1) {
+          int b = __builtin_ctz((unsigned)bits);
+          exact_item(q, m, -pend_t[8 * v + b] - 1, row[j0 + 8 * v + b], r);
+        }
+      }
+  }
+  for (; j < n; j++)
+    lookup_one(q, m, table[cell_of(row[j], lo, scale, g)], row[j], r);
+}
+#endif
+
+/* p[0..n) = v; the table is refilled for every row (up to 2n cells). */
+#ifdef MFM_X86_KERNELS
+__attribute__((target("avx2")))
+static void fill_avx2(int32_t *p, int32_t n, int32_t v) {
+  __m256i x = _mm256_set1_epi32(v);
+  int32_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_si256((__m256i *)(p + i), x);
+  for (; i < n; i++) p[i] = v;
+}
+#endif
+
+static void fill_i32(int32_t *p, int32_t n, int32_t v, int avx2) {
+#ifdef MFM_X86_KERNELS
+  if (avx2) {
+    fill_avx2(p, n, v);
+    return;
+  }
+#else
+  (void)avx2;
+#endif
+  for (int32_t i = 0; i < n; i++) p[i] = v;
 }
 
 /* Number of q (sorted, m) below s and at most s. */
@@ -142,22 +273,88 @@ static int cmp_float(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+#ifdef MFM_X86_KERNELS
+/* Ascending, for 2 <= m <= 64 NaN-free values: each goes to its rank, the
+   values below it plus the equal ones before it, counted for 8 values at
+   once (an insertion sort mispredicts about a branch a value). */
+__attribute__((target("avx2")))
+static void sort_small_avx2(float *q, int32_t m) {
+  float x[64];
+  int32_t rk[64];
+  int nb = (m + 7) / 8;
+  memcpy(x, q, (size_t)m * sizeof *x);
+  for (int32_t i = m; i < 8 * nb; i++) x[i] = 0;
+  __m256 xv[8];
+  __m256i cnt[8], idx[8];
+  for (int a = 0; a < nb; a++) {
+    xv[a] = _mm256_loadu_ps(x + 8 * a);
+    cnt[a] = _mm256_setzero_si256();
+    idx[a] = _mm256_setr_epi32(8 * a, 8 * a + 1, 8 * a + 2, 8 * a + 3,
+                               8 * a + 4, 8 * a + 5, 8 * a + 6, 8 * a + 7);
+  }
+  for (int32_t l = 0; l < m; l++) {
+    __m256 b = _mm256_set1_ps(x[l]);
+    __m256i li = _mm256_set1_epi32(l);
+    for (int a = 0; a < nb; a++) {
+      __m256 lt = _mm256_cmp_ps(b, xv[a], _CMP_LT_OQ);
+      __m256 eq = _mm256_cmp_ps(b, xv[a], _CMP_EQ_OQ);
+      __m256 after = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx[a], li));
+      __m256 below = _mm256_or_ps(lt, _mm256_and_ps(eq, after));
+      cnt[a] = _mm256_sub_epi32(cnt[a], _mm256_castps_si256(below));
+    }
+  }
+  for (int a = 0; a < nb; a++) _mm256_storeu_si256((__m256i *)(rk + 8 * a),
+                                                   cnt[a]);
+  for (int32_t i = 0; i < m; i++) q[rk[i]] = x[i];
+}
+#endif
+
+/* Ascending; insertion sort (or the AVX2 rank sort) for the usual few
+   dozen test items (qsort's calls through a pointer cost more there). */
+static void sort_floats(float *q, int32_t m, int avx2) {
+  if (m > 48) {
+    qsort(q, (size_t)m, sizeof *q, cmp_float);
+    return;
+  }
+#ifdef MFM_X86_KERNELS
+  if (avx2 && m >= 2) {
+    int nan = 0;
+    for (int32_t i = 0; i < m; i++) nan |= q[i] != q[i];
+    if (!nan) {
+      sort_small_avx2(q, m);
+      return;
+    }
+  }
+#else
+  (void)avx2;
+#endif
+  for (int32_t i = 1; i < m; i++) {
+    float v = q[i];
+    int32_t t = i;
+    while (t > 0 && q[t - 1] > v) {
+      q[t] = q[t - 1];
+      t--;
+    }
+    q[t] = v;
+  }
+}
+
 /* Sum over all items of f2, the items strictly above qmax, and the items
    equal to qmax. */
 static void rank_pass(const float *row, int32_t n, const float *q, int32_t m,
-                      int32_t *table, int32_t gmax, int32_t *cells,
-                      int64_t *acc_out,
-                      int64_t *above_out, int64_t *eq_out) {
+                      int32_t *table, int32_t gmax, int32_t *cells, int avx2,
+                      rank_sums *r) {
   float lo = q[0], hi = q[m - 1];
-  int64_t acc = 0, above = 0, eq = 0;
+  r->acc = r->above = r->eq = 0;
   if (isfinite(lo) && isfinite(hi)) {
     int32_t g = 16;
-    /* About 64 cells per test item, at most n so that filling the table
-       stays cheaper than the pass. */
-    while (g < gmax && g < 64 * m && g < n) g *= 2;
+    /* About 128 cells per test item and at least n/4 (items sharing a
+       cell with a test score take the slow exact path), at most 2n so
+       that filling the table stays cheaper than the pass. */
+    while (g < gmax && (g < 128 * m || g < n / 4) && g < 2 * n) g *= 2;
     float span = hi - lo;
     if (!(span > 0)) span = fabsf(lo) * 1e-3f + 1e-20f;
-    float scale = (float)g / span;
+    float scale = (float)(g - 1) / span;
     if (!(scale > 0 && isfinite(scale))) scale = 1.0f;
     float gf = (float)g;
     /* table[c]: 2 * (test scores in cells above c), or -(1 + i) when
@@ -168,45 +365,30 @@ static void rank_pass(const float *row, int32_t n, const float *q, int32_t m,
     for (int32_t i = 0; i < m; i++) {
       int32_t ci = cell_of(q[i], lo, scale, gf);
       if (ci < c) continue; /* same cell as the previous test score */
-      for (; c < ci; c++) table[c] = 2 * (m - i);
+      fill_i32(table + c, ci - c, 2 * (m - i), avx2);
       table[ci] = -(1 + i);
       c = ci + 1;
     }
-    for (; c <= g + 1; c++) table[c] = 0;
-    /* Cells first, in a loop the compiler vectorises; then lookups. */
-    for (int32_t j0 = 0; j0 < n; j0 += CELL_CHUNK) {
-      int32_t nn = n - j0 < CELL_CHUNK ? n - j0 : CELL_CHUNK;
-      cells_of(row + j0, nn, lo, scale, gf, cells);
-      for (int32_t j = 0; j < nn; j++) {
-        int32_t t = table[cells[j]];
-        if (t >= 0) {
-          acc += t;
-          above += t == 0;
-        } else {
-          float s = row[j0 + j];
-          int32_t lb = -t - 1, ub;
-          while (lb < m && q[lb] < s) lb++;
-          ub = lb;
-          while (ub < m && q[ub] <= s) ub++;
-          acc += 2 * (int64_t)(m - ub) + (ub - lb);
-          above += lb == m;
-          eq += s == hi;
-        }
-      }
+    fill_i32(table + c, g + 2 - c, 0, avx2);
+#ifdef MFM_X86_KERNELS
+    if (avx2) {
+      lookup_avx2(row, n, q, m, table, lo, scale, gf, r);
+      return;
     }
+#else
+    (void)avx2;
+#endif
+    lookup_portable(row, n, q, m, table, lo, scale, gf, cells, r);
   } else {
     for (int32_t j = 0; j < n; j++) {
       int32_t lb, ub;
       float s = row[j];
       bounds(q, m, s, &lb, &ub);
-      acc += 2 * (int64_t)(m - ub) + (ub - lb);
-      above += lb == m;
-      eq += s == hi;
+      r->acc += 2 * (int64_t)(m - ub) + (ub - lb);
+      r->above += lb == m;
+      r->eq += s == hi;
     }
   }
-  *acc_out = acc;
-  *above_out = above;
-  *eq_out = eq;
 }
 
 static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
@@ -248,29 +430,33 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
 
   double auc = NAN, mrr = NAN;
   if (c->need_rank && m > 0) {
-    if (m > 1) qsort(ts->q, (size_t)m, sizeof *ts->q, cmp_float);
+    /* The test items leave the pass too (-inf, like the excluded ones,
+       restored after): they would always land in a cell holding their own
+       score and need the exact compare, the slow path of the pass. */
+    memcpy(ts->qraw, ts->q, (size_t)m * sizeof *ts->q);
+    sort_floats(ts->q, m, c->avx2);
     const float *q = ts->q;
-    int64_t acc, above, eq;
-    rank_pass(row, ni, q, m, ts->table, c->gmax, ts->cells, &acc, &above,
-              &eq);
-    /* Remove the pairs counted against excluded items and the test items
-       themselves: what is left is over the negatives only. */
-    acc -= n_excl * f2_exact(q, m, -INFINITY);
-    int64_t gmaxcnt = 0;
-    for (int32_t a = 0; a < m;) {
-      int32_t b = a + 1;
-      while (b < m && q[b] == q[a]) b++;
-      int64_t g = b - a;
-      acc -= g * (2 * (int64_t)(m - b) + g);
-      if (b == m) gmaxcnt = g;
-      a = b;
+    int32_t nt = 0;
+    for (int64_t t = te->indptr[u]; t < te->indptr[u + 1]; t++) {
+      int32_t j = te->indices[t];
+      if (j < ni && mark[j] == 2) {
+        ts->qidx[nt++] = j;
+        row[j] = -INFINITY;
+      }
     }
+    rank_sums rs;
+    rank_pass(row, ni, q, m, ts->table, c->gmax, ts->cells, c->avx2, &rs);
+    for (int32_t t = 0; t < nt; t++) row[ts->qidx[t]] = ts->qraw[t];
+    /* Remove the pairs counted against the excluded and test items (all
+       at -inf in the pass): what is left is over the negatives only. */
+    int64_t acc = rs.acc - (n_excl + nt) * f2_exact(q, m, -INFINITY);
     int64_t n_neg = (int64_t)ni - n_excl - m;
     if (n_neg > 0) auc = (double)acc / (2.0 * (double)m * (double)n_neg);
     /* Rank of the best test item: items strictly above, then items tied
-       with it at a lower index (ties go to the lower index). */
-    int64_t before = 0;
-    if (eq > gmaxcnt) {
+       with it at a lower index (ties go to the lower index); rs.eq counts
+       the other items equal to the best score. */
+    int64_t above = rs.above, before = 0;
+    if (rs.eq > 0) {
       for (int32_t j = 0; j < best_j; j++)
         before += row[j] == best && mark[j] == 0;
     }
@@ -342,6 +528,8 @@ static void free_ts(tstate *ts, int nt) {
   for (int t = 0; t < nt; t++) {
     mfm_free(ts[t].mark);
     mfm_free(ts[t].q);
+    mfm_free(ts[t].qraw);
+    mfm_free(ts[t].qidx);
     mfm_free(ts[t].table);
     mfm_free(ts[t].cells);
     mfm_free(ts[t].hs);
@@ -380,6 +568,7 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
   c.exclude = exclude;
   c.p = p;
   c.per_user = per_user;
+  c.avx2 = mfm_kernels_avx2();
   for (int col = 0; col < ncol; col++) {
     mfm_metric mt = p->metric[col];
     if (mt == MFM_METRIC_AUC || mt == MFM_METRIC_MRR) c.need_rank = 1;
@@ -412,11 +601,19 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
       }
       continue;
     }
+    /* Rows are sorted: a merge with the exclusion row, not a search per
+       test item. */
     int32_t m = 0;
+    int64_t xa = 0, xz = 0;
+    if (exclude && u < exclude->n_rows) {
+      xa = exclude->indptr[u];
+      xz = exclude->indptr[u + 1];
+    }
     for (int64_t t = a; t < z; t++) {
       int32_t j = test->indices[t];
+      while (xa < xz && exclude->indices[xa] < j) xa++;
       if (j >= f->n_items) r.n_unknown_items++;
-      else if (exclude && mfm_csr_has(exclude, u, j)) r.n_test_excluded++;
+      else if (xa < xz && exclude->indices[xa] == j) r.n_test_excluded++;
       else m++;
     }
     if (m == 0) {
@@ -433,7 +630,9 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
   int32_t nblocks = mfm_engine_setup(&e, p->block, p->threads);
   nt = e.threads;
   c.gmax = 16;
-  while (c.gmax < (1 << 16) && c.gmax < 64 * max_m) c.gmax *= 2;
+  while (c.gmax < (1 << 16) &&
+         (c.gmax < 128 * max_m || c.gmax < f->n_items / 4))
+    c.gmax *= 2;
   size_t ni = f->n_items > 0 ? (size_t)f->n_items : 1;
   size_t kh = c.kheap > 0 ? (size_t)c.kheap : 1;
   size_t nb = nblocks > 0 ? (size_t)nblocks : 1;
@@ -448,6 +647,8 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
     tstate *s = &ts[t];
     s->mark = mfm_calloc(ni, 1);
     s->q = mfm_malloc_array((size_t)max_m, sizeof *s->q);
+    s->qraw = mfm_malloc_array((size_t)max_m, sizeof *s->qraw);
+    s->qidx = mfm_malloc_array((size_t)max_m, sizeof *s->qidx);
     s->table = mfm_malloc_array((size_t)c.gmax + 2, sizeof *s->table);
     s->cells = mfm_malloc_array(CELL_CHUNK, sizeof *s->cells);
     s->hs = mfm_malloc_array(kh, sizeof *s->hs);
@@ -457,8 +658,9 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
     s->hits = mfm_calloc(kh + 1, sizeof *s->hits);
     s->minrank = c.need_cov ? mfm_malloc_array(ni, sizeof *s->minrank)
                             : NULL;
-    if (!s->mark || !s->q || !s->table || !s->cells || !s->hs || !s->hi || !s->dcg ||
-        !s->ap || !s->hits || (c.need_cov && !s->minrank)) {
+    if (!s->mark || !s->q || !s->qraw || !s->qidx || !s->table ||
+        !s->cells || !s->hs || !s->hi || !s->dcg || !s->ap || !s->hits ||
+        (c.need_cov && !s->minrank)) {
       st = MFM_ENOMEM;
       goto done;
     }

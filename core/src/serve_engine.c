@@ -5,6 +5,7 @@
 #include "serve_impl.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <string.h>
 
 #include "moonfm/alloc.h"
@@ -49,7 +50,11 @@ static void topk_row(mfm_serve_worker *w, serve_inst *in, float *row) {
   const int32_t *x;
   int64_t nx;
   excluded(w, in, &x, &nx);
-  for (int64_t t = 0; t < nx; t++) w->mark[x[t]] = 1;
+  /* -inf as well as marked: the heap scan's threshold then holds. */
+  for (int64_t t = 0; t < nx; t++) {
+    w->mark[x[t]] = 1;
+    row[x[t]] = -INFINITY;
+  }
   mfm_heap h;
   mfm_heap_init(&h, w->hs, w->hi, in->k < ni ? in->k : ni);
   mfm_heap_scan(&h, row, ni, w->mark);

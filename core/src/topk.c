@@ -6,6 +6,9 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
+#ifdef MFM_X86_KERNELS
+#include <immintrin.h>
+#endif
 
 #include "moonfm/alloc.h"
 #include "moonfm/stop.h"
@@ -74,34 +77,191 @@ void mfm_heap_sort(mfm_heap *h) {
   }
 }
 
+/* ---- kernel choice ---------------------------------------------------- */
+
+static atomic_int force_portable;
+
+void mfm_kernels_force_portable(int on) {
+  atomic_store(&force_portable, on != 0);
+}
+
+int mfm_kernels_avx2(void) {
+  if (atomic_load_explicit(&force_portable, memory_order_relaxed)) return 0;
+#ifdef MFM_X86_KERNELS
+  return __builtin_cpu_supports("avx2") != 0;
+#else
+  return 0;
+#endif
+}
+
+/* ---- the threshold scan ----------------------------------------------- */
+
+/* Items come in increasing index, so an item tied with the root loses: once
+   the heap is full only a strictly greater score enters.  The test is
+   repeated per item because the root rises as items enter. */
+static void offer(mfm_heap *h, const float *row, int32_t t,
+                  const uint8_t *mark) {
+  if (row[t] > h->score[0] && (!mark || !(mark[t] & 1)))
+    mfm_heap_push(h, row[t], t);
+}
+
 #define SCAN_CHUNK 64
 
-/* The chunk counts are most of the scan: wider units where the CPU has
-   them. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__AVX2__) && \
-    !defined(__clang__) /* clang 14: no ifunc clones in a static lib */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-void mfm_heap_scan(mfm_heap *h, const float *row, int32_t n,
-                   const uint8_t *mark) {
-  int32_t j = 0;
-  if (h->k <= 0) return;
-  for (; j < n && h->n < h->k; j++)
-    if (!mark || !(mark[j] & 1)) mfm_heap_push(h, row[j], j);
-  /* Items come in increasing index, so an item tied with the root loses:
-     only a strictly greater score enters.  The count below vectorises. */
+/* Portable: a count over a chunk (vectorised by the compiler) decides
+   whether the chunk is looked at item by item. */
+static void scan_portable(mfm_heap *h, const float *row, int32_t j,
+                          int32_t n, const uint8_t *mark) {
   while (j < n) {
     int32_t e = n - j > SCAN_CHUNK ? j + SCAN_CHUNK : n;
     float thr = h->score[0];
     int cnt = 0;
     for (int32_t t = j; t < e; t++) cnt += row[t] > thr;
-    if (cnt) {
-      for (int32_t t = j; t < e; t++)
-        if (row[t] > h->score[0] && (!mark || !(mark[t] & 1)))
-          mfm_heap_push(h, row[t], t);
-    }
+    if (cnt)
+      for (int32_t t = j; t < e; t++) offer(h, row, t, mark);
     j = e;
   }
+}
+
+#ifdef MFM_X86_KERNELS
+/* AVX2: a bit mask of the items above the root, 32 at a time; only the set
+   bits are visited (a chunk-wide rescan cost more than the pushes). */
+__attribute__((target("avx2")))
+static void scan_avx2(mfm_heap *h, const float *row, int32_t j, int32_t n,
+                      const uint8_t *mark) {
+  __m256 thr = _mm256_set1_ps(h->score[0]);
+  for (; j + 32 <= n; j += 32) {
+    __m256 a = _mm256_cmp_ps(_mm256_loadu_ps(row + j), thr, _CMP_GT_OQ);
+    __m256 b = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 8), thr, _CMP_GT_OQ);
+    __m256 c = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 16), thr, _CMP_GT_OQ);
+    __m256 d = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 24), thr, _CMP_GT_OQ);
+    __m256 any = _mm256_or_ps(_mm256_or_ps(a, b), _mm256_or_ps(c, d));
+    if (_mm256_testz_ps(any, any)) continue;
+    uint32_t bits = (uint32_t)_mm256_movemask_ps(a) |
+                    (uint32_t)_mm256_movemask_ps(b) << 8 |
+                    (uint32_t)_mm256_movemask_ps(c) << 16 |
+                    (uint32_t)_mm256_movemask_ps(d) << 24;
+    while (bits) {
+      offer(h, row, j + __builtin_ctz(bits), mark);
+      bits &= bits - 1;
+    }
+    thr = _mm256_set1_ps(h->score[0]);
+  }
+  for (; j < n; j++) offer(h, row, j, mark);
+}
+
+/* The largest of each of the 32 groups {j : j mod 32 = l} of
+   row[0 .. n rounded down to 32); NaN is passed over. */
+__attribute__((target("avx2")))
+static void group_max_avx2(const float *row, int32_t n, float *out) {
+  __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+  for (int32_t j = 0; j + 32 <= n; j += 32) {
+    /* max(v, m) keeps m when v is NaN. */
+    m0 = _mm256_max_ps(_mm256_loadu_ps(row + j), m0);
+    m1 = _mm256_max_ps(_mm256_loadu_ps(row + j + 8), m1);
+    m2 = _mm256_max_ps(_mm256_loadu_ps(row + j + 16), m2);
+    m3 = _mm256_max_ps(_mm256_loadu_ps(row + j + 24), m3);
+  }
+  _mm256_storeu_ps(out, m0);
+  _mm256_storeu_ps(out + 8, m1);
+  _mm256_storeu_ps(out + 16, m2);
+  _mm256_storeu_ps(out + 24, m3);
+}
+
+/* The k-th largest of v[0..32) (k in [1, 32], no NaN): the largest v[i]
+   that at least k of them reach, found by counting for every i at once
+   (a sort of 32 values mispredicts about one branch a value). */
+__attribute__((target("avx2")))
+static float kth_largest_32_avx2(const float *v, int32_t k) {
+  __m256 x[4];
+  __m256i cnt[4];
+  for (int a = 0; a < 4; a++) {
+    x[a] = _mm256_loadu_ps(v + 8 * a);
+    cnt[a] = _mm256_setzero_si256();
+  }
+  for (int l = 0; l < 32; l++) {
+    __m256 b = _mm256_set1_ps(v[l]);
+    for (int a = 0; a < 4; a++)
+      cnt[a] = _mm256_sub_epi32(
+          cnt[a], _mm256_castps_si256(_mm256_cmp_ps(b, x[a], _CMP_GE_OQ)));
+  }
+  __m256i kk = _mm256_set1_epi32(k - 1);
+  __m256 best = _mm256_set1_ps(-INFINITY);
+  for (int a = 0; a < 4; a++) {
+    __m256 ok = _mm256_castsi256_ps(_mm256_cmpgt_epi32(cnt[a], kk));
+    best = _mm256_max_ps(best, _mm256_blendv_ps(best, x[a], ok));
+  }
+  float b8[8];
+  _mm256_storeu_ps(b8, best);
+  float t = b8[0];
+  for (int l = 1; l < 8; l++) t = b8[l] > t ? b8[l] : t;
+  return t;
+}
+
+/* Offers every item scoring at least thr (heap empty on entry). */
+__attribute__((target("avx2")))
+static void offer_above_avx2(mfm_heap *h, const float *row, int32_t n,
+                             const uint8_t *mark, float thr) {
+  __m256 t = _mm256_set1_ps(thr);
+  int32_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    __m256 a = _mm256_cmp_ps(_mm256_loadu_ps(row + j), t, _CMP_GE_OQ);
+    __m256 b = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 8), t, _CMP_GE_OQ);
+    __m256 c = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 16), t, _CMP_GE_OQ);
+    __m256 d = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 24), t, _CMP_GE_OQ);
+    __m256 any = _mm256_or_ps(_mm256_or_ps(a, b), _mm256_or_ps(c, d));
+    if (_mm256_testz_ps(any, any)) continue;
+    uint32_t bits = (uint32_t)_mm256_movemask_ps(a) |
+                    (uint32_t)_mm256_movemask_ps(b) << 8 |
+                    (uint32_t)_mm256_movemask_ps(c) << 16 |
+                    (uint32_t)_mm256_movemask_ps(d) << 24;
+    for (; bits; bits &= bits - 1) {
+      int32_t i = j + __builtin_ctz(bits);
+      if (!mark || !(mark[i] & 1)) mfm_heap_push(h, row[i], i);
+    }
+  }
+  for (; j < n; j++)
+    if (row[j] >= thr && (!mark || !(mark[j] & 1)))
+      mfm_heap_push(h, row[j], j);
+}
+
+/* Top k (at most 32) with one cheap pass for a threshold: the k-th largest
+   of the 32 group maxima is a score that k distinct items reach, so when
+   k unmarked items score at least that much, the k best are all among
+   them and only those are offered (a dozen or so instead of the ~k ln(n/k)
+   pushes of a sequential scan, each a mispredicted branch).  When marked
+   items made it too high (fewer than k unmarked reach it), returns 0 and
+   the caller scans normally.  The heap keeps the k best under its strict
+   order whatever the order of the offers, so the result is the scan's. */
+static int scan_threshold_avx2(mfm_heap *h, const float *row, int32_t n,
+                               const uint8_t *mark) {
+  float gm[32];
+  group_max_avx2(row, n, gm);
+  offer_above_avx2(h, row, n, mark, kth_largest_32_avx2(gm, h->k));
+  if (h->n == h->k) return 1;
+  h->n = 0;
+  return 0;
+}
+#endif
+
+void mfm_heap_scan(mfm_heap *h, const float *row, int32_t n,
+                   const uint8_t *mark) {
+  int32_t j = 0;
+  if (h->k <= 0) return;
+#ifdef MFM_X86_KERNELS
+  /* The threshold pays from a few hundred items on. */
+  if (h->k <= 32 && n >= 256 && h->n == 0 && mfm_kernels_avx2() &&
+      scan_threshold_avx2(h, row, n, mark))
+    return;
+#endif
+  for (; j < n && h->n < h->k; j++)
+    if (!mark || !(mark[j] & 1)) mfm_heap_push(h, row[j], j);
+#ifdef MFM_X86_KERNELS
+  if (mfm_kernels_avx2()) {
+    scan_avx2(h, row, j, n, mark);
+    return;
+  }
+#endif
+  scan_portable(h, row, j, n, mark);
 }
 
 /* ---- the block engine ------------------------------------------------- */
@@ -277,8 +437,12 @@ static mfm_status rec_row(void *arg, int tid, int32_t blk, int32_t pos,
   if (x && u < x->n_rows) {
     a = x->indptr[u];
     z = x->indptr[u + 1];
+    /* -inf as well as marked: the heap scan's threshold then holds. */
     for (int64_t t = a; t < z; t++)
-      if (x->indices[t] < f->n_items) mark[x->indices[t]] = 1;
+      if (x->indices[t] < f->n_items) {
+        mark[x->indices[t]] = 1;
+        row[x->indices[t]] = -INFINITY;
+      }
   }
   mfm_heap h;
   mfm_heap_init(&h, c->hs[tid], c->hi[tid], c->kk);

@@ -8,6 +8,21 @@
 
 #include "moonfm/eval.h"
 
+/* x86-64 builds (gcc or clang) carry AVX2 kernels chosen at run time, by
+   a plain CPU test rather than target_clones (whose ifunc symbols clang 14
+   leaves undefined in a static library); elsewhere, and on CPUs without
+   AVX2, the portable loops run.  Both give the same results. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MFM_X86_KERNELS 1
+#endif
+
+/* 1 when the AVX2 kernels may run: the CPU has AVX2 and the portable
+   loops are not forced.  Thread-safe. */
+int mfm_kernels_avx2(void);
+/* Forces the portable loops (on != 0) or lets the CPU decide (0); for
+   tests that compare both paths.  Not meant to change during a run. */
+void mfm_kernels_force_portable(int on);
+
 /* A min-heap of the best k (score, index) seen so far; its root is the
    worst kept, "worse" meaning lower score, or equal score and higher
    index.  Buffers are the caller's (k floats, k ints). */
@@ -24,8 +39,11 @@ void mfm_heap_push(mfm_heap *h, float s, int32_t j);
 void mfm_heap_sort(mfm_heap *h);
 
 /* Offers every item j of row[0..n) whose mark[j] has bit 1 clear (mark may
-   be NULL), in increasing j.  Chunks that cannot beat the root are passed
-   over by a vectorised count, so the cost is close to one read of row. */
+   be NULL) to an empty or partly filled heap; the result is the same as
+   offering them in increasing j.  Items that cannot beat the root are
+   passed over by vectorised compares, so the cost is close to one read of
+   row.  Fastest when marked items also score -inf (the AVX2 path first
+   takes a threshold from group maxima that marked items would raise). */
 void mfm_heap_scan(mfm_heap *h, const float *row, int32_t n,
                    const uint8_t *mark);
 

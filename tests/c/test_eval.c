@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../core/src/topk.h"
 #include "check.h"
 #include "moonfm/mfm.h"
 
@@ -377,6 +378,145 @@ static void test_eval_threads_invariant(void) {
   free(V);
 }
 
+/* A case of a given shape: factors multiples of 1/4 in [-range/4,
+   range/4] (small range: many ties), test and exclusion sets of the
+   given densities; user 0 has every item excluded, user 1 every item but
+   its test items (no negative), when there are users enough. */
+static void kase_sized(kase *K, mfm_rng *r, int32_t nu, int32_t ni, int32_t k,
+                       int range, double dt, double dx) {
+  memset(K, 0, sizeof *K);
+  K->nu = nu;
+  K->ni = ni;
+  K->k = k;
+  K->user = calloc((size_t)nu * k + 1, sizeof(float));
+  K->item = calloc((size_t)ni * k + 1, sizeof(float));
+  for (int32_t i = 0; i < nu * k; i++) K->user[i] = qval(r, range);
+  for (int32_t i = 0; i < ni * k; i++) K->item[i] = qval(r, range);
+  if (mfm_rng_below(r, 2)) {
+    K->ib = calloc((size_t)ni, sizeof(float));
+    for (int32_t i = 0; i < ni; i++) K->ib[i] = qval(r, 2);
+  }
+  K->f = (mfm_factors){nu, ni, k, K->user, K->item, k, k, NULL, K->ib};
+  K->test = random_csr(r, nu, ni, ni, dt);
+  mfm_coo c;
+  memset(&c, 0, sizeof c);
+  for (int32_t u = 0; u < nu; u++)
+    for (int32_t j = 0; j < ni; j++) {
+      int in_test = mfm_csr_has(K->test, u, j);
+      if (u == 0 || (u == 1 && !in_test) ||
+          (u > 1 && mfm_rng_below(r, 1000) < dx * 1000))
+        mfm_coo_push(&c, u, j, 1);
+    }
+  mfm_csr_from_coo(nu, ni, c.n, c.rows, c.cols, NULL, &K->excl, NULL);
+  mfm_coo_free(&c);
+}
+
+/* The AVX2 kernels (when the CPU has them) and the portable loops against
+   the reference and against each other, bit for bit, on catalogues of
+   sizes around the vector widths and past the threshold scan's minimum,
+   with ties at the k-th place, all-equal scores, k past the catalogue,
+   users with every item excluded or no negative. */
+static void test_eval_kernels(void) {
+  static const int32_t sizes[] = {1, 7, 8, 9, 31, 33, 63, 255, 256, 257,
+                                  300, 1003};
+  mfm_rng r;
+  mfm_rng_seed(&r, 314);
+  int bad = 0, runs = 0;
+  for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+    for (int variant = 0; variant < 4; variant++) {
+      int32_t ni = sizes[si];
+      /* 0: many ties; 1: few ties; 2: every score equal; 3: sparse test */
+      int32_t k = variant == 2 ? 0 : 1 + (int32_t)mfm_rng_below(&r, 4);
+      int range = variant == 0 ? 2 : 40;
+      kase K;
+      kase_sized(&K, &r, 9, ni, k, range, variant == 3 ? 0.01 : 0.1,
+                 variant == 1 ? 0.3 : 0.05);
+      mfm_eval_params p = mfm_eval_params_default();
+      mfm_metric ms[] = {MFM_METRIC_AUC, MFM_METRIC_MRR,
+                         MFM_METRIC_PRECISION, MFM_METRIC_NDCG,
+                         MFM_METRIC_MAP, MFM_METRIC_RECALL,
+                         MFM_METRIC_HIT_RATE, MFM_METRIC_PRECISION};
+      int32_t ks[] = {0, 0, 10, 1 + ni / 3, 32, ni + 3, 33, 3};
+      for (int c = 0; c < 8; c++) {
+        p.metric[c] = ms[c];
+        p.k[c] = ks[c];
+      }
+      p.n_columns = 8;
+      p.item_bias = 1;
+      double pu[2][9 * 8];
+      mfm_eval_result res[2];
+      for (int path = 0; path < 2; path++) {
+        mfm_kernels_force_portable(path);
+        CHECK(mfm_eval_run(&K.f, K.test, K.excl, &p, &res[path], pu[path],
+                           NULL) == MFM_OK);
+      }
+      mfm_kernels_force_portable(0);
+      int32_t *top = malloc(sizeof(int32_t) * ni);
+      int32_t ntop;
+      for (int32_t u = 0; u < K.nu; u++) {
+        double v[8];
+        int ok = ref_user(&K, &p, u, v, top, &ntop);
+        for (int c = 0; c < 8; c++) {
+          double a = pu[0][u * 8 + c], b = pu[1][u * 8 + c];
+          if (!(a == b || (isnan(a) && isnan(b)))) bad++;
+          if (ok ? !same(v[c], a) : !isnan(a)) {
+            bad++;
+            fprintf(stderr, "kernels: %d items variant %d user %d %s@%d: "
+                    "got %.17g want %.17g\n", (int)ni, variant, (int)u,
+                    mfm_metric_name(p.metric[c]), (int)p.k[c], a,
+                    ok ? v[c] : NAN);
+          }
+        }
+      }
+      /* recommend: k around the threshold scan's limit of 32 */
+      int32_t users[9];
+      for (int32_t u = 0; u < 9; u++) users[u] = u;
+      int32_t kr[] = {1, 10, 32, 33, ni, ni + 2};
+      for (size_t ki = 0; ki < sizeof kr / sizeof *kr; ki++) {
+        int32_t kk = kr[ki];
+        int32_t *items[2];
+        float *scores[2];
+        for (int path = 0; path < 2; path++) {
+          items[path] = malloc(sizeof(int32_t) * 9 * kk);
+          scores[path] = malloc(sizeof(float) * 9 * kk);
+          mfm_kernels_force_portable(path);
+          CHECK(mfm_topk_recommend(&K.f, users, 9, kk, K.excl, NULL,
+                                   items[path], scores[path], NULL) ==
+                MFM_OK);
+        }
+        mfm_kernels_force_portable(0);
+        float *s = malloc(sizeof(float) * ni);
+        int32_t *cand = malloc(sizeof(int32_t) * ni);
+        for (int32_t u = 0; u < 9; u++) {
+          int32_t nc = 0;
+          for (int32_t j = 0; j < ni; j++) {
+            s[j] = ref_score(&K.f, u, j, 1);
+            if (!mfm_csr_has(K.excl, u, j)) cand[nc++] = j;
+          }
+          sort_scores = s;
+          qsort(cand, (size_t)nc, sizeof *cand, by_rank);
+          for (int32_t t = 0; t < kk; t++) {
+            int32_t want = t < nc ? cand[t] : -1;
+            for (int path = 0; path < 2; path++)
+              bad += items[path][u * kk + t] != want;
+          }
+        }
+        free(s);
+        free(cand);
+        for (int path = 0; path < 2; path++) {
+          free(items[path]);
+          free(scores[path]);
+        }
+      }
+      free(top);
+      kase_free(&K);
+      runs++;
+    }
+  }
+  CHECK(bad == 0);
+  CHECK(runs == 48);
+}
+
 static void test_recommend_and_score(void) {
   mfm_rng r;
   mfm_rng_seed(&r, 99);
@@ -501,6 +641,7 @@ int main(void) {
   test_eval_random();
   test_eval_large();
   test_eval_threads_invariant();
+  test_eval_kernels();
   test_recommend_and_score();
   DONE("eval");
 }
