@@ -308,9 +308,10 @@ local function lead(e, host)
   for _, w in ipairs(split_words(custom)) do argv[#argv + 1] = w end
   argv[#argv + 1] = host.exe
   argv[#argv + 1] = "train"
-  -- Open MPI 4.1's start-up can stall for good (mpirun and a remote orted
-  -- connected, no rank ever launched: an out-of-band race upstream, seen
-  -- about once in 50 starts on one machine).  Rank 0 runs on this host and
+  -- Open MPI's start-up can stall for good: mpirun waits forever for an
+  -- orted that died silently after daemonizing (seen when co-located
+  -- daemons collided on one session directory; scripts/local-cluster now
+  -- gives each its own, docs/multi-host.md).  Rank 0 runs on this host and
   -- writes its marker once MPI_Init has returned on every rank, so no
   -- marker within MOONFM_DIST_START seconds means a stalled start: stop
   -- mpirun (its daemons end with it) and launch again.
