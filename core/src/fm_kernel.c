@@ -171,11 +171,18 @@ FM_INLINE int32_t draw_ahead(const fm_cell *c, const mfm_fm *m,
 #if defined(__GNUC__) && !defined(FM_NO_PREFETCH)
   if (!m->i.rows) {
     int64_t o = (int64_t)*next * m->k;
-    for (int32_t j = 0; j < m->k; j += 16) {
-      __builtin_prefetch(m->i.emb + o + j, update);
-      if (update) __builtin_prefetch(m->i.acc + o + j, 1);
+    /* The read/write hint must be a literal for clang. */
+    if (update) {
+      for (int32_t j = 0; j < m->k; j += 16) {
+        __builtin_prefetch(m->i.emb + o + j, 1);
+        __builtin_prefetch(m->i.acc + o + j, 1);
+      }
+      __builtin_prefetch(m->i.bias + *next, 1);
+    } else {
+      for (int32_t j = 0; j < m->k; j += 16)
+        __builtin_prefetch(m->i.emb + o + j, 0);
+      __builtin_prefetch(m->i.bias + *next, 0);
     }
-    __builtin_prefetch(m->i.bias + *next, update);
   }
 #else
   (void)m, (void)update;
