@@ -345,7 +345,7 @@ static mfm_status doc_read(mfm_source *s, char *buf, size_t cap, size_t *n,
     size_t k;
     st = payload(s, &p, &k, cap, err);
     if (st != MFM_OK) return st;
-    memcpy(buf, p, k);
+    if (k) memcpy(buf, p, k); /* an empty record has no payload pointer */
     *n = k;
     return MFM_OK;
   }
