@@ -113,9 +113,9 @@ int main(int argc, char **argv) {
     }
     int32_t ks[] = {32, 64, 128};
     /* ALS_SOLVER=cg|cholesky, ALS_FACTORS=32 and ALS_THREADS=1 narrow
-       the table (shorter runs). */
+       the table (shorter runs); ALS_CG_STEPS=n sets CG's steps (3). */
     const char *only_s = getenv("ALS_SOLVER"), *only_k = getenv("ALS_FACTORS"),
-               *only_t = getenv("ALS_THREADS");
+               *only_t = getenv("ALS_THREADS"), *steps = getenv("ALS_CG_STEPS");
     for (int s = 0; s < 2; s++)
       for (int ki = 0; ki < 3; ki++)
         for (int th = 1; th <= 2; th++) {
@@ -127,6 +127,7 @@ int main(int argc, char **argv) {
           p.factors = ks[ki];
           p.solver = s == 0 ? MFM_ALS_CG : MFM_ALS_CHOLESKY;
           p.threads = th;
+          if (steps) p.cg_steps = atoi(steps);
           mfm_als *m;
           mfm_err err;
           mfm_als_report rep;

@@ -223,7 +223,7 @@ static work *alloc_work(int n, int32_t kp) {
     ws[i].z = mfm_alloc_aligned((size_t)CHUNK * kp, sizeof(float));
     ws[i].a = mfm_alloc_aligned((size_t)kp * kp, sizeof(float));
     ws[i].v = mfm_alloc_aligned((size_t)7 * kp, sizeof(float));
-    ws[i].s = mfm_alloc_aligned(CHUNK, sizeof(float));
+    ws[i].s = mfm_alloc_aligned(2 * CHUNK, sizeof(float));
     if (!ws[i].z || !ws[i].a || !ws[i].v || !ws[i].s) {
       free_work(ws, n);
       return NULL;

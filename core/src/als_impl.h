@@ -17,7 +17,7 @@ typedef struct work {
   float *z;         /* CHUNK x kp */
   float *a;         /* kp x kp */
   float *v;         /* 7 x kp: b, r, p, ap, x, inv, y */
-  float *s;         /* CHUNK: Z v */
+  float *s;         /* 2 x CHUNK: Z v, then CG's Z x */
 } work;
 
 typedef struct side {

@@ -22,25 +22,37 @@ INLINE VEC K(ld)(const float *p) {
 }
 INLINE void K(st)(float *p, VEC v) { memcpy(p, &v, sizeof v); }
 
-/* Halves to 4 lanes, then pairs: the same order at every width. */
-INLINE float K(hsum)(VEC a) {
+/* Halves to 4 lanes: the same order at every width. */
+INLINE mfm_v4 K(to4)(VEC a) {
 #if ALS_VW == 16
-  mfm_v8 lo, hi;
-  memcpy(&lo, &a, 32);
-  memcpy(&hi, (char *)&a + 32, 32);
-  lo += hi;
+  mfm_v8 lo = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7);
+  lo += __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
 #elif ALS_VW == 8
   mfm_v8 lo = a;
 #endif
 #if ALS_VW >= 8
-  mfm_v4 l4, h4;
-  memcpy(&l4, &lo, 16);
-  memcpy(&h4, (char *)&lo + 16, 16);
-  l4 += h4;
+  return __builtin_shufflevector(lo, lo, 0, 1, 2, 3) +
+         __builtin_shufflevector(lo, lo, 4, 5, 6, 7);
 #else
-  mfm_v4 l4 = a;
+  return a;
 #endif
+}
+
+/* The lanes' sum: halves to 4, then pairs. */
+INLINE float K(hsum)(VEC a) {
+  mfm_v4 l4 = K(to4)(a);
   return (l4[0] + l4[2]) + (l4[1] + l4[3]);
+}
+
+/* Four hsums at once, each in hsum's order, by a 4 x 4 transpose. */
+INLINE mfm_v4 K(hsum4)(VEC a, VEC b, VEC c, VEC d) {
+  mfm_v4 a4 = K(to4)(a), b4 = K(to4)(b), c4 = K(to4)(c), d4 = K(to4)(d);
+  mfm_v4 ab = __builtin_shufflevector(a4, b4, 0, 1, 4, 5) +
+              __builtin_shufflevector(a4, b4, 2, 3, 6, 7);
+  mfm_v4 cd = __builtin_shufflevector(c4, d4, 0, 1, 4, 5) +
+              __builtin_shufflevector(c4, d4, 2, 3, 6, 7);
+  return __builtin_shufflevector(ab, cd, 0, 2, 4, 6) +
+         __builtin_shufflevector(ab, cd, 1, 3, 5, 7);
 }
 
 /* Dot product over kp (a multiple of ALS_VW). */
@@ -48,6 +60,30 @@ INLINE float K(dotv)(const float *a, const float *b, int32_t kp) {
   VEC acc = K(ld)(a) * K(ld)(b);
   for (int32_t j = ALS_VW; j < kp; j += ALS_VW) acc += K(ld)(a + j) * K(ld)(b + j);
   return K(hsum)(acc);
+}
+
+/* s[t] = z_t . v for the m rows z_t = z + t kp, each sum in dotv's order.
+   Four rows run on independent chains: one chain waits on the FMA latency
+   (about half the CG time at 64 factors went there). */
+INLINE void K(dots)(const float *z, int32_t m, const float *v, int32_t kp,
+                    float *s) {
+  int32_t t = 0;
+  for (; t + 3 < m; t += 4, z += 4 * (size_t)kp) {
+    const float *z1 = z + kp, *z2 = z1 + kp, *z3 = z2 + kp;
+    VEC vj = K(ld)(v);
+    VEC a0 = K(ld)(z) * vj, a1 = K(ld)(z1) * vj, a2 = K(ld)(z2) * vj,
+        a3 = K(ld)(z3) * vj;
+    for (int32_t j = ALS_VW; j < kp; j += ALS_VW) {
+      vj = K(ld)(v + j);
+      a0 += K(ld)(z + j) * vj;
+      a1 += K(ld)(z1 + j) * vj;
+      a2 += K(ld)(z2 + j) * vj;
+      a3 += K(ld)(z3 + j) * vj;
+    }
+    mfm_v4 r = K(hsum4)(a0, a1, a2, a3);
+    memcpy(s + t, &r, sizeof r);
+  }
+  for (; t < m; t++, z += kp) s[t] = K(dotv)(z, v, kp);
 }
 
 INLINE void K(axpy)(float a, const float *x, float *y, int32_t kp) {
@@ -160,11 +196,15 @@ INLINE void K(chol_solve)(const float *a, int32_t k, int32_t kp,
 }
 
 
-/* A v into out: (Y'Y + lambda I) v + Z'(Z v) over the row's nonzeros.
-   When the row fits one chunk, z already holds it (gathered). */
+/* A v into out: (Y'Y + lambda I) v + Z'(Z v) over the row's nonzeros,
+   leaving Z v of the last chunk in sbuf.  When the row fits one chunk, z
+   already holds it (gathered).  Z'(Z v)
+   goes four nonzeros at a time: their dots, then their share of out while
+   the four rows are still in L1 (a long row's Z is larger than L1, and a
+   pass per column block read it from L2 that many times). */
 INLINE void K(apply)(const fit_ctx *c, const int32_t *idx, const float *w,
-                  int32_t n, float *z, float *sbuf, const float *v,
-                  float *out) {
+                     int32_t n, float *z, float *sbuf, const float *v,
+                     float *out) {
   int32_t k = c->k, kp = c->kp;
   const float *g = c->s.gram;
   for (int32_t cb = 0; cb < kp; cb += ALS_VW) {
@@ -181,19 +221,23 @@ INLINE void K(apply)(const fit_ctx *c, const int32_t *idx, const float *w,
     int32_t m = n - t0 < CHUNK ? n - t0 : CHUNK;
     if (n > CHUNK)
       K(gather)(idx + t0, w + t0, m, c->s.y, k, kp, c->alpha, z, NULL);
-    for (int32_t t = 0; t < m; t++) sbuf[t] = K(dotv)(z + (size_t)t * kp, v, kp);
-    for (int32_t cb = 0; cb < kp; cb += ALS_VW) {
-      VEC a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-      const float *zt = z + cb;
-      int32_t t = 0;
-      for (; t + 3 < m; t += 4, zt += 4 * kp) {
-        a0 += sbuf[t] * K(ld)(zt);
-        a1 += sbuf[t + 1] * K(ld)(zt + kp);
-        a2 += sbuf[t + 2] * K(ld)(zt + 2 * kp);
-        a3 += sbuf[t + 3] * K(ld)(zt + 3 * kp);
+    const float *zt = z;
+    int32_t t = 0;
+    for (; t + 3 < m; t += 4, zt += 4 * (size_t)kp) {
+      K(dots)(zt, 4, v, kp, sbuf + t);
+      float s0 = sbuf[t], s1 = sbuf[t + 1], s2 = sbuf[t + 2], s3 = sbuf[t + 3];
+      for (int32_t cb = 0; cb < kp; cb += ALS_VW) {
+        VEC u = s0 * K(ld)(zt + cb);
+        u += s1 * K(ld)(zt + kp + cb);
+        u += s2 * K(ld)(zt + 2 * (size_t)kp + cb);
+        u += s3 * K(ld)(zt + 3 * (size_t)kp + cb);
+        K(st)(out + cb, K(ld)(out + cb) + u);
       }
-      for (; t < m; t++, zt += kp) a0 += sbuf[t] * K(ld)(zt);
-      K(st)(out + cb, K(ld)(out + cb) + ((a0 + a1) + (a2 + a3)));
+    }
+    for (; t < m; t++, zt += kp) {
+      float st = sbuf[t] = K(dotv)(zt, v, kp);
+      for (int32_t cb = 0; cb < kp; cb += ALS_VW)
+        K(st)(out + cb, K(ld)(out + cb) + st * K(ld)(zt + cb));
     }
   }
 }
@@ -202,22 +246,25 @@ INLINE void K(apply)(const fit_ctx *c, const int32_t *idx, const float *w,
    gathered: with d = alpha w and s = x.y, c(1-s)^2 - s^2 = 1 - 2s +
    d(1-s)^2, summed over the row = n + sum d - 2 b.x + sum (z.x)^2 since
    b = sum (1+d) y and z = sqrt(d) y.  This saves the loss pass its own
-   gather of every nonzero.  z holds the row if it fit one chunk. */
+   gather of every nonzero.  zx, when not NULL, holds z.x (tracked by CG);
+   otherwise z holds the row if it fit one chunk. */
 INLINE double K(row_loss_of)(const fit_ctx *c, work *ws, const int32_t *idx,
-                          const float *w, int32_t n, const float *bx,
-                          const float *x) {
+                             const float *w, int32_t n, const float *bx,
+                             const float *x, const float *zx) {
   int32_t k = c->k, kp = c->kp;
   double l = n - 2.0 * K(dotv)(bx, x, kp), sd = 0;
   for (int32_t t = 0; t < n; t++) sd += w[t];
   l += c->alpha * sd;
+  if (zx) {
+    for (int32_t t = 0; t < n; t++) l += (double)zx[t] * zx[t];
+    return l;
+  }
   for (int32_t t0 = 0; t0 < n; t0 += CHUNK) {
     int32_t m = n - t0 < CHUNK ? n - t0 : CHUNK;
     if (n > CHUNK)
       K(gather)(idx + t0, w + t0, m, c->s.y, k, kp, c->alpha, ws->z, NULL);
-    for (int32_t t = 0; t < m; t++) {
-      double zx = K(dotv)(ws->z + (size_t)t * kp, x, kp);
-      l += zx * zx;
-    }
+    K(dots)(ws->z, m, x, kp, ws->s);
+    for (int32_t t = 0; t < m; t++) l += (double)ws->s[t] * ws->s[t];
   }
   return l;
 }
@@ -257,7 +304,7 @@ INLINE void K(solve_row)(const fit_ctx *c, work *ws, int32_t row) {
     K(chol_solve)(ws->a, k, kp, inv, b, yv, xv);
     memcpy(x, xv, (size_t)k * 4);
     if (c->fused_loss)
-      c->row_loss[row] = K(row_loss_of)(c, ws, idx, w, n, res, xv);
+      c->row_loss[row] = K(row_loss_of)(c, ws, idx, w, n, res, xv, NULL);
     return;
   }
   /* CG (as in implicit), from the previous vector. */
@@ -272,6 +319,10 @@ INLINE void K(solve_row)(const fit_ctx *c, work *ws, int32_t row) {
   memset(xv, 0, (size_t)kp * 4);
   memcpy(xv, x, (size_t)k * 4);
   K(apply)(c, idx, w, n, ws->z, ws->s, xv, ap);
+  /* Z x follows x through the steps (the applies give Z p), so the loss
+     needs no pass of its own over z. */
+  float *zx = c->fused_loss && n <= CHUNK ? ws->s + CHUNK : NULL;
+  if (zx) memcpy(zx, ws->s, (size_t)n * 4);
   for (int32_t j = 0; j < kp; j++) res[j] = b[j] - ap[j];
   memcpy(p, res, (size_t)kp * 4);
   float rs = K(dotv)(res, res, kp);
@@ -281,6 +332,8 @@ INLINE void K(solve_row)(const fit_ctx *c, work *ws, int32_t row) {
     if (!(pap > 0)) break;
     float step = rs / pap;
     K(axpy)(step, p, xv, kp);
+    if (zx)
+      for (int32_t t = 0; t < n; t++) zx[t] += step * ws->s[t];
     K(axpy)(-step, ap, res, kp);
     float rs1 = K(dotv)(res, res, kp);
     float beta = rs1 / rs;
@@ -288,7 +341,23 @@ INLINE void K(solve_row)(const fit_ctx *c, work *ws, int32_t row) {
     rs = rs1;
   }
   memcpy(x, xv, (size_t)k * 4);
-  if (c->fused_loss) c->row_loss[row] = K(row_loss_of)(c, ws, idx, w, n, b, xv);
+  if (c->fused_loss)
+    c->row_loss[row] = K(row_loss_of)(c, ws, idx, w, n, b, xv, zx);
+}
+
+/* Asks the cache for the first rows the gather of `row` will read: the
+   gather prefetches ahead within a row, so without this every row would
+   start on cache misses (ML-1M users have 20 to 200 nonzeros). */
+INLINE void K(prefetch_row)(const fit_ctx *c, int64_t row) {
+  const mfm_csr *r = c->s.rows;
+  if (row >= r->n_rows) return;
+  int64_t p0 = r->indptr[row], p1 = r->indptr[row + 1];
+  if (p1 - p0 > PREFETCH) p1 = p0 + PREFETCH;
+  for (int64_t q = p0; q < p1; q++) {
+    const char *y = (const char *)(c->s.y + (size_t)r->indices[q] * c->k);
+    for (int32_t j = 0; j < c->k; j += LANES) __builtin_prefetch(y + 4 * j);
+    __builtin_prefetch(y + 4 * (size_t)c->k - 1);
+  }
 }
 
 INLINE void K(solve_rows_impl)(fit_ctx *c, int worker) {
@@ -304,6 +373,7 @@ INLINE void K(solve_rows_impl)(fit_ctx *c, int worker) {
         atomic_store(&c->canceled, 1);
         return;
       }
+      if (r + 1 < c->s.n) K(prefetch_row)(c, r + 1);
       K(solve_row)(c, ws, (int32_t)r);
     }
   }
