@@ -120,59 +120,105 @@ INLINE void K(gather)(const int32_t *idx, const float *w, int32_t n,
   }
 }
 
-/* Upper triangle of A += Z'Z over n gathered rows, in 8 x ALS_VW tiles held
-   in registers for the whole pass over Z (a small GEMM micro-kernel).
-   Row r is updated from column floor_VW(r) on; what lies left of the
-   diagonal there is never read. */
+/* Upper triangle of A += Z'Z over n gathered rows, in tiles of 4 rows x
+   2 vectors held in registers for the whole pass over Z (a small GEMM
+   micro-kernel: 6 loads feed 8 FMAs).  Row r is updated from column
+   floor_VW(r) on; what lies left of the diagonal there is never read.
+   Rows past k (up to kp) are zero in Z, so 4-row tiles never go out of
+   bounds.  Each element sums its terms in the order of t. */
 INLINE void K(gram_update)(float *a, const float *z, int32_t n, int32_t k,
-                        int32_t kp) {
-  for (int32_t rb = 0; rb < k; rb += 8) {
-    for (int32_t cb = rb / ALS_VW * ALS_VW; cb < kp; cb += ALS_VW) {
-      VEC c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, c4 = {0}, c5 = {0},
-          c6 = {0}, c7 = {0};
+                           int32_t kp) {
+  for (int32_t rb = 0; rb < k; rb += 4) {
+    float *a0 = a + (size_t)rb * kp, *a1 = a0 + kp, *a2 = a1 + kp,
+          *a3 = a2 + kp;
+    int32_t cb = rb / ALS_VW * ALS_VW;
+    for (; cb + 2 * ALS_VW <= kp; cb += 2 * ALS_VW) {
+      VEC c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0},
+          c30 = {0}, c31 = {0};
       const float *zt = z;
       for (int32_t t = 0; t < n; t++, zt += kp) {
-        VEC zc = K(ld)(zt + cb);
-        const float *zr = zt + rb;
-        c0 += zr[0] * zc;
-        c1 += zr[1] * zc;
-        c2 += zr[2] * zc;
-        c3 += zr[3] * zc;
-        c4 += zr[4] * zc;
-        c5 += zr[5] * zc;
-        c6 += zr[6] * zc;
-        c7 += zr[7] * zc;
+        VEC z0 = K(ld)(zt + cb), z1 = K(ld)(zt + cb + ALS_VW);
+        float r0 = zt[rb], r1 = zt[rb + 1], r2 = zt[rb + 2], r3 = zt[rb + 3];
+        c00 += r0 * z0;
+        c01 += r0 * z1;
+        c10 += r1 * z0;
+        c11 += r1 * z1;
+        c20 += r2 * z0;
+        c21 += r2 * z1;
+        c30 += r3 * z0;
+        c31 += r3 * z1;
       }
-      float *ar = a + (size_t)rb * kp + cb;
-      K(st)(ar, K(ld)(ar) + c0);
-      K(st)(ar + kp, K(ld)(ar + kp) + c1);
-      K(st)(ar + 2 * kp, K(ld)(ar + 2 * kp) + c2);
-      K(st)(ar + 3 * kp, K(ld)(ar + 3 * kp) + c3);
-      K(st)(ar + 4 * kp, K(ld)(ar + 4 * kp) + c4);
-      K(st)(ar + 5 * kp, K(ld)(ar + 5 * kp) + c5);
-      K(st)(ar + 6 * kp, K(ld)(ar + 6 * kp) + c6);
-      K(st)(ar + 7 * kp, K(ld)(ar + 7 * kp) + c7);
+      K(st)(a0 + cb, K(ld)(a0 + cb) + c00);
+      K(st)(a0 + cb + ALS_VW, K(ld)(a0 + cb + ALS_VW) + c01);
+      K(st)(a1 + cb, K(ld)(a1 + cb) + c10);
+      K(st)(a1 + cb + ALS_VW, K(ld)(a1 + cb + ALS_VW) + c11);
+      K(st)(a2 + cb, K(ld)(a2 + cb) + c20);
+      K(st)(a2 + cb + ALS_VW, K(ld)(a2 + cb + ALS_VW) + c21);
+      K(st)(a3 + cb, K(ld)(a3 + cb) + c30);
+      K(st)(a3 + cb + ALS_VW, K(ld)(a3 + cb + ALS_VW) + c31);
+    }
+    if (cb < kp) { /* one vector left (kp / VW odd) */
+      VEC c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};
+      const float *zt = z;
+      for (int32_t t = 0; t < n; t++, zt += kp) {
+        VEC z0 = K(ld)(zt + cb);
+        c0 += zt[rb] * z0;
+        c1 += zt[rb + 1] * z0;
+        c2 += zt[rb + 2] * z0;
+        c3 += zt[rb + 3] * z0;
+      }
+      K(st)(a0 + cb, K(ld)(a0 + cb) + c0);
+      K(st)(a1 + cb, K(ld)(a1 + cb) + c1);
+      K(st)(a2 + cb, K(ld)(a2 + cb) + c2);
+      K(st)(a3 + cb, K(ld)(a3 + cb) + c3);
     }
   }
 }
 
+/* Row j of the factor: U_jj = sqrt(a_jj), the row scaled by 1 / U_jj. */
+INLINE int K(chol_pivot)(float *a, int32_t j, int32_t kp, float *inv) {
+  float *uj = a + (size_t)j * kp;
+  float d = uj[j];
+  if (!(d > 0)) return 0;
+  float r = 1.0f / sqrtf(d);
+  inv[j] = r;
+  for (int32_t c = j / ALS_VW * ALS_VW; c < kp; c += ALS_VW)
+    K(st)(uj + c, K(ld)(uj + c) * r);
+  return 1;
+}
+
 /* In-place Cholesky A = U'U on the upper triangle (row-major, ld kp), in
    the right-looking form whose updates are contiguous row segments; inv
-   gets 1 / U_jj.  Returns 0 if A is not positive definite. */
+   gets 1 / U_jj.  Four pivot rows at a time: the rows below take their
+   four updates in one load and store (a store per update made the
+   factorization store-bound), still in the order of j.  Returns 0 if A
+   is not positive definite. */
 INLINE int K(cholesky)(float *a, int32_t k, int32_t kp, float *inv) {
-  for (int32_t j = 0; j < k; j++) {
-    float *uj = a + (size_t)j * kp;
-    float d = uj[j];
-    if (!(d > 0)) return 0;
-    float r = 1.0f / sqrtf(d);
-    inv[j] = r;
-    int32_t s0 = j / ALS_VW * ALS_VW;
-    for (int32_t c = s0; c < kp; c += ALS_VW) K(st)(uj + c, K(ld)(uj + c) * r);
-    for (int32_t i = j + 1; i < k; i++) {
-      float f = uj[i];
+  for (int32_t j0 = 0; j0 < k; j0 += 4) {
+    int32_t j1 = j0 + 4 < k ? j0 + 4 : k;
+    for (int32_t j = j0; j < j1; j++) {
+      if (!K(chol_pivot)(a, j, kp, inv)) return 0;
+      const float *uj = a + (size_t)j * kp;
+      for (int32_t i = j + 1; i < j1; i++) {
+        float f = uj[i], *ai = a + (size_t)i * kp;
+        for (int32_t c = i / ALS_VW * ALS_VW; c < kp; c += ALS_VW)
+          K(st)(ai + c, K(ld)(ai + c) - f * K(ld)(uj + c));
+      }
+    }
+    if (j1 == k) break; /* no rows below */
+    const float *u0 = a + (size_t)j0 * kp, *u1 = u0 + kp, *u2 = u1 + kp,
+                *u3 = u2 + kp;
+    for (int32_t i = j1; i < k; i++) {
+      float f0 = u0[i], f1 = u1[i], f2 = u2[i], f3 = u3[i];
       float *ai = a + (size_t)i * kp;
-      for (int32_t c = i / ALS_VW * ALS_VW; c < kp; c += ALS_VW)
-        K(st)(ai + c, K(ld)(ai + c) - f * K(ld)(uj + c));
+      for (int32_t c = i / ALS_VW * ALS_VW; c < kp; c += ALS_VW) {
+        VEC x = K(ld)(ai + c);
+        x -= f0 * K(ld)(u0 + c);
+        x -= f1 * K(ld)(u1 + c);
+        x -= f2 * K(ld)(u2 + c);
+        x -= f3 * K(ld)(u3 + c);
+        K(st)(ai + c, x);
+      }
     }
   }
   return 1;
