@@ -13,6 +13,7 @@
    chosen at run time (topk.h); both paths give the same numbers. */
 #include "moonfm/eval.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,8 @@ typedef struct ectx {
   int need_cov;
   int32_t kmax, kheap, gmax;
   int avx2; /* mfm_kernels_avx2(), once per run */
+  const float *ib; /* item bias to add to each row, or NULL */
+  int32_t n_users, block; /* the engine's, to find a row's successor */
   const double *idcg; /* idcg[n] = sum_{r=1..n} 1/log2(r+1), n <= kmax */
   tstate *ts;
   double *sums; /* nblocks x ncol */
@@ -136,15 +139,17 @@ static void lookup_one(const float *q, int32_t m, int32_t t, float s,
   }
 }
 
-/* Portable: cells over a chunk in a loop the compiler vectorises, then
-   scalar lookups. */
+/* Portable: the bias added and stored, cells over a chunk in a loop the
+   compiler vectorises, then scalar lookups. */
 #define CELL_CHUNK 256
-static void lookup_portable(const float *row, int32_t n, const float *q,
-                            int32_t m, const int32_t *table, float lo,
-                            float scale, float g, int32_t *cells,
+static void lookup_portable(float *row, const float *ib, int32_t n,
+                            const float *q, int32_t m, const int32_t *table,
+                            float lo, float scale, float g, int32_t *cells,
                             rank_sums *r) {
   for (int32_t j0 = 0; j0 < n; j0 += CELL_CHUNK) {
     int32_t nn = n - j0 < CELL_CHUNK ? n - j0 : CELL_CHUNK;
+    if (ib)
+      for (int32_t j = 0; j < nn; j++) row[j0 + j] += ib[j0 + j];
     for (int32_t j = 0; j < nn; j++) {
       float x = (row[j0 + j] - lo) * scale;
       x = x >= -1.0f ? x : -1.0f;
@@ -164,42 +169,106 @@ static void lookup_portable(const float *row, int32_t n, const float *q,
    lanes needing the exact compare are noted and done after each chunk, so
    the loop keeps its registers and has no unpredictable branch; the lane
    sums (int32) are flushed per chunk, before they can overflow.  On Zen 3
-   the gather (about 9 cycles for 8 items) is most of the time left. */
+   the gather (about 9 cycles for 8 items) is most of the time left.
+   The same pass adds the item bias (the engine's own pass read each row
+   back from L3 once more) and takes the top-k group maxima (group_max in
+   topk.c), so the row is read once here and once by the top-k offers. */
 #define AVX2_CHUNK 128 /* vectors, a multiple of 64 */
-__attribute__((target("avx2")))
-static void lookup_avx2(const float *row, int32_t n, const float *q,
-                        int32_t m, const int32_t *table, float lo,
-                        float scale, float g, rank_sums *r) {
-  const __m256 vlo = _mm256_set1_ps(lo), vsc = _mm256_set1_ps(scale);
-  const __m256 vm1 = _mm256_set1_ps(-1.0f), vg = _mm256_set1_ps(g);
-  const __m256 one = _mm256_set1_ps(1.0f);
+typedef struct grid8 {
+  __m256 lo, scale, m1, g, one;
+  const void *table;
+} grid8;
+
+/* The 8 scores at row + j, biased (and stored back) when ib is set, and
+   their table entries (int8 when narrow, else int32). */
+__attribute__((target("avx2"), always_inline))
+static inline __m256i lookup8(float *row, const float *ib, int32_t j,
+                              const grid8 *gr, __m256 *sv, int narrow) {
+  __m256 s = _mm256_loadu_ps(row + j);
+  if (ib) {
+    s = _mm256_add_ps(s, _mm256_loadu_ps(ib + j));
+    _mm256_storeu_ps(row + j, s);
+  }
+  *sv = s;
+  __m256 x = _mm256_mul_ps(_mm256_sub_ps(s, gr->lo), gr->scale);
+  x = _mm256_min_ps(_mm256_max_ps(x, gr->m1), gr->g);
+  __m256i c = _mm256_cvttps_epi32(_mm256_add_ps(x, gr->one));
+  if (!narrow) return _mm256_i32gather_epi32((const int *)gr->table, c, 4);
+  /* Four bytes from each cell (the table has 3 bytes of padding), the
+     first sign-extended. */
+  __m256i t = _mm256_i32gather_epi32((const int *)gr->table, c, 1);
+  return _mm256_srai_epi32(_mm256_slli_epi32(t, 24), 24);
+}
+
+/* Notes vector v's table entries t in the lane sums, and the lanes that
+   need the exact compare at a fixed place and in a bit set, without a
+   branch (it would be mispredicted) and without a store address waiting
+   for the gather. */
+__attribute__((target("avx2"), always_inline))
+static inline void note8(__m256i t, int v, __m256i *acc, __m256i *above,
+                         int32_t *pend_t, int *pend_m, uint64_t *marked) {
+  const __m256i zero = _mm256_setzero_si256();
+  *above = _mm256_sub_epi32(*above, _mm256_cmpeq_epi32(t, zero));
+  int neg = _mm256_movemask_ps(_mm256_castsi256_ps(t));
+  _mm256_storeu_si256((__m256i *)(pend_t + 8 * v), t);
+  pend_m[v] = neg;
+  marked[v >> 6] |= (uint64_t)(neg != 0) << (v & 63);
+  *acc = _mm256_add_epi32(*acc, _mm256_max_epi32(t, zero));
+}
+
+/* Returns 1 when gm holds the 32 group maxima of row[0 .. n rounded down
+   to 32) as topk.c's group_max would find them after the pass (the test
+   items, at -inf here, are folded in by the caller). */
+__attribute__((target("avx2"), always_inline))
+static inline int lookup_avx2_body(float *row, const float *ib, int32_t n,
+                                   const float *q, int32_t m,
+                                   const void *table, float lo, float scale,
+                                   float g, const float *next, float *gm,
+                                   rank_sums *r, int narrow) {
+  grid8 gr = {_mm256_set1_ps(lo), _mm256_set1_ps(scale),
+              _mm256_set1_ps(-1.0f), _mm256_set1_ps(g),
+              _mm256_set1_ps(1.0f), table};
   const __m256i zero = _mm256_setzero_si256();
   int64_t per = INT32_MAX / (2 * (int64_t)m + 2); /* vectors per flush */
   if (per > AVX2_CHUNK) per = AVX2_CHUNK;
   if (per < 1) per = 1;
+  /* Groups of 32 items stay aligned only with chunks of whole groups. */
+  int whole = per % 4 == 0;
+  __m256 g0 = _mm256_set1_ps(-INFINITY), g1 = g0, g2 = g0, g3 = g0;
   int32_t pend_t[AVX2_CHUNK * 8];
   int pend_m[AVX2_CHUNK];
   int32_t j = 0;
+  if (!next) next = row;
   while (n - j >= 8) {
     __m256i acc = zero, above = zero;
     uint64_t marked[AVX2_CHUNK / 64] = {0};
     int32_t j0 = j, nv = (n - j) / 8 > per ? (int32_t)per : (n - j) / 8;
-    for (int32_t v = 0; v < nv; v++, j += 8) {
-      __m256 s = _mm256_loadu_ps(row + j);
-      __m256 x = _mm256_mul_ps(_mm256_sub_ps(s, vlo), vsc);
-      x = _mm256_min_ps(_mm256_max_ps(x, vm1), vg);
-      __m256i c = _mm256_cvttps_epi32(_mm256_add_ps(x, one));
-      __m256i t = _mm256_i32gather_epi32((const int *)table, c, 4);
-      above = _mm256_sub_epi32(above, _mm256_cmpeq_epi32(t, zero));
-      /* Noted at a fixed place and in a bit set, without a branch (it
-         would be mispredicted) and without a store address waiting for
-         the gather. */
-      int neg = _mm256_movemask_ps(_mm256_castsi256_ps(t));
-      _mm256_storeu_si256((__m256i *)(pend_t + 8 * v), t);
-      pend_m[v] = neg;
-      marked[v >> 6] |= (uint64_t)(neg != 0) << (v & 63);
-      acc = _mm256_add_epi32(acc, _mm256_max_epi32(t, zero));
-    }
+    int32_t v = 0;
+    __m256 s;
+    if (whole)
+      for (; v + 4 <= nv; v += 4, j += 32) {
+        /* The next row comes from L3 (the block is larger than L2):
+           fetched now, while the gathers bound this loop, it is in cache
+           when its exclusions are written. */
+        __builtin_prefetch(next + j, 1, 3);
+        __builtin_prefetch(next + j + 16, 1, 3);
+        /* max(s, g) keeps g when s is NaN, as group_max does. */
+        __m256i t = lookup8(row, ib, j, &gr, &s, narrow);
+        g0 = _mm256_max_ps(s, g0);
+        note8(t, v, &acc, &above, pend_t, pend_m, marked);
+        t = lookup8(row, ib, j + 8, &gr, &s, narrow);
+        g1 = _mm256_max_ps(s, g1);
+        note8(t, v + 1, &acc, &above, pend_t, pend_m, marked);
+        t = lookup8(row, ib, j + 16, &gr, &s, narrow);
+        g2 = _mm256_max_ps(s, g2);
+        note8(t, v + 2, &acc, &above, pend_t, pend_m, marked);
+        t = lookup8(row, ib, j + 24, &gr, &s, narrow);
+        g3 = _mm256_max_ps(s, g3);
+        note8(t, v + 3, &acc, &above, pend_t, pend_m, marked);
+      }
+    for (; v < nv; v++, j += 8)
+      note8(lookup8(row, ib, j, &gr, &s, narrow), v, &acc, &above, pend_t,
+            pend_m, marked);
     int32_t a8[8], b8[8];
     _mm256_storeu_si256((__m256i *)a8, acc);
     _mm256_storeu_si256((__m256i *)b8, above);
@@ -209,15 +278,38 @@ static void lookup_avx2(const float *row, int32_t n, const float *q,
     }
     for (int w = 0; w < AVX2_CHUNK / 64; w++)
       for (uint64_t vb = marked[w]; vb; vb &= vb - 1) {
-        int v = 64 * w + __builtin_ctzll(vb);
-        for (int bits = pend_m[v]; bits; bits &= bits - 1) {
+        int vi = 64 * w + __builtin_ctzll(vb);
+        for (int bits = pend_m[vi]; bits; bits &= bits - 1) {
           int b = __builtin_ctz((unsigned)bits);
-          exact_item(q, m, -pend_t[8 * v + b] - 1, row[j0 + 8 * v + b], r);
+          exact_item(q, m, -pend_t[8 * vi + b] - 1, row[j0 + 8 * vi + b],
+                     r);
         }
       }
   }
-  for (; j < n; j++)
-    lookup_one(q, m, table[cell_of(row[j], lo, scale, g)], row[j], r);
+  for (; j < n; j++) {
+    if (ib) row[j] += ib[j];
+      int32_t ci = cell_of(row[j], lo, scale, g);
+    lookup_one(q, m, narrow ? ((const int8_t *)table)[ci]
+                            : ((const int32_t *)table)[ci], row[j], r);
+  }
+  _mm256_storeu_ps(gm, g0);
+  _mm256_storeu_ps(gm + 8, g1);
+  _mm256_storeu_ps(gm + 16, g2);
+  _mm256_storeu_ps(gm + 24, g3);
+  return whole;
+}
+
+/* The two table widths, each with its own loop. */
+__attribute__((target("avx2")))
+static int lookup_avx2(float *row, const float *ib, int32_t n,
+                       const float *q, int32_t m, const void *table,
+                       float lo, float scale, float g, const float *next,
+                       float *gm, rank_sums *r, int narrow) {
+  if (narrow)
+    return lookup_avx2_body(row, ib, n, q, m, table, lo, scale, g, next, gm,
+                            r, 1);
+  return lookup_avx2_body(row, ib, n, q, m, table, lo, scale, g, next, gm, r,
+                          0);
 }
 #endif
 
@@ -340,10 +432,14 @@ static void sort_floats(float *q, int32_t m, int avx2) {
 }
 
 /* Sum over all items of f2, the items strictly above qmax, and the items
-   equal to qmax. */
-static void rank_pass(const float *row, int32_t n, const float *q, int32_t m,
-                      int32_t *table, int32_t gmax, int32_t *cells, int avx2,
-                      rank_sums *r) {
+   equal to qmax.  With ib, the pass adds the item bias to row first (the
+   caller does it when the test scores are not all finite, since an
+   excluded item at -inf must stay exactly that in the exact counting).
+   Returns 1 when it left the top-k group maxima in gm (AVX2 only). */
+static int rank_pass(float *row, const float *ib, int32_t n, const float *q,
+                     int32_t m, int32_t *table, int32_t gmax,
+                     int32_t *cells, int avx2, const float *next, float *gm,
+                     rank_sums *r) {
   float lo = q[0], hi = q[m - 1];
   r->acc = r->above = r->eq = 0;
   if (isfinite(lo) && isfinite(hi)) {
@@ -360,26 +456,39 @@ static void rank_pass(const float *row, int32_t n, const float *q, int32_t m,
     /* table[c]: 2 * (test scores in cells above c), or -(1 + i) when
        test score i is the first in c itself: items in such a cell are
        compared exactly, with the few test scores from i on (test scores
-       in later cells are above every item of c). */
+       in later cells are above every item of c).  Excluded items reach
+       cell 0 whether the bias made them -inf or NaN. */
+    /* The AVX2 loop takes a table of bytes when its values fit (up to 63
+       test scores): 4 KB instead of 16 for the usual row, so that it
+       stays in L1 next to the row, and a quarter of the fill. */
+    int narrow = avx2 && m <= 63;
     int32_t c = 0;
+    int8_t *t8 = (int8_t *)table;
     for (int32_t i = 0; i < m; i++) {
       int32_t ci = cell_of(q[i], lo, scale, gf);
       if (ci < c) continue; /* same cell as the previous test score */
-      fill_i32(table + c, ci - c, 2 * (m - i), avx2);
-      table[ci] = -(1 + i);
+      if (narrow) {
+        memset(t8 + c, 2 * (m - i), (size_t)(ci - c));
+        t8[ci] = (int8_t)-(1 + i);
+      } else {
+        fill_i32(table + c, ci - c, 2 * (m - i), avx2);
+        table[ci] = -(1 + i);
+      }
       c = ci + 1;
     }
-    fill_i32(table + c, g + 2 - c, 0, avx2);
+    if (narrow) memset(t8 + c, 0, (size_t)(g + 2 - c) + 3);
+    else fill_i32(table + c, g + 2 - c, 0, avx2);
 #ifdef MFM_X86_KERNELS
-    if (avx2) {
-      lookup_avx2(row, n, q, m, table, lo, scale, gf, r);
-      return;
-    }
+    if (avx2) return lookup_avx2(row, ib, n, q, m, table, lo, scale, gf,
+                                 next, gm, r, narrow);
 #else
     (void)avx2;
+    (void)next;
+    (void)gm;
 #endif
-    lookup_portable(row, n, q, m, table, lo, scale, gf, cells, r);
+    lookup_portable(row, ib, n, q, m, table, lo, scale, gf, cells, r);
   } else {
+    assert(!ib);
     for (int32_t j = 0; j < n; j++) {
       int32_t lb, ub;
       float s = row[j];
@@ -389,6 +498,16 @@ static void rank_pass(const float *row, int32_t n, const float *q, int32_t m,
       r->eq += s == hi;
     }
   }
+  return 0;
+}
+
+/* The item bias, for rows that do not take it in the rank pass; the
+   excluded items go back to exactly -inf. */
+static void add_bias(float *row, const float *ib, int32_t n,
+                     const mfm_csr *x, int64_t xa, int64_t xz) {
+  for (int32_t j = 0; j < n; j++) row[j] += ib[j];
+  for (int64_t t = xa; t < xz; t++)
+    if (x->indices[t] < n) row[x->indices[t]] = -INFINITY;
 }
 
 static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
@@ -413,6 +532,11 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
       }
     }
   }
+  /* The row is the bare dot product: the item bias (ib) is added by the
+     rank pass, or by add_bias when there is none. */
+  const float *ib = c->ib;
+  float gm[32];
+  int have_gm = 0;
   /* The test items, with the best one (lowest index among equal). */
   int32_t m = 0, best_j = -1;
   float best = 0;
@@ -420,7 +544,7 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
     int32_t j = te->indices[t];
     if (j >= ni || (mark[j] & 1)) continue;
     mark[j] = 2;
-    float s = row[j];
+    float s = ib ? row[j] + ib[j] : row[j];
     ts->q[m++] = s;
     if (best_j < 0 || s > best) {
       best = s;
@@ -436,6 +560,10 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
     memcpy(ts->qraw, ts->q, (size_t)m * sizeof *ts->q);
     sort_floats(ts->q, m, c->avx2);
     const float *q = ts->q;
+    if (ib && !(isfinite(q[0]) && isfinite(q[m - 1]))) {
+      add_bias(row, ib, ni, x, xa, xz);
+      ib = NULL;
+    }
     int32_t nt = 0;
     for (int64_t t = te->indptr[u]; t < te->indptr[u + 1]; t++) {
       int32_t j = te->indices[t];
@@ -445,8 +573,20 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
       }
     }
     rank_sums rs;
-    rank_pass(row, ni, q, m, ts->table, c->gmax, ts->cells, c->avx2, &rs);
+    /* The next row of the block, to prefetch. */
+    const float *next = pos + 1 < c->n_users && (pos + 1) / c->block == blk
+                            ? row + ni : NULL;
+    have_gm = rank_pass(row, ib, ni, q, m, ts->table, c->gmax, ts->cells,
+                        c->avx2, next, gm, &rs);
+    ib = NULL;
     for (int32_t t = 0; t < nt; t++) row[ts->qidx[t]] = ts->qraw[t];
+    /* The test items were -inf in the group maxima; max(s, g) as there. */
+    if (have_gm)
+      for (int32_t t = 0; t < nt; t++) {
+        int32_t j = ts->qidx[t];
+        if (j < (ni & ~31) && ts->qraw[t] > gm[j & 31])
+          gm[j & 31] = ts->qraw[t];
+      }
     /* Remove the pairs counted against the excluded and test items (all
        at -inf in the pass): what is left is over the negatives only. */
     int64_t acc = rs.acc - (n_excl + nt) * f2_exact(q, m, -INFINITY);
@@ -463,11 +603,13 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
     mrr = 1.0 / (double)(1 + above + before);
   }
 
+  if (ib) add_bias(row, ib, ni, x, xa, xz);
+
   mfm_heap h;
   h.n = 0;
   if (m > 0 && c->kheap > 0) {
     mfm_heap_init(&h, ts->hs, ts->hi, c->kheap);
-    mfm_heap_scan(&h, row, ni, mark);
+    mfm_heap_scan_max(&h, row, ni, mark, have_gm ? gm : NULL);
     mfm_heap_sort(&h);
     int32_t nh = 0;
     double dcg = 0, ap = 0;
@@ -626,8 +768,12 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
   }
   r.n_users = n_users;
 
-  mfm_engine e = {f, users, n_users, 0, 0, p->item_bias, eval_row, &c};
+  /* eval_row adds the item bias itself (in the rank pass). */
+  c.ib = p->item_bias ? f->item_bias : NULL;
+  mfm_engine e = {f, users, n_users, 0, 0, 0, eval_row, &c};
   int32_t nblocks = mfm_engine_setup(&e, p->block, p->threads);
+  c.n_users = n_users;
+  c.block = e.block;
   nt = e.threads;
   c.gmax = 16;
   while (c.gmax < (1 << 16) &&
