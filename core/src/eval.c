@@ -107,6 +107,10 @@ static int32_t cell_of(float s, float lo, float scale, float g) {
   return (int32_t)(x + 1.0f);
 }
 
+/* In count_avx2's uint16 table, EXACT + i marks a cell whose first test
+   score is q[i]. */
+#define EXACT 8192
+
 /* Sums of the rank pass: twice the test scores above each item plus those
    equal to it, the items above every test score, the items equal to the
    highest test score (the last only from cells holding test scores, where
@@ -126,6 +130,23 @@ static void exact_item(const float *q, int32_t m, int32_t i, float s,
   r->acc += 2 * (int64_t)(m - ub) + (ub - lb);
   r->above += lb == m;
   r->eq += s == q[m - 1];
+}
+
+/* Number of q (sorted, m) below s and at most s. */
+static void bounds(const float *q, int32_t m, float s, int32_t *lb,
+                   int32_t *ub) {
+  int32_t a = 0, b = m;
+  while (a < b) {
+    int32_t h = a + (b - a) / 2;
+    if (q[h] < s) a = h + 1; else b = h;
+  }
+  *lb = a;
+  b = m;
+  while (a < b) {
+    int32_t h = a + (b - a) / 2;
+    if (q[h] <= s) a = h + 1; else b = h;
+  }
+  *ub = a;
 }
 
 /* One item through the table. */
@@ -162,28 +183,22 @@ static void lookup_portable(float *row, const float *ib, int32_t n,
 }
 
 #ifdef MFM_X86_KERNELS
-/* AVX2: cells and table lookups eight items at a time (a gather), instead
-   of about 12 scalar instructions an item.  The cell is computed with the
-   same IEEE operations as cell_of (max/min keep its NaN and equality
-   cases), so items and test scores fall in the same cells.  Vectors with
-   lanes needing the exact compare are noted and done after each chunk, so
-   the loop keeps its registers and has no unpredictable branch; the lane
-   sums (int32) are flushed per chunk, before they can overflow.  On Zen 3
-   the gather (about 9 cycles for 8 items) is most of the time left.
-   The same pass adds the item bias (the engine's own pass read each row
-   back from L3 once more) and takes the top-k group maxima (group_max in
-   topk.c), so the row is read once here and once by the top-k offers. */
-#define AVX2_CHUNK 128 /* vectors, a multiple of 64 */
+/* The AVX2 passes add the item bias to the row as they read it (the
+   engine's own pass read each row back from L3 once more) and take the
+   top-k group maxima (group_max in topk.c) in the same loop, so the row is
+   read once here and once by the top-k offers.  The next row of the block
+   is prefetched meanwhile: the block is larger than L2. */
 typedef struct grid8 {
   __m256 lo, scale, m1, g, one;
-  const void *table;
 } grid8;
 
 /* The 8 scores at row + j, biased (and stored back) when ib is set, and
-   their table entries (int8 when narrow, else int32). */
+   their clamped grid positions x (cell = x + 1).  The cell is computed
+   with the same IEEE operations as cell_of (max/min keep its NaN and
+   equality cases), so items and test scores fall in the same cells. */
 __attribute__((target("avx2"), always_inline))
-static inline __m256i lookup8(float *row, const float *ib, int32_t j,
-                              const grid8 *gr, __m256 *sv, int narrow) {
+static inline __m256 grid_x8(float *row, const float *ib, int32_t j,
+                             const grid8 *gr, __m256 *sv) {
   __m256 s = _mm256_loadu_ps(row + j);
   if (ib) {
     s = _mm256_add_ps(s, _mm256_loadu_ps(ib + j));
@@ -191,14 +206,111 @@ static inline __m256i lookup8(float *row, const float *ib, int32_t j,
   }
   *sv = s;
   __m256 x = _mm256_mul_ps(_mm256_sub_ps(s, gr->lo), gr->scale);
-  x = _mm256_min_ps(_mm256_max_ps(x, gr->m1), gr->g);
-  __m256i c = _mm256_cvttps_epi32(_mm256_add_ps(x, gr->one));
-  if (!narrow) return _mm256_i32gather_epi32((const int *)gr->table, c, 4);
-  /* Four bytes from each cell (the table has 3 bytes of padding), the
-     first sign-extended. */
-  __m256i t = _mm256_i32gather_epi32((const int *)gr->table, c, 1);
-  return _mm256_srai_epi32(_mm256_slli_epi32(t, 24), 24);
+  return _mm256_min_ps(_mm256_max_ps(x, gr->m1), gr->g);
 }
+
+__attribute__((target("avx2"), always_inline))
+static inline __m256i cell8(__m256 x, const grid8 *gr) {
+  return _mm256_cvttps_epi32(_mm256_add_ps(x, gr->one));
+}
+
+__attribute__((target("avx2")))
+static void store_gm(float *gm, __m256 g0, __m256 g1, __m256 g2, __m256 g3) {
+  _mm256_storeu_ps(gm, g0);
+  _mm256_storeu_ps(gm + 8, g1);
+  _mm256_storeu_ps(gm + 16, g2);
+  _mm256_storeu_ps(gm + 24, g3);
+}
+
+/* Up to 63 test scores: the table is uint16, 2 * (test scores above the
+   cell), or EXACT + i for a cell whose first test score is q[i].  Items
+   are summed 8 at a time with scalar loads (two loads an item; on Zen 3
+   an AVX2 gather takes about 9 cycles for 8 items, the loads about 5);
+   a sum of EXACT or more (the others stay below 8 * 126) means a cell
+   holding test scores: rare, so the 8 items are noted in a bit set,
+   without a branch, and compared exactly after each chunk. */
+#define COUNT_CHUNK 512 /* items: 64 vectors */
+
+/* The 8 items at row + j: the bias added, their cells stored at c, their
+   maximum taken into gmax (max(s, g) keeps g when s is NaN, as group_max
+   does) and the number at cells >= z (table 0: above every test score,
+   for MRR) into top; vz is z - 1 in every lane. */
+__attribute__((target("avx2"), always_inline))
+static inline void step8(float *row, const float *ib, int32_t j,
+                         const grid8 *gr, int32_t *c, __m256 *gmax,
+                         __m256i *top, __m256i vz) {
+  __m256 s;
+  __m256i ci = cell8(grid_x8(row, ib, j, gr, &s), gr);
+  *gmax = _mm256_max_ps(s, *gmax);
+  *top = _mm256_sub_epi32(*top, _mm256_cmpgt_epi32(ci, vz));
+  _mm256_storeu_si256((__m256i *)c, ci);
+}
+
+__attribute__((target("avx2")))
+static int count_avx2(float *row, const float *ib, int32_t n, const float *q,
+                      int32_t m, const uint16_t *table, int32_t z, float lo,
+                      float scale, float g, const float *next, float *gm,
+                      rank_sums *r) {
+  const __m256i vz = _mm256_set1_epi32(z - 1);
+  grid8 gr = {_mm256_set1_ps(lo), _mm256_set1_ps(scale),
+              _mm256_set1_ps(-1.0f), _mm256_set1_ps(g),
+              _mm256_set1_ps(1.0f)};
+  __m256 g0 = _mm256_set1_ps(-INFINITY), g1 = g0, g2 = g0, g3 = g0;
+  __m256i top = _mm256_setzero_si256();
+  int32_t cb[COUNT_CHUNK];
+  int32_t j = 0;
+  if (!next) next = row;
+  while (n - j >= 32) {
+    int32_t j0 = j, ng = (n - j) / 32;
+    if (ng > COUNT_CHUNK / 32) ng = COUNT_CHUNK / 32;
+    uint64_t flagged = 0;
+    int64_t acc = 0;
+    for (int32_t gi = 0; gi < ng; gi++, j += 32) {
+      __builtin_prefetch(next + j, 1, 3);
+      __builtin_prefetch(next + j + 16, 1, 3);
+      int32_t *c = cb + 32 * gi;
+      step8(row, ib, j, &gr, c, &g0, &top, vz);
+      step8(row, ib, j + 8, &gr, c + 8, &g1, &top, vz);
+      step8(row, ib, j + 16, &gr, c + 16, &g2, &top, vz);
+      step8(row, ib, j + 24, &gr, c + 24, &g3, &top, vz);
+      for (int a = 0; a < 4; a++) {
+        const int32_t *ca = c + 8 * a;
+        uint32_t u = (uint32_t)table[ca[0]] + table[ca[1]] + table[ca[2]] +
+                     table[ca[3]] + table[ca[4]] + table[ca[5]] +
+                     table[ca[6]] + table[ca[7]];
+        acc += u < EXACT ? u : 0;
+        flagged |= (uint64_t)(u >= EXACT) << (4 * gi + a);
+      }
+    }
+    r->acc += acc;
+    for (; flagged; flagged &= flagged - 1) {
+      int32_t v = __builtin_ctzll(flagged);
+      for (int l = 0; l < 8; l++) {
+        int32_t t = table[cb[8 * v + l]];
+        if (t >= EXACT) exact_item(q, m, t - EXACT, row[j0 + 8 * v + l], r);
+        else r->acc += t;
+      }
+    }
+  }
+  int32_t t8[8];
+  _mm256_storeu_si256((__m256i *)t8, top);
+  for (int l = 0; l < 8; l++) r->above += t8[l];
+  for (; j < n; j++) {
+    if (ib) row[j] += ib[j];
+    int32_t t = table[cell_of(row[j], lo, scale, g)];
+    if (t >= EXACT) exact_item(q, m, t - EXACT, row[j], r);
+    else lookup_one(q, m, t, row[j], r);
+  }
+  store_gm(gm, g0, g1, g2, g3);
+  return 1;
+}
+
+/* More test scores: int32 table entries (as lookup_one reads them) by
+   AVX2 gathers, eight items at a time.  Vectors with lanes needing the
+   exact compare are noted and done after each chunk, so the loop keeps
+   its registers and has no unpredictable branch; the lane sums (int32)
+   are flushed per chunk, before they can overflow. */
+#define AVX2_CHUNK 128 /* vectors, a multiple of 64 */
 
 /* Notes vector v's table entries t in the lane sums, and the lanes that
    need the exact compare at a fixed place and in a bit set, without a
@@ -216,18 +328,26 @@ static inline void note8(__m256i t, int v, __m256i *acc, __m256i *above,
   *acc = _mm256_add_epi32(*acc, _mm256_max_epi32(t, zero));
 }
 
+/* The table entries of the 8 items at row + j. */
+__attribute__((target("avx2"), always_inline))
+static inline __m256i lookup8(float *row, const float *ib, int32_t j,
+                              const grid8 *gr, const int32_t *table,
+                              __m256 *sv) {
+  __m256 x = grid_x8(row, ib, j, gr, sv);
+  return _mm256_i32gather_epi32((const int *)table, cell8(x, gr), 4);
+}
+
 /* Returns 1 when gm holds the 32 group maxima of row[0 .. n rounded down
    to 32) as topk.c's group_max would find them after the pass (the test
    items, at -inf here, are folded in by the caller). */
-__attribute__((target("avx2"), always_inline))
-static inline int lookup_avx2_body(float *row, const float *ib, int32_t n,
-                                   const float *q, int32_t m,
-                                   const void *table, float lo, float scale,
-                                   float g, const float *next, float *gm,
-                                   rank_sums *r, int narrow) {
+__attribute__((target("avx2")))
+static int lookup_avx2(float *row, const float *ib, int32_t n,
+                       const float *q, int32_t m, const int32_t *table,
+                       float lo, float scale, float g, const float *next,
+                       float *gm, rank_sums *r) {
   grid8 gr = {_mm256_set1_ps(lo), _mm256_set1_ps(scale),
               _mm256_set1_ps(-1.0f), _mm256_set1_ps(g),
-              _mm256_set1_ps(1.0f), table};
+              _mm256_set1_ps(1.0f)};
   const __m256i zero = _mm256_setzero_si256();
   int64_t per = INT32_MAX / (2 * (int64_t)m + 2); /* vectors per flush */
   if (per > AVX2_CHUNK) per = AVX2_CHUNK;
@@ -247,27 +367,23 @@ static inline int lookup_avx2_body(float *row, const float *ib, int32_t n,
     __m256 s;
     if (whole)
       for (; v + 4 <= nv; v += 4, j += 32) {
-        /* The next row comes from L3 (the block is larger than L2):
-           fetched now, while the gathers bound this loop, it is in cache
-           when its exclusions are written. */
         __builtin_prefetch(next + j, 1, 3);
         __builtin_prefetch(next + j + 16, 1, 3);
-        /* max(s, g) keeps g when s is NaN, as group_max does. */
-        __m256i t = lookup8(row, ib, j, &gr, &s, narrow);
+        __m256i t = lookup8(row, ib, j, &gr, table, &s);
         g0 = _mm256_max_ps(s, g0);
         note8(t, v, &acc, &above, pend_t, pend_m, marked);
-        t = lookup8(row, ib, j + 8, &gr, &s, narrow);
+        t = lookup8(row, ib, j + 8, &gr, table, &s);
         g1 = _mm256_max_ps(s, g1);
         note8(t, v + 1, &acc, &above, pend_t, pend_m, marked);
-        t = lookup8(row, ib, j + 16, &gr, &s, narrow);
+        t = lookup8(row, ib, j + 16, &gr, table, &s);
         g2 = _mm256_max_ps(s, g2);
         note8(t, v + 2, &acc, &above, pend_t, pend_m, marked);
-        t = lookup8(row, ib, j + 24, &gr, &s, narrow);
+        t = lookup8(row, ib, j + 24, &gr, table, &s);
         g3 = _mm256_max_ps(s, g3);
         note8(t, v + 3, &acc, &above, pend_t, pend_m, marked);
       }
     for (; v < nv; v++, j += 8)
-      note8(lookup8(row, ib, j, &gr, &s, narrow), v, &acc, &above, pend_t,
+      note8(lookup8(row, ib, j, &gr, table, &s), v, &acc, &above, pend_t,
             pend_m, marked);
     int32_t a8[8], b8[8];
     _mm256_storeu_si256((__m256i *)a8, acc);
@@ -288,28 +404,10 @@ static inline int lookup_avx2_body(float *row, const float *ib, int32_t n,
   }
   for (; j < n; j++) {
     if (ib) row[j] += ib[j];
-      int32_t ci = cell_of(row[j], lo, scale, g);
-    lookup_one(q, m, narrow ? ((const int8_t *)table)[ci]
-                            : ((const int32_t *)table)[ci], row[j], r);
+    lookup_one(q, m, table[cell_of(row[j], lo, scale, g)], row[j], r);
   }
-  _mm256_storeu_ps(gm, g0);
-  _mm256_storeu_ps(gm + 8, g1);
-  _mm256_storeu_ps(gm + 16, g2);
-  _mm256_storeu_ps(gm + 24, g3);
+  store_gm(gm, g0, g1, g2, g3);
   return whole;
-}
-
-/* The two table widths, each with its own loop. */
-__attribute__((target("avx2")))
-static int lookup_avx2(float *row, const float *ib, int32_t n,
-                       const float *q, int32_t m, const void *table,
-                       float lo, float scale, float g, const float *next,
-                       float *gm, rank_sums *r, int narrow) {
-  if (narrow)
-    return lookup_avx2_body(row, ib, n, q, m, table, lo, scale, g, next, gm,
-                            r, 1);
-  return lookup_avx2_body(row, ib, n, q, m, table, lo, scale, g, next, gm, r,
-                          0);
 }
 #endif
 
@@ -321,6 +419,18 @@ static void fill_avx2(int32_t *p, int32_t n, int32_t v) {
   int32_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_si256((__m256i *)(p + i), x);
   for (; i < n; i++) p[i] = v;
+}
+
+__attribute__((target("avx2")))
+static void fill_u16(uint16_t *p, int32_t n, uint16_t v) {
+  __m256i x = _mm256_set1_epi16((short)v);
+  int32_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(p + i), x);
+  for (; i < n; i++) p[i] = v;
+}
+#else
+static void fill_u16(uint16_t *p, int32_t n, uint16_t v) {
+  for (int32_t i = 0; i < n; i++) p[i] = v;
 }
 #endif
 
@@ -334,23 +444,6 @@ static void fill_i32(int32_t *p, int32_t n, int32_t v, int avx2) {
   (void)avx2;
 #endif
   for (int32_t i = 0; i < n; i++) p[i] = v;
-}
-
-/* Number of q (sorted, m) below s and at most s. */
-static void bounds(const float *q, int32_t m, float s, int32_t *lb,
-                   int32_t *ub) {
-  int32_t a = 0, b = m;
-  while (a < b) {
-    int32_t h = a + (b - a) / 2;
-    if (q[h] < s) a = h + 1; else b = h;
-  }
-  *lb = a;
-  b = m;
-  while (a < b) {
-    int32_t h = a + (b - a) / 2;
-    if (q[h] <= s) a = h + 1; else b = h;
-  }
-  *ub = a;
 }
 
 /* Twice the number of test scores above s, plus the number equal to s. */
@@ -458,31 +551,35 @@ static int rank_pass(float *row, const float *ib, int32_t n, const float *q,
        compared exactly, with the few test scores from i on (test scores
        in later cells are above every item of c).  Excluded items reach
        cell 0 whether the bias made them -inf or NaN. */
-    /* The AVX2 loop takes a table of bytes when its values fit (up to 63
-       test scores): 4 KB instead of 16 for the usual row, so that it
-       stays in L1 next to the row, and a quarter of the fill. */
-    int narrow = avx2 && m <= 63;
+    /* Up to 63 test scores, the AVX2 count takes a uint16 table (8 KB
+       for the usual row, half the fill; see count_avx2). */
+    int small = avx2 && m <= 63;
+    uint16_t *t16 = (uint16_t *)table;
     int32_t c = 0;
-    int8_t *t8 = (int8_t *)table;
     for (int32_t i = 0; i < m; i++) {
       int32_t ci = cell_of(q[i], lo, scale, gf);
       if (ci < c) continue; /* same cell as the previous test score */
-      if (narrow) {
-        memset(t8 + c, 2 * (m - i), (size_t)(ci - c));
-        t8[ci] = (int8_t)-(1 + i);
+      if (small) {
+        fill_u16(t16 + c, ci - c, (uint16_t)(2 * (m - i)));
+        t16[ci] = (uint16_t)(EXACT + i);
       } else {
         fill_i32(table + c, ci - c, 2 * (m - i), avx2);
         table[ci] = -(1 + i);
       }
       c = ci + 1;
     }
-    if (narrow) memset(t8 + c, 0, (size_t)(g + 2 - c) + 3);
-    else fill_i32(table + c, g + 2 - c, 0, avx2);
+#ifdef MFM_X86_KERNELS
+    if (small) {
+      fill_u16(t16 + c, g + 2 - c, 0);
+      return count_avx2(row, ib, n, q, m, t16, c, lo, scale, gf, next, gm,
+                        r);
+    }
+#endif
+    fill_i32(table + c, g + 2 - c, 0, avx2);
 #ifdef MFM_X86_KERNELS
     if (avx2) return lookup_avx2(row, ib, n, q, m, table, lo, scale, gf,
-                                 next, gm, r, narrow);
+                                 next, gm, r);
 #else
-    (void)avx2;
     (void)next;
     (void)gm;
 #endif
