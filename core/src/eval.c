@@ -89,7 +89,6 @@ typedef struct ectx {
   int32_t kmax, kheap, gmax;
   int avx2; /* mfm_kernels_avx2(), once per run */
   const float *ib; /* item bias to add to each row, or NULL */
-  int32_t n_users, block; /* the engine's, to find a row's successor */
   const double *idcg; /* idcg[n] = sum_{r=1..n} 1/log2(r+1), n <= kmax */
   tstate *ts;
   double *sums; /* nblocks x ncol */
@@ -186,8 +185,7 @@ static void lookup_portable(float *row, const float *ib, int32_t n,
 /* The AVX2 passes add the item bias to the row as they read it (the
    engine's own pass read each row back from L3 once more) and take the
    top-k group maxima (group_max in topk.c) in the same loop, so the row is
-   read once here and once by the top-k offers.  The next row of the block
-   is prefetched meanwhile: the block is larger than L2. */
+   read once here and once by the top-k offers. */
 typedef struct grid8 {
   __m256 lo, scale, m1, g, one;
 } grid8;
@@ -249,8 +247,7 @@ static inline void step8(float *row, const float *ib, int32_t j,
 __attribute__((target("avx2")))
 static int count_avx2(float *row, const float *ib, int32_t n, const float *q,
                       int32_t m, const uint16_t *table, int32_t z, float lo,
-                      float scale, float g, const float *next, float *gm,
-                      rank_sums *r) {
+                      float scale, float g, float *gm, rank_sums *r) {
   const __m256i vz = _mm256_set1_epi32(z - 1);
   grid8 gr = {_mm256_set1_ps(lo), _mm256_set1_ps(scale),
               _mm256_set1_ps(-1.0f), _mm256_set1_ps(g),
@@ -259,15 +256,12 @@ static int count_avx2(float *row, const float *ib, int32_t n, const float *q,
   __m256i top = _mm256_setzero_si256();
   int32_t cb[COUNT_CHUNK];
   int32_t j = 0;
-  if (!next) next = row;
   while (n - j >= 32) {
     int32_t j0 = j, ng = (n - j) / 32;
     if (ng > COUNT_CHUNK / 32) ng = COUNT_CHUNK / 32;
     uint64_t flagged = 0;
     int64_t acc = 0;
     for (int32_t gi = 0; gi < ng; gi++, j += 32) {
-      __builtin_prefetch(next + j, 1, 3);
-      __builtin_prefetch(next + j + 16, 1, 3);
       int32_t *c = cb + 32 * gi;
       step8(row, ib, j, &gr, c, &g0, &top, vz);
       step8(row, ib, j + 8, &gr, c + 8, &g1, &top, vz);
@@ -343,8 +337,8 @@ static inline __m256i lookup8(float *row, const float *ib, int32_t j,
 __attribute__((target("avx2")))
 static int lookup_avx2(float *row, const float *ib, int32_t n,
                        const float *q, int32_t m, const int32_t *table,
-                       float lo, float scale, float g, const float *next,
-                       float *gm, rank_sums *r) {
+                       float lo, float scale, float g, float *gm,
+                       rank_sums *r) {
   grid8 gr = {_mm256_set1_ps(lo), _mm256_set1_ps(scale),
               _mm256_set1_ps(-1.0f), _mm256_set1_ps(g),
               _mm256_set1_ps(1.0f)};
@@ -358,7 +352,6 @@ static int lookup_avx2(float *row, const float *ib, int32_t n,
   int32_t pend_t[AVX2_CHUNK * 8];
   int pend_m[AVX2_CHUNK];
   int32_t j = 0;
-  if (!next) next = row;
   while (n - j >= 8) {
     __m256i acc = zero, above = zero;
     uint64_t marked[AVX2_CHUNK / 64] = {0};
@@ -367,8 +360,6 @@ static int lookup_avx2(float *row, const float *ib, int32_t n,
     __m256 s;
     if (whole)
       for (; v + 4 <= nv; v += 4, j += 32) {
-        __builtin_prefetch(next + j, 1, 3);
-        __builtin_prefetch(next + j + 16, 1, 3);
         __m256i t = lookup8(row, ib, j, &gr, table, &s);
         g0 = _mm256_max_ps(s, g0);
         note8(t, v, &acc, &above, pend_t, pend_m, marked);
@@ -421,16 +412,14 @@ static void fill_avx2(int32_t *p, int32_t n, int32_t v) {
   for (; i < n; i++) p[i] = v;
 }
 
+/* p[0..n) = v by whole vectors, writing up to 15 entries past the end:
+   the table is filled by ascending runs, each overwriting the previous
+   one's overshoot, and has room for the last (no scalar tail a run). */
 __attribute__((target("avx2")))
-static void fill_u16(uint16_t *p, int32_t n, uint16_t v) {
+static void fill_u16_over(uint16_t *p, int32_t n, uint16_t v) {
   __m256i x = _mm256_set1_epi16((short)v);
-  int32_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(p + i), x);
-  for (; i < n; i++) p[i] = v;
-}
-#else
-static void fill_u16(uint16_t *p, int32_t n, uint16_t v) {
-  for (int32_t i = 0; i < n; i++) p[i] = v;
+  for (int32_t i = 0; i < n; i += 16)
+    _mm256_storeu_si256((__m256i *)(p + i), x);
 }
 #endif
 
@@ -531,8 +520,7 @@ static void sort_floats(float *q, int32_t m, int avx2) {
    Returns 1 when it left the top-k group maxima in gm (AVX2 only). */
 static int rank_pass(float *row, const float *ib, int32_t n, const float *q,
                      int32_t m, int32_t *table, int32_t gmax,
-                     int32_t *cells, int avx2, const float *next, float *gm,
-                     rank_sums *r) {
+                     int32_t *cells, int avx2, float *gm, rank_sums *r) {
   float lo = q[0], hi = q[m - 1];
   r->acc = r->above = r->eq = 0;
   if (isfinite(lo) && isfinite(hi)) {
@@ -553,14 +541,19 @@ static int rank_pass(float *row, const float *ib, int32_t n, const float *q,
        cell 0 whether the bias made them -inf or NaN. */
     /* Up to 63 test scores, the AVX2 count takes a uint16 table (8 KB
        for the usual row, half the fill; see count_avx2). */
-    int small = avx2 && m <= 63;
+    int small = 0;
+#ifdef MFM_X86_KERNELS
+    small = avx2 && m <= 63;
+#endif
     uint16_t *t16 = (uint16_t *)table;
     int32_t c = 0;
     for (int32_t i = 0; i < m; i++) {
       int32_t ci = cell_of(q[i], lo, scale, gf);
       if (ci < c) continue; /* same cell as the previous test score */
       if (small) {
-        fill_u16(t16 + c, ci - c, (uint16_t)(2 * (m - i)));
+#ifdef MFM_X86_KERNELS
+        fill_u16_over(t16 + c, ci - c, (uint16_t)(2 * (m - i)));
+#endif
         t16[ci] = (uint16_t)(EXACT + i);
       } else {
         fill_i32(table + c, ci - c, 2 * (m - i), avx2);
@@ -570,17 +563,16 @@ static int rank_pass(float *row, const float *ib, int32_t n, const float *q,
     }
 #ifdef MFM_X86_KERNELS
     if (small) {
-      fill_u16(t16 + c, g + 2 - c, 0);
-      return count_avx2(row, ib, n, q, m, t16, c, lo, scale, gf, next, gm,
-                        r);
+      /* (g + 2 + 15 entries: within the int32 table's gmax + 2) */
+      fill_u16_over(t16 + c, g + 2 - c, 0);
+      return count_avx2(row, ib, n, q, m, t16, c, lo, scale, gf, gm, r);
     }
 #endif
     fill_i32(table + c, g + 2 - c, 0, avx2);
 #ifdef MFM_X86_KERNELS
-    if (avx2) return lookup_avx2(row, ib, n, q, m, table, lo, scale, gf,
-                                 next, gm, r);
+    if (avx2) return lookup_avx2(row, ib, n, q, m, table, lo, scale, gf, gm,
+                                 r);
 #else
-    (void)next;
     (void)gm;
 #endif
     lookup_portable(row, ib, n, q, m, table, lo, scale, gf, cells, r);
@@ -670,11 +662,8 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
       }
     }
     rank_sums rs;
-    /* The next row of the block, to prefetch. */
-    const float *next = pos + 1 < c->n_users && (pos + 1) / c->block == blk
-                            ? row + ni : NULL;
     have_gm = rank_pass(row, ib, ni, q, m, ts->table, c->gmax, ts->cells,
-                        c->avx2, next, gm, &rs);
+                        c->avx2, gm, &rs);
     ib = NULL;
     for (int32_t t = 0; t < nt; t++) row[ts->qidx[t]] = ts->qraw[t];
     /* The test items were -inf in the group maxima; max(s, g) as there. */
@@ -869,8 +858,6 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
   c.ib = p->item_bias ? f->item_bias : NULL;
   mfm_engine e = {f, users, n_users, 0, 0, 0, eval_row, &c};
   int32_t nblocks = mfm_engine_setup(&e, p->block, p->threads);
-  c.n_users = n_users;
-  c.block = e.block;
   nt = e.threads;
   c.gmax = 16;
   while (c.gmax < (1 << 16) &&
