@@ -9,8 +9,8 @@
    - the top kmax come from the k-heap scan;
    - per block sums, reduced in block order, so results do not depend on
      the number of threads.
-   The grid lookups, the table fill and the small sort have AVX2 versions
-   chosen at run time (topk.h); both paths give the same numbers. */
+   The rank pass (eval_rank.c) also adds the item bias to the row (the
+   engine is run without it) and, on AVX2, takes the top-k group maxima. */
 #include "moonfm/eval.h"
 
 #include <math.h>
@@ -18,10 +18,8 @@
 #include <string.h>
 
 #include "moonfm/alloc.h"
+#include "eval_rank.h"
 #include "topk.h"
-#ifdef MFM_X86_KERNELS
-#include <immintrin.h>
-#endif
 
 static const char *const metric_names[] = {
   NULL, "precision", "recall", "ndcg", "map", "hit_rate", "mrr", "auc",
@@ -71,7 +69,7 @@ typedef struct tstate {
   float *qraw;     /* the same in test-row order, max_m */
   int32_t *qidx;   /* their items, max_m */
   int32_t *table;  /* grid, gmax + 2 */
-  int32_t *cells;  /* CELL_CHUNK */
+  int32_t *cells;  /* MFM_RANK_CELL_CHUNK */
   float *hs;       /* heap */
   int32_t *hi;
   int32_t *minrank; /* coverage: best rank of each item, n_items */
@@ -87,6 +85,7 @@ typedef struct ectx {
   int need_cov;
   int32_t kmax, kheap, gmax;
   int avx2; /* mfm_kernels_avx2(), once per run */
+  const float *ib; /* item bias to add to each row, or NULL */
   const double *idcg; /* idcg[n] = sum_{r=1..n} 1/log2(r+1), n <= kmax */
   tstate *ts;
   double *sums; /* nblocks x ncol */
@@ -94,301 +93,13 @@ typedef struct ectx {
   double *per_user;
 } ectx;
 
-/* The grid cell of s: monotone non-decreasing in s, so an item in a cell
-   holding no test score compares the same way with every test score as
-   the whole cell does.  NaN and -inf go to cell 0. */
-static int32_t cell_of(float s, float lo, float scale, float g) {
-  float x = (s - lo) * scale;
-  if (!(x >= -1.0f)) x = -1.0f;
-  if (x > g) x = g;
-  return (int32_t)(x + 1.0f);
-}
-
-/* Sums of the rank pass: twice the test scores above each item plus those
-   equal to it, the items above every test score, the items equal to the
-   highest test score (the last only from cells holding test scores, where
-   such items must be). */
-typedef struct rank_sums {
-  int64_t acc, above, eq;
-} rank_sums;
-
-/* An item of a cell that holds test scores q[i..]: compared exactly with
-   them (the test scores of lower cells are all below it). */
-static void exact_item(const float *q, int32_t m, int32_t i, float s,
-                       rank_sums *r) {
-  int32_t lb = i, ub;
-  while (lb < m && q[lb] < s) lb++;
-  ub = lb;
-  while (ub < m && q[ub] <= s) ub++;
-  r->acc += 2 * (int64_t)(m - ub) + (ub - lb);
-  r->above += lb == m;
-  r->eq += s == q[m - 1];
-}
-
-/* One item through the table. */
-static void lookup_one(const float *q, int32_t m, int32_t t, float s,
-                       rank_sums *r) {
-  if (t >= 0) {
-    r->acc += t;
-    r->above += t == 0;
-  } else {
-    exact_item(q, m, -t - 1, s, r);
-  }
-}
-
-/* Portable: cells over a chunk in a loop the compiler vectorises, then
-   scalar lookups. */
-#define CELL_CHUNK 256
-static void lookup_portable(const float *row, int32_t n, const float *q,
-                            int32_t m, const int32_t *table, float lo,
-                            float scale, float g, int32_t *cells,
-                            rank_sums *r) {
-  for (int32_t j0 = 0; j0 < n; j0 += CELL_CHUNK) {
-    int32_t nn = n - j0 < CELL_CHUNK ? n - j0 : CELL_CHUNK;
-    for (int32_t j = 0; j < nn; j++) {
-      float x = (row[j0 + j] - lo) * scale;
-      x = x >= -1.0f ? x : -1.0f;
-      x = x > g ? g : x;
-      cells[j] = (int32_t)(x + 1.0f);
-    }
-    for (int32_t j = 0; j < nn; j++)
-      lookup_one(q, m, table[cells[j]], row[j0 + j], r);
-  }
-}
-
-#ifdef MFM_X86_KERNELS
-/* AVX2: cells and table lookups eight items at a time (a gather), instead
-   of about 12 scalar instructions an item.  The cell is computed with the
-   same IEEE operations as cell_of (max/min keep its NaN and equality
-   cases), so items and test scores fall in the same cells.  Vectors with
-   lanes needing the exact compare are noted and done after each chunk, so
-   the loop keeps its registers and has no unpredictable branch; the lane
-   sums (int32) are flushed per chunk, before they can overflow.  On Zen 3
-   the gather (about 9 cycles for 8 items) is most of the time left. */
-#define AVX2_CHUNK 128 /* vectors, a multiple of 64 */
-__attribute__((target("avx2")))
-static void lookup_avx2(const float *row, int32_t n, const float *q,
-                        int32_t m, const int32_t *table, float lo,
-                        float scale, float g, rank_sums *r) {
-  const __m256 vlo = _mm256_set1_ps(lo), vsc = _mm256_set1_ps(scale);
-  const __m256 vm1 = _mm256_set1_ps(-1.0f), vg = _mm256_set1_ps(g);
-  const __m256 one = _mm256_set1_ps(1.0f);
-  const __m256i zero = _mm256_setzero_si256();
-  int64_t per = INT32_MAX / (2 * (int64_t)m + 2); /* vectors per flush */
-  if (per > AVX2_CHUNK) per = AVX2_CHUNK;
-  if (per < 1) per = 1;
-  int32_t pend_t[AVX2_CHUNK * 8];
-  int pend_m[AVX2_CHUNK];
-  int32_t j = 0;
-  while (n - j >= 8) {
-    __m256i acc = zero, above = zero;
-    uint64_t marked[AVX2_CHUNK / 64] = {0};
-    int32_t j0 = j, nv = (n - j) / 8 > per ? (int32_t)per : (n - j) / 8;
-    for (int32_t v = 0; v < nv; v++, j += 8) {
-      __m256 s = _mm256_loadu_ps(row + j);
-      __m256 x = _mm256_mul_ps(_mm256_sub_ps(s, vlo), vsc);
-      x = _mm256_min_ps(_mm256_max_ps(x, vm1), vg);
-      __m256i c = _mm256_cvttps_epi32(_mm256_add_ps(x, one));
-      __m256i t = _mm256_i32gather_epi32((const int *)table, c, 4);
-      above = _mm256_sub_epi32(above, _mm256_cmpeq_epi32(t, zero));
-      /* Noted at a fixed place and in a bit set, without a branch (it
-         would be mispredicted) and without a store address waiting for
-         the gather. */
-      int neg = _mm256_movemask_ps(_mm256_castsi256_ps(t));
-      _mm256_storeu_si256((__m256i *)(pend_t + 8 * v), t);
-      pend_m[v] = neg;
-      marked[v >> 6] |= (uint64_t)(neg != 0) << (v & 63);
-      acc = _mm256_add_epi32(acc, _mm256_max_epi32(t, zero));
-    }
-    int32_t a8[8], b8[8];
-    _mm256_storeu_si256((__m256i *)a8, acc);
-    _mm256_storeu_si256((__m256i *)b8, above);
-    for (int l = 0; l < 8; l++) {
-      r->acc += a8[l];
-      r->above += b8[l];
-    }
-    for (int w = 0; w < AVX2_CHUNK / 64; w++)
-      for (uint64_t vb = marked[w]; vb; vb &= vb - 1) {
-        int v = 64 * w + __builtin_ctzll(vb);
-        for (int bits = pend_m[v]; bits; bits &= bits - 1) {
-          int b = __builtin_ctz((unsigned)bits);
-          exact_item(q, m, -pend_t[8 * v + b] - 1, row[j0 + 8 * v + b], r);
-        }
-      }
-  }
-  for (; j < n; j++)
-    lookup_one(q, m, table[cell_of(row[j], lo, scale, g)], row[j], r);
-}
-#endif
-
-/* p[0..n) = v; the table is refilled for every row (up to 2n cells). */
-#ifdef MFM_X86_KERNELS
-__attribute__((target("avx2")))
-static void fill_avx2(int32_t *p, int32_t n, int32_t v) {
-  __m256i x = _mm256_set1_epi32(v);
-  int32_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_si256((__m256i *)(p + i), x);
-  for (; i < n; i++) p[i] = v;
-}
-#endif
-
-static void fill_i32(int32_t *p, int32_t n, int32_t v, int avx2) {
-#ifdef MFM_X86_KERNELS
-  if (avx2) {
-    fill_avx2(p, n, v);
-    return;
-  }
-#else
-  (void)avx2;
-#endif
-  for (int32_t i = 0; i < n; i++) p[i] = v;
-}
-
-/* Number of q (sorted, m) below s and at most s. */
-static void bounds(const float *q, int32_t m, float s, int32_t *lb,
-                   int32_t *ub) {
-  int32_t a = 0, b = m;
-  while (a < b) {
-    int32_t h = a + (b - a) / 2;
-    if (q[h] < s) a = h + 1; else b = h;
-  }
-  *lb = a;
-  b = m;
-  while (a < b) {
-    int32_t h = a + (b - a) / 2;
-    if (q[h] <= s) a = h + 1; else b = h;
-  }
-  *ub = a;
-}
-
-/* Twice the number of test scores above s, plus the number equal to s. */
-static int64_t f2_exact(const float *q, int32_t m, float s) {
-  int32_t lb, ub;
-  bounds(q, m, s, &lb, &ub);
-  return 2 * (int64_t)(m - ub) + (ub - lb);
-}
-
-static int cmp_float(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
-
-#ifdef MFM_X86_KERNELS
-/* Ascending, for 2 <= m <= 64 NaN-free values: each goes to its rank, the
-   values below it plus the equal ones before it, counted for 8 values at
-   once (an insertion sort mispredicts about a branch a value). */
-__attribute__((target("avx2")))
-static void sort_small_avx2(float *q, int32_t m) {
-  float x[64];
-  int32_t rk[64];
-  int nb = (m + 7) / 8;
-  memcpy(x, q, (size_t)m * sizeof *x);
-  for (int32_t i = m; i < 8 * nb; i++) x[i] = 0;
-  __m256 xv[8];
-  __m256i cnt[8], idx[8];
-  for (int a = 0; a < nb; a++) {
-    xv[a] = _mm256_loadu_ps(x + 8 * a);
-    cnt[a] = _mm256_setzero_si256();
-    idx[a] = _mm256_setr_epi32(8 * a, 8 * a + 1, 8 * a + 2, 8 * a + 3,
-                               8 * a + 4, 8 * a + 5, 8 * a + 6, 8 * a + 7);
-  }
-  for (int32_t l = 0; l < m; l++) {
-    __m256 b = _mm256_set1_ps(x[l]);
-    __m256i li = _mm256_set1_epi32(l);
-    for (int a = 0; a < nb; a++) {
-      __m256 lt = _mm256_cmp_ps(b, xv[a], _CMP_LT_OQ);
-      __m256 eq = _mm256_cmp_ps(b, xv[a], _CMP_EQ_OQ);
-      __m256 after = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx[a], li));
-      __m256 below = _mm256_or_ps(lt, _mm256_and_ps(eq, after));
-      cnt[a] = _mm256_sub_epi32(cnt[a], _mm256_castps_si256(below));
-    }
-  }
-  for (int a = 0; a < nb; a++) _mm256_storeu_si256((__m256i *)(rk + 8 * a),
-                                                   cnt[a]);
-  for (int32_t i = 0; i < m; i++) q[rk[i]] = x[i];
-}
-#endif
-
-/* Ascending; insertion sort (or the AVX2 rank sort) for the usual few
-   dozen test items (qsort's calls through a pointer cost more there). */
-static void sort_floats(float *q, int32_t m, int avx2) {
-  if (m > 48) {
-    qsort(q, (size_t)m, sizeof *q, cmp_float);
-    return;
-  }
-#ifdef MFM_X86_KERNELS
-  if (avx2 && m >= 2) {
-    int nan = 0;
-    for (int32_t i = 0; i < m; i++) nan |= q[i] != q[i];
-    if (!nan) {
-      sort_small_avx2(q, m);
-      return;
-    }
-  }
-#else
-  (void)avx2;
-#endif
-  for (int32_t i = 1; i < m; i++) {
-    float v = q[i];
-    int32_t t = i;
-    while (t > 0 && q[t - 1] > v) {
-      q[t] = q[t - 1];
-      t--;
-    }
-    q[t] = v;
-  }
-}
-
-/* Sum over all items of f2, the items strictly above qmax, and the items
-   equal to qmax. */
-static void rank_pass(const float *row, int32_t n, const float *q, int32_t m,
-                      int32_t *table, int32_t gmax, int32_t *cells, int avx2,
-                      rank_sums *r) {
-  float lo = q[0], hi = q[m - 1];
-  r->acc = r->above = r->eq = 0;
-  if (isfinite(lo) && isfinite(hi)) {
-    int32_t g = 16;
-    /* About 128 cells per test item and at least n/4 (items sharing a
-       cell with a test score take the slow exact path), at most 2n so
-       that filling the table stays cheaper than the pass. */
-    while (g < gmax && (g < 128 * m || g < n / 4) && g < 2 * n) g *= 2;
-    float span = hi - lo;
-    if (!(span > 0)) span = fabsf(lo) * 1e-3f + 1e-20f;
-    float scale = (float)(g - 1) / span;
-    if (!(scale > 0 && isfinite(scale))) scale = 1.0f;
-    float gf = (float)g;
-    /* table[c]: 2 * (test scores in cells above c), or -(1 + i) when
-       test score i is the first in c itself: items in such a cell are
-       compared exactly, with the few test scores from i on (test scores
-       in later cells are above every item of c). */
-    int32_t c = 0;
-    for (int32_t i = 0; i < m; i++) {
-      int32_t ci = cell_of(q[i], lo, scale, gf);
-      if (ci < c) continue; /* same cell as the previous test score */
-      fill_i32(table + c, ci - c, 2 * (m - i), avx2);
-      table[ci] = -(1 + i);
-      c = ci + 1;
-    }
-    fill_i32(table + c, g + 2 - c, 0, avx2);
-#ifdef MFM_X86_KERNELS
-    if (avx2) {
-      lookup_avx2(row, n, q, m, table, lo, scale, gf, r);
-      return;
-    }
-#else
-    (void)avx2;
-#endif
-    lookup_portable(row, n, q, m, table, lo, scale, gf, cells, r);
-  } else {
-    for (int32_t j = 0; j < n; j++) {
-      int32_t lb, ub;
-      float s = row[j];
-      bounds(q, m, s, &lb, &ub);
-      r->acc += 2 * (int64_t)(m - ub) + (ub - lb);
-      r->above += lb == m;
-      r->eq += s == hi;
-    }
-  }
+/* The item bias, for rows that do not take it in the rank pass; the
+   excluded items go back to exactly -inf. */
+static void add_bias(float *row, const float *ib, int32_t n,
+                     const mfm_csr *x, int64_t xa, int64_t xz) {
+  for (int32_t j = 0; j < n; j++) row[j] += ib[j];
+  for (int64_t t = xa; t < xz; t++)
+    if (x->indices[t] < n) row[x->indices[t]] = -INFINITY;
 }
 
 static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
@@ -413,6 +124,11 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
       }
     }
   }
+  /* The row is the bare dot product: the item bias (ib) is added by the
+     rank pass, or by add_bias when there is none. */
+  const float *ib = c->ib;
+  float gm[32];
+  int have_gm = 0;
   /* The test items, with the best one (lowest index among equal). */
   int32_t m = 0, best_j = -1;
   float best = 0;
@@ -420,7 +136,7 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
     int32_t j = te->indices[t];
     if (j >= ni || (mark[j] & 1)) continue;
     mark[j] = 2;
-    float s = row[j];
+    float s = ib ? row[j] + ib[j] : row[j];
     ts->q[m++] = s;
     if (best_j < 0 || s > best) {
       best = s;
@@ -434,8 +150,12 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
        restored after): they would always land in a cell holding their own
        score and need the exact compare, the slow path of the pass. */
     memcpy(ts->qraw, ts->q, (size_t)m * sizeof *ts->q);
-    sort_floats(ts->q, m, c->avx2);
+    mfm_rank_sort(ts->q, m, c->avx2);
     const float *q = ts->q;
+    if (ib && !(isfinite(q[0]) && isfinite(q[m - 1]))) {
+      add_bias(row, ib, ni, x, xa, xz);
+      ib = NULL;
+    }
     int32_t nt = 0;
     for (int64_t t = te->indptr[u]; t < te->indptr[u + 1]; t++) {
       int32_t j = te->indices[t];
@@ -444,12 +164,21 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
         row[j] = -INFINITY;
       }
     }
-    rank_sums rs;
-    rank_pass(row, ni, q, m, ts->table, c->gmax, ts->cells, c->avx2, &rs);
+    mfm_rank_sums rs;
+    have_gm = mfm_rank_pass(row, ib, ni, q, m, ts->table, c->gmax, ts->cells,
+                        c->avx2, gm, &rs);
+    ib = NULL;
     for (int32_t t = 0; t < nt; t++) row[ts->qidx[t]] = ts->qraw[t];
+    /* The test items were -inf in the group maxima; max(s, g) as there. */
+    if (have_gm)
+      for (int32_t t = 0; t < nt; t++) {
+        int32_t j = ts->qidx[t];
+        if (j < (ni & ~31) && ts->qraw[t] > gm[j & 31])
+          gm[j & 31] = ts->qraw[t];
+      }
     /* Remove the pairs counted against the excluded and test items (all
        at -inf in the pass): what is left is over the negatives only. */
-    int64_t acc = rs.acc - (n_excl + nt) * f2_exact(q, m, -INFINITY);
+    int64_t acc = rs.acc - (n_excl + nt) * mfm_rank_f2(q, m, -INFINITY);
     int64_t n_neg = (int64_t)ni - n_excl - m;
     if (n_neg > 0) auc = (double)acc / (2.0 * (double)m * (double)n_neg);
     /* Rank of the best test item: items strictly above, then items tied
@@ -463,11 +192,13 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
     mrr = 1.0 / (double)(1 + above + before);
   }
 
+  if (ib) add_bias(row, ib, ni, x, xa, xz);
+
   mfm_heap h;
   h.n = 0;
   if (m > 0 && c->kheap > 0) {
     mfm_heap_init(&h, ts->hs, ts->hi, c->kheap);
-    mfm_heap_scan(&h, row, ni, mark);
+    mfm_heap_scan_max(&h, row, ni, mark, have_gm ? gm : NULL);
     mfm_heap_sort(&h);
     int32_t nh = 0;
     double dcg = 0, ap = 0;
@@ -626,7 +357,9 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
   }
   r.n_users = n_users;
 
-  mfm_engine e = {f, users, n_users, 0, 0, p->item_bias, eval_row, &c};
+  /* eval_row adds the item bias itself (in the rank pass). */
+  c.ib = p->item_bias ? f->item_bias : NULL;
+  mfm_engine e = {f, users, n_users, 0, 0, 0, eval_row, &c};
   int32_t nblocks = mfm_engine_setup(&e, p->block, p->threads);
   nt = e.threads;
   c.gmax = 16;
@@ -650,7 +383,7 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
     s->qraw = mfm_malloc_array((size_t)max_m, sizeof *s->qraw);
     s->qidx = mfm_malloc_array((size_t)max_m, sizeof *s->qidx);
     s->table = mfm_malloc_array((size_t)c.gmax + 2, sizeof *s->table);
-    s->cells = mfm_malloc_array(CELL_CHUNK, sizeof *s->cells);
+    s->cells = mfm_malloc_array(MFM_RANK_CELL_CHUNK, sizeof *s->cells);
     s->hs = mfm_malloc_array(kh, sizeof *s->hs);
     s->hi = mfm_malloc_array(kh, sizeof *s->hi);
     s->dcg = mfm_malloc_array(kh + 1, sizeof *s->dcg);

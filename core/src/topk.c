@@ -123,6 +123,26 @@ static void scan_portable(mfm_heap *h, const float *row, int32_t j,
 }
 
 #ifdef MFM_X86_KERNELS
+/* Bit l set when row[j + l] > thr (ge: >=), for l in [0, 32); 0 after one
+   test when no item passes, the common case. */
+__attribute__((target("avx2"), always_inline))
+static inline uint32_t mask32(const float *row, int32_t j, __m256 thr,
+                              int ge) {
+  __m256 x[4];
+  for (int a = 0; a < 4; a++) {
+    __m256 v = _mm256_loadu_ps(row + j + 8 * a);
+    x[a] = ge ? _mm256_cmp_ps(v, thr, _CMP_GE_OQ)
+              : _mm256_cmp_ps(v, thr, _CMP_GT_OQ);
+  }
+  __m256 any = _mm256_or_ps(_mm256_or_ps(x[0], x[1]),
+                            _mm256_or_ps(x[2], x[3]));
+  if (_mm256_testz_ps(any, any)) return 0;
+  return (uint32_t)_mm256_movemask_ps(x[0]) |
+         (uint32_t)_mm256_movemask_ps(x[1]) << 8 |
+         (uint32_t)_mm256_movemask_ps(x[2]) << 16 |
+         (uint32_t)_mm256_movemask_ps(x[3]) << 24;
+}
+
 /* AVX2: a bit mask of the items above the root, 32 at a time; only the set
    bits are visited (a chunk-wide rescan cost more than the pushes). */
 __attribute__((target("avx2")))
@@ -130,20 +150,10 @@ static void scan_avx2(mfm_heap *h, const float *row, int32_t j, int32_t n,
                       const uint8_t *mark) {
   __m256 thr = _mm256_set1_ps(h->score[0]);
   for (; j + 32 <= n; j += 32) {
-    __m256 a = _mm256_cmp_ps(_mm256_loadu_ps(row + j), thr, _CMP_GT_OQ);
-    __m256 b = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 8), thr, _CMP_GT_OQ);
-    __m256 c = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 16), thr, _CMP_GT_OQ);
-    __m256 d = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 24), thr, _CMP_GT_OQ);
-    __m256 any = _mm256_or_ps(_mm256_or_ps(a, b), _mm256_or_ps(c, d));
-    if (_mm256_testz_ps(any, any)) continue;
-    uint32_t bits = (uint32_t)_mm256_movemask_ps(a) |
-                    (uint32_t)_mm256_movemask_ps(b) << 8 |
-                    (uint32_t)_mm256_movemask_ps(c) << 16 |
-                    (uint32_t)_mm256_movemask_ps(d) << 24;
-    while (bits) {
+    uint32_t bits = mask32(row, j, thr, 0);
+    if (!bits) continue;
+    for (; bits; bits &= bits - 1)
       offer(h, row, j + __builtin_ctz(bits), mark);
-      bits &= bits - 1;
-    }
     thr = _mm256_set1_ps(h->score[0]);
   }
   for (; j < n; j++) offer(h, row, j, mark);
@@ -203,22 +213,11 @@ static void offer_above_avx2(mfm_heap *h, const float *row, int32_t n,
                              const uint8_t *mark, float thr) {
   __m256 t = _mm256_set1_ps(thr);
   int32_t j = 0;
-  for (; j + 32 <= n; j += 32) {
-    __m256 a = _mm256_cmp_ps(_mm256_loadu_ps(row + j), t, _CMP_GE_OQ);
-    __m256 b = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 8), t, _CMP_GE_OQ);
-    __m256 c = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 16), t, _CMP_GE_OQ);
-    __m256 d = _mm256_cmp_ps(_mm256_loadu_ps(row + j + 24), t, _CMP_GE_OQ);
-    __m256 any = _mm256_or_ps(_mm256_or_ps(a, b), _mm256_or_ps(c, d));
-    if (_mm256_testz_ps(any, any)) continue;
-    uint32_t bits = (uint32_t)_mm256_movemask_ps(a) |
-                    (uint32_t)_mm256_movemask_ps(b) << 8 |
-                    (uint32_t)_mm256_movemask_ps(c) << 16 |
-                    (uint32_t)_mm256_movemask_ps(d) << 24;
-    for (; bits; bits &= bits - 1) {
+  for (; j + 32 <= n; j += 32)
+    for (uint32_t bits = mask32(row, j, t, 1); bits; bits &= bits - 1) {
       int32_t i = j + __builtin_ctz(bits);
       if (!mark || !(mark[i] & 1)) mfm_heap_push(h, row[i], i);
     }
-  }
   for (; j < n; j++)
     if (row[j] >= thr && (!mark || !(mark[j] & 1)))
       mfm_heap_push(h, row[j], j);
@@ -233,9 +232,12 @@ static void offer_above_avx2(mfm_heap *h, const float *row, int32_t n,
    the caller scans normally.  The heap keeps the k best under its strict
    order whatever the order of the offers, so the result is the scan's. */
 static int scan_threshold_avx2(mfm_heap *h, const float *row, int32_t n,
-                               const uint8_t *mark) {
-  float gm[32];
-  group_max_avx2(row, n, gm);
+                               const uint8_t *mark, const float *gm) {
+  float own[32];
+  if (!gm) {
+    group_max_avx2(row, n, own);
+    gm = own;
+  }
   offer_above_avx2(h, row, n, mark, kth_largest_32_avx2(gm, h->k));
   if (h->n == h->k) return 1;
   h->n = 0;
@@ -245,13 +247,20 @@ static int scan_threshold_avx2(mfm_heap *h, const float *row, int32_t n,
 
 void mfm_heap_scan(mfm_heap *h, const float *row, int32_t n,
                    const uint8_t *mark) {
+  mfm_heap_scan_max(h, row, n, mark, NULL);
+}
+
+void mfm_heap_scan_max(mfm_heap *h, const float *row, int32_t n,
+                       const uint8_t *mark, const float *gm) {
   int32_t j = 0;
   if (h->k <= 0) return;
 #ifdef MFM_X86_KERNELS
   /* The threshold pays from a few hundred items on. */
   if (h->k <= 32 && n >= 256 && h->n == 0 && mfm_kernels_avx2() &&
-      scan_threshold_avx2(h, row, n, mark))
+      scan_threshold_avx2(h, row, n, mark, gm))
     return;
+#else
+  (void)gm;
 #endif
   for (; j < n && h->n < h->k; j++)
     if (!mark || !(mark[j] & 1)) mfm_heap_push(h, row[j], j);

@@ -46,6 +46,12 @@ void mfm_heap_sort(mfm_heap *h);
    takes a threshold from group maxima that marked items would raise). */
 void mfm_heap_scan(mfm_heap *h, const float *row, int32_t n,
                    const uint8_t *mark);
+/* The same, given gm: the largest of each group {j : j mod 32 = l} of
+   row[0 .. n rounded down to 32), NaN passed over (as _mm256_max_ps(v, g)
+   keeps g), when a pass that already read the row found them; NULL when
+   not known. */
+void mfm_heap_scan_max(mfm_heap *h, const float *row, int32_t n,
+                       const uint8_t *mark, const float *gm);
 
 /* The block engine.  For each user users[pos] (pos in [0, n)), the row
    callback receives that user's scores against all items, dot + item bias

@@ -517,6 +517,109 @@ static void test_eval_kernels(void) {
   CHECK(runs == 48);
 }
 
+/* The two AVX2 rank counts (scalar loads from a uint16 table up to 63 test
+   items, gathers from an int32 table above) and the portable loop, bit
+   for bit against the reference: users with exactly m test items for m
+   around that limit, on catalogues past the threshold scan's minimum and
+   not multiples of 32 (the scalar tail), with ties (range 1 and 3), with
+   and without item biases (the rank pass adds them), and a NaN and +inf
+   item bias on excluded items (-inf + inf in the pass). */
+static void test_eval_count_sizes(void) {
+  static const int32_t ms[] = {1, 2, 31, 62, 63, 64, 65, 100, 127};
+  static const int32_t sizes[] = {256, 300, 1003};
+  enum { NU = sizeof ms / sizeof *ms };
+  mfm_rng r;
+  mfm_rng_seed(&r, 2718);
+  int bad = 0, runs = 0;
+  for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+    for (int variant = 0; variant < 4; variant++) {
+      int32_t ni = sizes[si], k = 1 + (int32_t)mfm_rng_below(&r, 4);
+      kase K;
+      kase_sized(&K, &r, NU, ni, k, variant & 1 ? 3 : 1, 0.0, 0.0);
+      if (variant >= 2 && !K.ib) {
+        K.ib = calloc((size_t)ni, sizeof(float));
+        for (int32_t i = 0; i < ni; i++) K.ib[i] = qval(&r, 2);
+        K.f.item_bias = K.ib;
+      }
+      /* User u: the first ms[u] of a random order are test items, every
+         7th of the rest excluded; with a bias, item 5 is NaN and item 6
+         +inf, both excluded. */
+      mfm_coo ct, cx;
+      memset(&ct, 0, sizeof ct);
+      memset(&cx, 0, sizeof cx);
+      int32_t *perm = malloc(sizeof(int32_t) * ni);
+      for (int32_t u = 0; u < NU; u++) {
+        for (int32_t j = 0; j < ni; j++) perm[j] = j;
+        for (int32_t j = ni - 1; j > 0; j--) {
+          int32_t t = (int32_t)mfm_rng_below(&r, (uint32_t)j + 1), x = perm[j];
+          perm[j] = perm[t];
+          perm[t] = x;
+        }
+        int32_t got = 0;
+        for (int32_t t = 0; t < ni; t++) {
+          int32_t j = perm[t];
+          int special = K.ib && variant == 3 && (j == 5 || j == 6);
+          if (!special && got < ms[u]) {
+            mfm_coo_push(&ct, u, j, 1);
+            got++;
+          } else if (special || t % 7 == 0) {
+            mfm_coo_push(&cx, u, j, 1);
+          }
+        }
+      }
+      free(perm);
+      if (K.ib && variant == 3) {
+        K.ib[5] = NAN;
+        K.ib[6] = INFINITY;
+      }
+      mfm_csr_free(K.test);
+      mfm_csr_free(K.excl);
+      mfm_csr_from_coo(NU, ni, ct.n, ct.rows, ct.cols, NULL, &K.test, NULL);
+      mfm_csr_from_coo(NU, ni, cx.n, cx.rows, cx.cols, NULL, &K.excl, NULL);
+      mfm_coo_free(&ct);
+      mfm_coo_free(&cx);
+      mfm_eval_params p = mfm_eval_params_default();
+      mfm_metric mt[] = {MFM_METRIC_AUC, MFM_METRIC_MRR, MFM_METRIC_PRECISION,
+                         MFM_METRIC_NDCG, MFM_METRIC_RECALL};
+      int32_t ks[] = {0, 0, 10, 10, 32};
+      p.n_columns = 5;
+      for (int c = 0; c < 5; c++) {
+        p.metric[c] = mt[c];
+        p.k[c] = ks[c];
+      }
+      p.item_bias = variant != 1;
+      double pu[2][NU * 5];
+      mfm_eval_result res[2];
+      for (int path = 0; path < 2; path++) {
+        mfm_kernels_force_portable(path);
+        CHECK(mfm_eval_run(&K.f, K.test, K.excl, &p, &res[path], pu[path],
+                           NULL) == MFM_OK);
+      }
+      mfm_kernels_force_portable(0);
+      int32_t *top = malloc(sizeof(int32_t) * ni), ntop;
+      for (int32_t u = 0; u < NU; u++) {
+        double v[5];
+        int ok = ref_user(&K, &p, u, v, top, &ntop);
+        for (int c = 0; c < 5; c++) {
+          double a = pu[0][u * 5 + c], b = pu[1][u * 5 + c];
+          if (!(a == b || (isnan(a) && isnan(b)))) bad++;
+          if (ok ? !same(v[c], a) : !isnan(a)) {
+            bad++;
+            fprintf(stderr, "count: %d items variant %d m %d %s@%d: got "
+                    "%.17g want %.17g\n", (int)ni, variant, (int)ms[u],
+                    mfm_metric_name(p.metric[c]), (int)p.k[c], a,
+                    ok ? v[c] : NAN);
+          }
+        }
+      }
+      free(top);
+      kase_free(&K);
+      runs++;
+    }
+  CHECK(bad == 0);
+  CHECK(runs == 12);
+}
+
 static void test_recommend_and_score(void) {
   mfm_rng r;
   mfm_rng_seed(&r, 99);
@@ -642,6 +745,7 @@ int main(void) {
   test_eval_large();
   test_eval_threads_invariant();
   test_eval_kernels();
+  test_eval_count_sizes();
   test_recommend_and_score();
   DONE("eval");
 }

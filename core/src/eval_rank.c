@@ -1,0 +1,501 @@
+/* The rank pass of evaluation (eval.c): for one user row, the number of
+   test scores above every item (ties half) by exact rank counting, with
+   no sort of the catalogue.  A monotone grid over the test scores maps
+   each item to a cell; a table gives twice the test scores above the cell,
+   and only items sharing a cell with a test score are compared exactly.
+   On x86-64 the count, the table fill and the small sort have AVX2
+   versions chosen at run time (topk.h); both paths give the same
+   numbers. */
+#include "eval_rank.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "topk.h"
+#ifdef MFM_X86_KERNELS
+#include <immintrin.h>
+#endif
+
+/* The grid cell of s: monotone non-decreasing in s, so an item in a cell
+   holding no test score compares the same way with every test score as
+   the whole cell does.  NaN and -inf go to cell 0. */
+static int32_t cell_of(float s, float lo, float scale, float g) {
+  float x = (s - lo) * scale;
+  if (!(x >= -1.0f)) x = -1.0f;
+  if (x > g) x = g;
+  return (int32_t)(x + 1.0f);
+}
+
+/* In count_avx2's uint16 table, EXACT + i marks a cell whose first test
+   score is q[i]. */
+#define EXACT 8192
+
+/* An item of a cell that holds test scores q[i..]: compared exactly with
+   them (the test scores of lower cells are all below it). */
+static void exact_item(const float *q, int32_t m, int32_t i, float s,
+                       mfm_rank_sums *r) {
+  int32_t lb = i, ub;
+  while (lb < m && q[lb] < s) lb++;
+  ub = lb;
+  while (ub < m && q[ub] <= s) ub++;
+  r->acc += 2 * (int64_t)(m - ub) + (ub - lb);
+  r->above += lb == m;
+  r->eq += s == q[m - 1];
+}
+
+/* Number of q (sorted, m) below s and at most s. */
+static void bounds(const float *q, int32_t m, float s, int32_t *lb,
+                   int32_t *ub) {
+  int32_t a = 0, b = m;
+  while (a < b) {
+    int32_t h = a + (b - a) / 2;
+    if (q[h] < s) a = h + 1; else b = h;
+  }
+  *lb = a;
+  b = m;
+  while (a < b) {
+    int32_t h = a + (b - a) / 2;
+    if (q[h] <= s) a = h + 1; else b = h;
+  }
+  *ub = a;
+}
+
+/* One item through the table. */
+static void lookup_one(const float *q, int32_t m, int32_t t, float s,
+                       mfm_rank_sums *r) {
+  if (t >= 0) {
+    r->acc += t;
+    r->above += t == 0;
+  } else {
+    exact_item(q, m, -t - 1, s, r);
+  }
+}
+
+/* Portable: the bias added and stored, cells over a chunk in a loop the
+   compiler vectorises, then scalar lookups. */
+static void lookup_portable(float *row, const float *ib, int32_t n,
+                            const float *q, int32_t m, const int32_t *table,
+                            float lo, float scale, float g, int32_t *cells,
+                            mfm_rank_sums *r) {
+  for (int32_t j0 = 0; j0 < n; j0 += MFM_RANK_CELL_CHUNK) {
+    int32_t nn = n - j0 < MFM_RANK_CELL_CHUNK ? n - j0 : MFM_RANK_CELL_CHUNK;
+    if (ib)
+      for (int32_t j = 0; j < nn; j++) row[j0 + j] += ib[j0 + j];
+    for (int32_t j = 0; j < nn; j++) {
+      float x = (row[j0 + j] - lo) * scale;
+      x = x >= -1.0f ? x : -1.0f;
+      x = x > g ? g : x;
+      cells[j] = (int32_t)(x + 1.0f);
+    }
+    for (int32_t j = 0; j < nn; j++)
+      lookup_one(q, m, table[cells[j]], row[j0 + j], r);
+  }
+}
+
+#ifdef MFM_X86_KERNELS
+/* The AVX2 passes add the item bias to the row as they read it (the
+   engine's own pass read each row back from L3 once more) and take the
+   top-k group maxima (group_max in topk.c) in the same loop, so the row is
+   read once here and once by the top-k offers. */
+typedef struct grid8 {
+  __m256 lo, scale, m1, g, one;
+} grid8;
+
+/* The 8 scores at row + j, biased (and stored back) when ib is set, and
+   their clamped grid positions x (cell = x + 1).  The cell is computed
+   with the same IEEE operations as cell_of (max/min keep its NaN and
+   equality cases), so items and test scores fall in the same cells. */
+__attribute__((target("avx2"), always_inline))
+static inline __m256 grid_x8(float *row, const float *ib, int32_t j,
+                             const grid8 *gr, __m256 *sv) {
+  __m256 s = _mm256_loadu_ps(row + j);
+  if (ib) {
+    s = _mm256_add_ps(s, _mm256_loadu_ps(ib + j));
+    _mm256_storeu_ps(row + j, s);
+  }
+  *sv = s;
+  __m256 x = _mm256_mul_ps(_mm256_sub_ps(s, gr->lo), gr->scale);
+  return _mm256_min_ps(_mm256_max_ps(x, gr->m1), gr->g);
+}
+
+__attribute__((target("avx2"), always_inline))
+static inline __m256i cell8(__m256 x, const grid8 *gr) {
+  return _mm256_cvttps_epi32(_mm256_add_ps(x, gr->one));
+}
+
+__attribute__((target("avx2")))
+static void store_gm(float *gm, __m256 g0, __m256 g1, __m256 g2, __m256 g3) {
+  _mm256_storeu_ps(gm, g0);
+  _mm256_storeu_ps(gm + 8, g1);
+  _mm256_storeu_ps(gm + 16, g2);
+  _mm256_storeu_ps(gm + 24, g3);
+}
+
+/* Up to 63 test scores: the table is uint16, 2 * (test scores above the
+   cell), or EXACT + i for a cell whose first test score is q[i].  Items
+   are summed 8 at a time with scalar loads (two loads an item; on Zen 3
+   an AVX2 gather takes about 9 cycles for 8 items, the loads about 5);
+   a sum of EXACT or more (the others stay below 8 * 126) means a cell
+   holding test scores: rare, so the 8 items are noted in a bit set,
+   without a branch, and compared exactly after each chunk. */
+#define COUNT_CHUNK 512 /* items: 64 vectors */
+
+/* The 8 items at row + j: the bias added, their cells stored at c, their
+   maximum taken into gmax (max(s, g) keeps g when s is NaN, as group_max
+   does) and the number at cells >= z (table 0: above every test score,
+   for MRR) into top; vz is z - 1 in every lane. */
+__attribute__((target("avx2"), always_inline))
+static inline void step8(float *row, const float *ib, int32_t j,
+                         const grid8 *gr, int32_t *c, __m256 *gmax,
+                         __m256i *top, __m256i vz) {
+  __m256 s;
+  __m256i ci = cell8(grid_x8(row, ib, j, gr, &s), gr);
+  *gmax = _mm256_max_ps(s, *gmax);
+  *top = _mm256_sub_epi32(*top, _mm256_cmpgt_epi32(ci, vz));
+  _mm256_storeu_si256((__m256i *)c, ci);
+}
+
+__attribute__((target("avx2")))
+static int count_avx2(float *row, const float *ib, int32_t n, const float *q,
+                      int32_t m, const uint16_t *table, int32_t z, float lo,
+                      float scale, float g, float *gm, mfm_rank_sums *r) {
+  const __m256i vz = _mm256_set1_epi32(z - 1);
+  grid8 gr = {_mm256_set1_ps(lo), _mm256_set1_ps(scale),
+              _mm256_set1_ps(-1.0f), _mm256_set1_ps(g),
+              _mm256_set1_ps(1.0f)};
+  __m256 g0 = _mm256_set1_ps(-INFINITY), g1 = g0, g2 = g0, g3 = g0;
+  __m256i top = _mm256_setzero_si256();
+  int32_t cb[COUNT_CHUNK];
+  int32_t j = 0;
+  while (n - j >= 32) {
+    int32_t j0 = j, ng = (n - j) / 32;
+    if (ng > COUNT_CHUNK / 32) ng = COUNT_CHUNK / 32;
+    uint64_t flagged = 0;
+    int64_t acc = 0;
+    for (int32_t gi = 0; gi < ng; gi++, j += 32) {
+      int32_t *c = cb + 32 * gi;
+      step8(row, ib, j, &gr, c, &g0, &top, vz);
+      step8(row, ib, j + 8, &gr, c + 8, &g1, &top, vz);
+      step8(row, ib, j + 16, &gr, c + 16, &g2, &top, vz);
+      step8(row, ib, j + 24, &gr, c + 24, &g3, &top, vz);
+    }
+    /* A second loop, so that the cells are loaded back from memory (3
+       loads a cycle) rather than extracted from vector registers (about
+       one a cycle, the bound of a fused loop). */
+    for (int32_t v = 0; v < 4 * ng; v++) {
+      const uint32_t *ca = (const uint32_t *)cb + 8 * v;
+      uint32_t u = (uint32_t)table[ca[0]] + table[ca[1]] + table[ca[2]] +
+                   table[ca[3]] + table[ca[4]] + table[ca[5]] +
+                   table[ca[6]] + table[ca[7]];
+      acc += u < EXACT ? u : 0;
+      flagged |= (uint64_t)(u >= EXACT) << v;
+    }
+    r->acc += acc;
+    for (; flagged; flagged &= flagged - 1) {
+      int32_t v = __builtin_ctzll(flagged);
+      for (int l = 0; l < 8; l++) {
+        int32_t t = table[cb[8 * v + l]];
+        if (t >= EXACT) exact_item(q, m, t - EXACT, row[j0 + 8 * v + l], r);
+        else r->acc += t;
+      }
+    }
+  }
+  int32_t t8[8];
+  _mm256_storeu_si256((__m256i *)t8, top);
+  for (int l = 0; l < 8; l++) r->above += t8[l];
+  for (; j < n; j++) {
+    if (ib) row[j] += ib[j];
+    int32_t t = table[cell_of(row[j], lo, scale, g)];
+    if (t >= EXACT) exact_item(q, m, t - EXACT, row[j], r);
+    else lookup_one(q, m, t, row[j], r);
+  }
+  store_gm(gm, g0, g1, g2, g3);
+  return 1;
+}
+
+/* More test scores: int32 table entries (as lookup_one reads them) by
+   AVX2 gathers, eight items at a time.  Vectors with lanes needing the
+   exact compare are noted and done after each chunk, so the loop keeps
+   its registers and has no unpredictable branch; the lane sums (int32)
+   are flushed per chunk, before they can overflow. */
+#define AVX2_CHUNK 128 /* vectors, a multiple of 64 */
+
+/* Notes vector v's table entries t in the lane sums, and the lanes that
+   need the exact compare at a fixed place and in a bit set, without a
+   branch (it would be mispredicted) and without a store address waiting
+   for the gather. */
+__attribute__((target("avx2"), always_inline))
+static inline void note8(__m256i t, int v, __m256i *acc, __m256i *above,
+                         int32_t *pend_t, int *pend_m, uint64_t *marked) {
+  const __m256i zero = _mm256_setzero_si256();
+  *above = _mm256_sub_epi32(*above, _mm256_cmpeq_epi32(t, zero));
+  int neg = _mm256_movemask_ps(_mm256_castsi256_ps(t));
+  _mm256_storeu_si256((__m256i *)(pend_t + 8 * v), t);
+  pend_m[v] = neg;
+  marked[v >> 6] |= (uint64_t)(neg != 0) << (v & 63);
+  *acc = _mm256_add_epi32(*acc, _mm256_max_epi32(t, zero));
+}
+
+/* The table entries of the 8 items at row + j. */
+__attribute__((target("avx2"), always_inline))
+static inline __m256i lookup8(float *row, const float *ib, int32_t j,
+                              const grid8 *gr, const int32_t *table,
+                              __m256 *sv) {
+  __m256 x = grid_x8(row, ib, j, gr, sv);
+  return _mm256_i32gather_epi32((const int *)table, cell8(x, gr), 4);
+}
+
+/* Returns 1 when gm holds the 32 group maxima of row[0 .. n rounded down
+   to 32) as topk.c's group_max would find them after the pass (the test
+   items, at -inf here, are folded in by the caller). */
+__attribute__((target("avx2")))
+static int lookup_avx2(float *row, const float *ib, int32_t n,
+                       const float *q, int32_t m, const int32_t *table,
+                       float lo, float scale, float g, float *gm,
+                       mfm_rank_sums *r) {
+  grid8 gr = {_mm256_set1_ps(lo), _mm256_set1_ps(scale),
+              _mm256_set1_ps(-1.0f), _mm256_set1_ps(g),
+              _mm256_set1_ps(1.0f)};
+  const __m256i zero = _mm256_setzero_si256();
+  int64_t per = INT32_MAX / (2 * (int64_t)m + 2); /* vectors per flush */
+  if (per > AVX2_CHUNK) per = AVX2_CHUNK;
+  if (per < 1) per = 1;
+  /* Groups of 32 items stay aligned only with chunks of whole groups. */
+  int whole = per % 4 == 0;
+  __m256 g0 = _mm256_set1_ps(-INFINITY), g1 = g0, g2 = g0, g3 = g0;
+  int32_t pend_t[AVX2_CHUNK * 8];
+  int pend_m[AVX2_CHUNK];
+  int32_t j = 0;
+  while (n - j >= 8) {
+    __m256i acc = zero, above = zero;
+    uint64_t marked[AVX2_CHUNK / 64] = {0};
+    int32_t j0 = j, nv = (n - j) / 8 > per ? (int32_t)per : (n - j) / 8;
+    int32_t v = 0;
+    __m256 s;
+    if (whole)
+      for (; v + 4 <= nv; v += 4, j += 32) {
+        __m256i t = lookup8(row, ib, j, &gr, table, &s);
+        g0 = _mm256_max_ps(s, g0);
+        note8(t, v, &acc, &above, pend_t, pend_m, marked);
+        t = lookup8(row, ib, j + 8, &gr, table, &s);
+        g1 = _mm256_max_ps(s, g1);
+        note8(t, v + 1, &acc, &above, pend_t, pend_m, marked);
+        t = lookup8(row, ib, j + 16, &gr, table, &s);
+        g2 = _mm256_max_ps(s, g2);
+        note8(t, v + 2, &acc, &above, pend_t, pend_m, marked);
+        t = lookup8(row, ib, j + 24, &gr, table, &s);
+        g3 = _mm256_max_ps(s, g3);
+        note8(t, v + 3, &acc, &above, pend_t, pend_m, marked);
+      }
+    for (; v < nv; v++, j += 8)
+      note8(lookup8(row, ib, j, &gr, table, &s), v, &acc, &above, pend_t,
+            pend_m, marked);
+    int32_t a8[8], b8[8];
+    _mm256_storeu_si256((__m256i *)a8, acc);
+    _mm256_storeu_si256((__m256i *)b8, above);
+    for (int l = 0; l < 8; l++) {
+      r->acc += a8[l];
+      r->above += b8[l];
+    }
+    for (int w = 0; w < AVX2_CHUNK / 64; w++)
+      for (uint64_t vb = marked[w]; vb; vb &= vb - 1) {
+        int vi = 64 * w + __builtin_ctzll(vb);
+        for (int bits = pend_m[vi]; bits; bits &= bits - 1) {
+          int b = __builtin_ctz((unsigned)bits);
+          exact_item(q, m, -pend_t[8 * vi + b] - 1, row[j0 + 8 * vi + b],
+                     r);
+        }
+      }
+  }
+  for (; j < n; j++) {
+    if (ib) row[j] += ib[j];
+    lookup_one(q, m, table[cell_of(row[j], lo, scale, g)], row[j], r);
+  }
+  store_gm(gm, g0, g1, g2, g3);
+  return whole;
+}
+#endif
+
+/* p[0..n) = v; the table is refilled for every row (up to 2n cells). */
+#ifdef MFM_X86_KERNELS
+__attribute__((target("avx2")))
+static void fill_avx2(int32_t *p, int32_t n, int32_t v) {
+  __m256i x = _mm256_set1_epi32(v);
+  int32_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_si256((__m256i *)(p + i), x);
+  for (; i < n; i++) p[i] = v;
+}
+
+/* p[0..n) = v by whole vectors, writing up to 15 entries past the end:
+   the table is filled by ascending runs, each overwriting the previous
+   one's overshoot, and has room for the last (no scalar tail a run). */
+__attribute__((target("avx2")))
+static void fill_u16_over(uint16_t *p, int32_t n, uint16_t v) {
+  __m256i x = _mm256_set1_epi16((short)v);
+  for (int32_t i = 0; i < n; i += 16)
+    _mm256_storeu_si256((__m256i *)(p + i), x);
+}
+#endif
+
+static void fill_i32(int32_t *p, int32_t n, int32_t v, int avx2) {
+#ifdef MFM_X86_KERNELS
+  if (avx2) {
+    fill_avx2(p, n, v);
+    return;
+  }
+#else
+  (void)avx2;
+#endif
+  for (int32_t i = 0; i < n; i++) p[i] = v;
+}
+
+int64_t mfm_rank_f2(const float *q, int32_t m, float s) {
+  int32_t lb, ub;
+  bounds(q, m, s, &lb, &ub);
+  return 2 * (int64_t)(m - ub) + (ub - lb);
+}
+
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+#ifdef MFM_X86_KERNELS
+/* Ascending, for 2 <= m <= 64 NaN-free values: each goes to its rank, the
+   values below it plus the equal ones before it, counted for 8 values at
+   once (an insertion sort mispredicts about a branch a value). */
+__attribute__((target("avx2")))
+static void sort_small_avx2(float *q, int32_t m) {
+  float x[64];
+  int32_t rk[64];
+  int nb = (m + 7) / 8;
+  memcpy(x, q, (size_t)m * sizeof *x);
+  for (int32_t i = m; i < 8 * nb; i++) x[i] = 0;
+  __m256 xv[8];
+  __m256i cnt[8], idx[8];
+  for (int a = 0; a < nb; a++) {
+    xv[a] = _mm256_loadu_ps(x + 8 * a);
+    cnt[a] = _mm256_setzero_si256();
+    idx[a] = _mm256_setr_epi32(8 * a, 8 * a + 1, 8 * a + 2, 8 * a + 3,
+                               8 * a + 4, 8 * a + 5, 8 * a + 6, 8 * a + 7);
+  }
+  for (int32_t l = 0; l < m; l++) {
+    __m256 b = _mm256_set1_ps(x[l]);
+    __m256i li = _mm256_set1_epi32(l);
+    for (int a = 0; a < nb; a++) {
+      __m256 lt = _mm256_cmp_ps(b, xv[a], _CMP_LT_OQ);
+      __m256 eq = _mm256_cmp_ps(b, xv[a], _CMP_EQ_OQ);
+      __m256 after = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx[a], li));
+      __m256 below = _mm256_or_ps(lt, _mm256_and_ps(eq, after));
+      cnt[a] = _mm256_sub_epi32(cnt[a], _mm256_castps_si256(below));
+    }
+  }
+  for (int a = 0; a < nb; a++) _mm256_storeu_si256((__m256i *)(rk + 8 * a),
+                                                   cnt[a]);
+  for (int32_t i = 0; i < m; i++) q[rk[i]] = x[i];
+}
+#endif
+
+/* Insertion sort (or the AVX2 rank sort) for the usual few dozen test
+   items (qsort's calls through a pointer cost more there). */
+void mfm_rank_sort(float *q, int32_t m, int avx2) {
+  if (m > 48) {
+    qsort(q, (size_t)m, sizeof *q, cmp_float);
+    return;
+  }
+#ifdef MFM_X86_KERNELS
+  if (avx2 && m >= 2) {
+    int nan = 0;
+    for (int32_t i = 0; i < m; i++) nan |= q[i] != q[i];
+    if (!nan) {
+      sort_small_avx2(q, m);
+      return;
+    }
+  }
+#else
+  (void)avx2;
+#endif
+  for (int32_t i = 1; i < m; i++) {
+    float v = q[i];
+    int32_t t = i;
+    while (t > 0 && q[t - 1] > v) {
+      q[t] = q[t - 1];
+      t--;
+    }
+    q[t] = v;
+  }
+}
+
+int mfm_rank_pass(float *row, const float *ib, int32_t n, const float *q,
+                  int32_t m, int32_t *table, int32_t gmax, int32_t *cells,
+                  int avx2, float *gm, mfm_rank_sums *r) {
+  float lo = q[0], hi = q[m - 1];
+  r->acc = r->above = r->eq = 0;
+  if (isfinite(lo) && isfinite(hi)) {
+    int32_t g = 16;
+    /* About 128 cells per test item and at least n/4 (items sharing a
+       cell with a test score take the slow exact path), at most 2n so
+       that filling the table stays cheaper than the pass. */
+    while (g < gmax && (g < 128 * m || g < n / 4) && g < 2 * n) g *= 2;
+    float span = hi - lo;
+    if (!(span > 0)) span = fabsf(lo) * 1e-3f + 1e-20f;
+    float scale = (float)(g - 1) / span;
+    if (!(scale > 0 && isfinite(scale))) scale = 1.0f;
+    float gf = (float)g;
+    /* table[c]: 2 * (test scores in cells above c), or -(1 + i) when
+       test score i is the first in c itself: items in such a cell are
+       compared exactly, with the few test scores from i on (test scores
+       in later cells are above every item of c).  Excluded items reach
+       cell 0 whether the bias made them -inf or NaN. */
+    /* Up to 63 test scores, the AVX2 count takes a uint16 table (8 KB
+       for the usual row, half the fill; see count_avx2). */
+    int small = 0;
+#ifdef MFM_X86_KERNELS
+    small = avx2 && m <= 63;
+#endif
+    uint16_t *t16 = (uint16_t *)table;
+    int32_t c = 0;
+    for (int32_t i = 0; i < m; i++) {
+      int32_t ci = cell_of(q[i], lo, scale, gf);
+      if (ci < c) continue; /* same cell as the previous test score */
+      if (small) {
+#ifdef MFM_X86_KERNELS
+        fill_u16_over(t16 + c, ci - c, (uint16_t)(2 * (m - i)));
+#endif
+        t16[ci] = (uint16_t)(EXACT + i);
+      } else {
+        fill_i32(table + c, ci - c, 2 * (m - i), avx2);
+        table[ci] = -(1 + i);
+      }
+      c = ci + 1;
+    }
+#ifdef MFM_X86_KERNELS
+    if (small) {
+      /* (g + 2 + 15 entries: within the int32 table's gmax + 2) */
+      fill_u16_over(t16 + c, g + 2 - c, 0);
+      return count_avx2(row, ib, n, q, m, t16, c, lo, scale, gf, gm, r);
+    }
+#endif
+    fill_i32(table + c, g + 2 - c, 0, avx2);
+#ifdef MFM_X86_KERNELS
+    if (avx2) return lookup_avx2(row, ib, n, q, m, table, lo, scale, gf, gm,
+                                 r);
+#else
+    (void)gm;
+#endif
+    lookup_portable(row, ib, n, q, m, table, lo, scale, gf, cells, r);
+  } else {
+    assert(!ib);
+    for (int32_t j = 0; j < n; j++) {
+      int32_t lb, ub;
+      float s = row[j];
+      bounds(q, m, s, &lb, &ub);
+      r->acc += 2 * (int64_t)(m - ub) + (ub - lb);
+      r->above += lb == m;
+      r->eq += s == hi;
+    }
+  }
+  return 0;
+}
