@@ -75,6 +75,44 @@ void fm_point_step(mfm_fm *m, const fm_sched *s, int32_t u, int32_t i,
   point_step(m, s, u, i, ru, ri, d, sc);
 }
 
+/* The fast steps and dots with k a constant for the common sizes: the
+   loops then unroll into straight vector code, with no tail. */
+FM_INLINE void fast_pair(mfm_fm *m, const fm_sched *s, int32_t u, int32_t p,
+                         int32_t n, float d, int32_t k) {
+  switch (k) {
+  case 32: fm_fast_pair(m, s, u, p, n, d, 32); break;
+  case 64: fm_fast_pair(m, s, u, p, n, d, 64); break;
+  default: fm_fast_pair(m, s, u, p, n, d, k); break;
+  }
+}
+
+FM_INLINE void fast_point(mfm_fm *m, const fm_sched *s, int32_t u,
+                          int32_t i, float d, int32_t k) {
+  switch (k) {
+  case 32: fm_fast_point(m, s, u, i, d, 32); break;
+  case 64: fm_fast_point(m, s, u, i, d, 64); break;
+  default: fm_fast_point(m, s, u, i, d, k); break;
+  }
+}
+
+FM_INLINE float dot_k(const float *restrict a, const float *restrict b,
+                      int32_t k) {
+  switch (k) {
+  case 32: return fm_dot(a, b, 32);
+  case 64: return fm_dot(a, b, 64);
+  default: return fm_dot(a, b, k);
+  }
+}
+
+FM_INLINE float dot_diff_k(const float *restrict a, const float *restrict b,
+                           const float *restrict c, int32_t k) {
+  switch (k) {
+  case 32: return fm_dot_diff(a, b, c, 32);
+  case 64: return fm_dot_diff(a, b, c, 64);
+  default: return fm_dot_diff(a, b, c, k);
+  }
+}
+
 /* The epoch's order: users in random order, each user's samples together
    in random order.  Keeping a user's samples together keeps its row of
    seen items and its embedding in L1, and its samples are copied from one
@@ -195,6 +233,7 @@ FM_INLINE void run_logistic(const fm_fitenv *e, const fm_cell *c,
   mfm_fm *m = e->m;
   int32_t k = m->k;
   fm_scratch *sc = &ts->sc;
+  int fast = fm_fast_path(m, &e->sched);
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
@@ -204,9 +243,10 @@ FM_INLINE void run_logistic(const fm_fitenv *e, const fm_cell *c,
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
     const float *ri = fm_rep(&m->i, k, x->i, sc->rp, &bi);
     float y = x->w > 0 ? 1.0f : -1.0f, w = fabsf(x->w);
-    float d = w * fm_logistic_grad(fm_dot(ru, ri, k) + bu + bi, y, &l);
+    float d = w * fm_logistic_grad(dot_k(ru, ri, k) + bu + bi, y, &l);
     loss += w * l;
-    point_step(m, &e->sched, x->u, x->i, ru, ri, d, sc);
+    if (fast) fast_point(m, &e->sched, x->u, x->i, d, k);
+    else point_step(m, &e->sched, x->u, x->i, ru, ri, d, sc);
   }
   ts->loss += loss;
   ts->lcount += wk.done;
@@ -219,6 +259,7 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   int32_t k = m->k, ilo = c->ilo;
   uint32_t nb = (uint32_t)(c->ihi - c->ilo);
   fm_scratch *sc = &ts->sc;
+  int fast = fm_fast_path(m, &e->sched);
   mfm_rng rng = ts->rng;
   /* Negatives are drawn one ahead, so the row of the next sample's
      negative is on its way while this step runs (as in WARP). */
@@ -242,7 +283,7 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
     const float *rp = fm_rep(&m->i, k, x->i, sc->rp, &bp);
     const float *rn = fm_rep(&m->i, k, n, sc->rn, &bn);
-    float diff = fm_dot_diff(ru, rp, rn, k) + bp - bn;
+    float diff = dot_diff_k(ru, rp, rn, k) + bp - bn;
     /* dL/dx = -sigmoid(-x); the reported loss is estimated from one
        sample in 8: its log costs as much as the rest of the step. */
     float ex = expf(diff < 30.0f ? diff : 30.0f);
@@ -252,7 +293,9 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
       loss += x->w * l;
       ts->lcount++;
     }
-    pair_step(m, &e->sched, x->u, x->i, n, ru, rp, rn, d, sc);
+    /* n is unseen and the positive seen, so n != p. */
+    if (fast) fast_pair(m, &e->sched, x->u, x->i, n, d, k);
+    else pair_step(m, &e->sched, x->u, x->i, n, ru, rp, rn, d, sc);
   }
   ts->rng = rng;
   ts->loss += loss;
@@ -273,12 +316,15 @@ FM_INLINE double warp_one(const fm_fitenv *e, const fm_cell *c,
     int32_t n = draw_ahead(c, m, rng, next, 0);
     float bn;
     const float *rn = fm_rep(&m->i, k, n, sc->rn, &bn);
-    float sn = fm_dot(ru, rn, k) + bn;
+    float sn = dot_k(ru, rn, k) + bn;
     if (sn > sp - 1.0f) {
       /* Only violators are checked against the seen items (cheap). */
       if (n == p || is_seen(ts, n)) continue;
       float lw = e->logw[draws];
-      pair_step(m, &e->sched, u, p, n, ru, rp, rn, -w * lw, sc);
+      if (fm_fast_path(m, &e->sched))
+        fast_pair(m, &e->sched, u, p, n, -w * lw, k);
+      else
+        pair_step(m, &e->sched, u, p, n, ru, rp, rn, -w * lw, sc);
       return (double)w * lw * (1.0f - sp + sn);
     }
   }
@@ -301,7 +347,7 @@ FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
     float bu, bp;
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
     const float *rp = fm_rep(&m->i, k, x->i, sc->rp, &bp);
-    float sp = fm_dot(ru, rp, k) + bp;
+    float sp = dot_k(ru, rp, k) + bp;
     loss += warp_one(e, c, ts, &rng, &next, x->u, x->i, x->w, ru, rp, sp);
   }
   ts->rng = rng;
@@ -371,9 +417,11 @@ FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   ts->done += wk.done;
 }
 
-/* Compiled for AVX-512, AVX2 and the baseline; picked at load time. */
+/* Compiled for x86-64-v4 (AVX-512), v3 (AVX2 and FMA: Haswell, Zen) and
+   the baseline; picked at load time.  "avx2" alone left out FMA. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",
+                             "default")))
 #endif
 void fm_run_cell(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   shuffle_groups(c, &ts->rng);
