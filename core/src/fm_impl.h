@@ -64,6 +64,17 @@ FM_INLINE float fm_rsqrt(float x) {
   return y;
 }
 
+/* The same with one Newton step (relative error < 1.8e-3): for the fast
+   adagrad path, where it scales each coordinate's step by at most 0.18%. */
+FM_INLINE float fm_rsqrt1(float x) {
+  uint32_t b;
+  float y, h = 0.5f * x;
+  memcpy(&b, &x, sizeof b);
+  b = 0x5f375a86u - (b >> 1);
+  memcpy(&y, &b, sizeof y);
+  return y * (1.5f - h * y * y);
+}
+
 /* x -= step(scale * g + alpha * x), element-wise over k, for the
    schedule.  The accumulators belong to the same row as x. */
 FM_INLINE void fm_apply_row(const fm_sched *s, float *restrict x,
@@ -196,8 +207,10 @@ FM_INLINE void fm_ada_one(float *x, float *a, float g, float lr,
    d = dL/ds_p.  Each element is read once and written once, the
    gradients never go through scratch (the generic path writes and reads
    3k of them), and `reg` (0 or 1, a constant after inlining) drops the
-   L2 terms when both alphas are 0.  The same arithmetic as fm_pair_step
-   on this path: gradients from the old values, then adagrad. */
+   L2 terms when both alphas are 0.  The step of fm_pair_step on this
+   path (gradients from the old values, then adagrad), except that
+   1/sqrt takes one Newton step (fm_rsqrt1): the second cost 10% of the
+   BPR epoch, for an error of the step size that stays under 0.18%. */
 FM_INLINE void fm_ada_pair(float *restrict xu, float *restrict au,
                            float *restrict xp, float *restrict ap,
                            float *restrict xn, float *restrict an, float d,
@@ -215,9 +228,9 @@ FM_INLINE void fm_ada_pair(float *restrict xu, float *restrict au,
     au[j] = su;
     ap[j] = sp;
     an[j] = sn;
-    xu[j] = u - lr * gu * fm_rsqrt(su);
-    xp[j] = p - lr * gp * fm_rsqrt(sp);
-    xn[j] = n - lr * gn * fm_rsqrt(sn);
+    xu[j] = u - lr * gu * fm_rsqrt1(su);
+    xp[j] = p - lr * gp * fm_rsqrt1(sp);
+    xn[j] = n - lr * gn * fm_rsqrt1(sn);
   }
 }
 
@@ -236,8 +249,8 @@ FM_INLINE void fm_ada_point(float *restrict xu, float *restrict au,
     float su = au[j] + gu * gu, si = ai[j] + gi * gi;
     au[j] = su;
     ai[j] = si;
-    xu[j] = u - lr * gu * fm_rsqrt(su);
-    xi[j] = i - lr * gi * fm_rsqrt(si);
+    xu[j] = u - lr * gu * fm_rsqrt1(su);
+    xi[j] = i - lr * gi * fm_rsqrt1(si);
   }
 }
 
