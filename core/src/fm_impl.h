@@ -64,6 +64,21 @@ FM_INLINE float fm_rsqrt(float x) {
   return y;
 }
 
+/* The same with one Newton step, for the fast adagrad path: it errs low,
+   by up to 1.75e-3.  Multiplied by FM_RSQRT1_CENTRE (folded into the
+   learning rate, so free), the error is within +-0.88e-3 and has no
+   bias: a one-sided error made the effective learning rate 0.1% lower. */
+#define FM_RSQRT1_CENTRE 1.0008764f
+
+FM_INLINE float fm_rsqrt1(float x) {
+  uint32_t b;
+  float y, h = 0.5f * x;
+  memcpy(&b, &x, sizeof b);
+  b = 0x5f375a86u - (b >> 1);
+  memcpy(&y, &b, sizeof y);
+  return y * (1.5f - h * y * y);
+}
+
 /* x -= step(scale * g + alpha * x), element-wise over k, for the
    schedule.  The accumulators belong to the same row as x. */
 FM_INLINE void fm_apply_row(const fm_sched *s, float *restrict x,
@@ -178,6 +193,107 @@ FM_INLINE void fm_update(const fm_side *sd, const fm_sched *s, int32_t k,
       fm_apply_one(s, sd->bias + f, sd->acc_b + f,
                    sd->acc2_b ? sd->acc2_b + f : NULL, w * gb, sd->alpha);
   }
+}
+
+/* ---- The fast path: identity-only sides and adagrad ---------------- */
+
+/* One adagrad step on a scalar parameter (a bias). */
+FM_INLINE void fm_ada_one(float *x, float *a, float g, float lr,
+                          float alpha) {
+  g += alpha * *x;
+  float s = *a + g * g;
+  *a = s;
+  *x -= lr * g * fm_rsqrt(s);
+}
+
+/* A whole pairwise step in one pass over the three rows: user row xu,
+   positive row xp, negative row xn (p != n) and their accumulators, with
+   d = dL/ds_p.  Each element is read once and written once, the
+   gradients never go through scratch (the generic path writes and reads
+   3k of them), and `reg` (0 or 1, a constant after inlining) drops the
+   L2 terms when both alphas are 0.  The step of fm_pair_step on this
+   path (gradients from the old values, then adagrad), except that
+   1/sqrt takes one Newton step (fm_rsqrt1, centred): the second cost 10%
+   of the BPR epoch, for an error of the step size under 0.09%. */
+FM_INLINE void fm_ada_pair(float *restrict xu, float *restrict au,
+                           float *restrict xp, float *restrict ap,
+                           float *restrict xn, float *restrict an, float d,
+                           float lr, float alu, float ali, int reg,
+                           int32_t k) {
+  for (int32_t j = 0; j < k; j++) {
+    float u = xu[j], p = xp[j], n = xn[j];
+    float gu = d * (p - n), gp = d * u, gn = -(d * u);
+    if (reg) {
+      gu += alu * u;
+      gp += ali * p;
+      gn += ali * n;
+    }
+    float su = au[j] + gu * gu, sp = ap[j] + gp * gp, sn = an[j] + gn * gn;
+    au[j] = su;
+    ap[j] = sp;
+    an[j] = sn;
+    xu[j] = u - lr * gu * fm_rsqrt1(su);
+    xp[j] = p - lr * gp * fm_rsqrt1(sp);
+    xn[j] = n - lr * gn * fm_rsqrt1(sn);
+  }
+}
+
+/* The pointwise step (logistic) the same way: d = dL/ds. */
+FM_INLINE void fm_ada_point(float *restrict xu, float *restrict au,
+                            float *restrict xi, float *restrict ai, float d,
+                            float lr, float alu, float ali, int reg,
+                            int32_t k) {
+  for (int32_t j = 0; j < k; j++) {
+    float u = xu[j], i = xi[j];
+    float gu = d * i, gi = d * u;
+    if (reg) {
+      gu += alu * u;
+      gi += ali * i;
+    }
+    float su = au[j] + gu * gu, si = ai[j] + gi * gi;
+    au[j] = su;
+    ai[j] = si;
+    xu[j] = u - lr * gu * fm_rsqrt1(su);
+    xi[j] = i - lr * gi * fm_rsqrt1(si);
+  }
+}
+
+/* Nonzero when a step of m can take the fast path above. */
+static inline int fm_fast_path(const mfm_fm *m, const fm_sched *s) {
+  return !m->u.rows && !m->i.rows && s->kind == MFM_FM_ADAGRAD;
+}
+
+/* The fast pairwise step of (u, p, n) with d = dL/ds_p, biases included
+   (the user bias cancels in s_p - s_n). */
+FM_INLINE void fm_fast_pair(mfm_fm *m, const fm_sched *s, int32_t u,
+                            int32_t p, int32_t n, float d, int32_t k) {
+  fm_side *U = &m->u, *I = &m->i;
+  int64_t ou = (int64_t)u * k, op = (int64_t)p * k, on = (int64_t)n * k;
+  float alu = U->alpha, ali = I->alpha, lr = s->lr * FM_RSQRT1_CENTRE;
+  if (alu == 0.0f && ali == 0.0f)
+    fm_ada_pair(U->emb + ou, U->acc + ou, I->emb + op, I->acc + op,
+                I->emb + on, I->acc + on, d, lr, 0.0f, 0.0f, 0, k);
+  else
+    fm_ada_pair(U->emb + ou, U->acc + ou, I->emb + op, I->acc + op,
+                I->emb + on, I->acc + on, d, lr, alu, ali, 1, k);
+  fm_ada_one(I->bias + p, I->acc_b + p, d, s->lr, ali);
+  fm_ada_one(I->bias + n, I->acc_b + n, -d, s->lr, ali);
+}
+
+/* The fast pointwise step of (u, i) with d = dL/ds. */
+FM_INLINE void fm_fast_point(mfm_fm *m, const fm_sched *s, int32_t u,
+                             int32_t i, float d, int32_t k) {
+  fm_side *U = &m->u, *I = &m->i;
+  int64_t ou = (int64_t)u * k, oi = (int64_t)i * k;
+  float alu = U->alpha, ali = I->alpha, lr = s->lr * FM_RSQRT1_CENTRE;
+  if (alu == 0.0f && ali == 0.0f)
+    fm_ada_point(U->emb + ou, U->acc + ou, I->emb + oi, I->acc + oi, d, lr,
+                 0.0f, 0.0f, 0, k);
+  else
+    fm_ada_point(U->emb + ou, U->acc + ou, I->emb + oi, I->acc + oi, d, lr,
+                 alu, ali, 1, k);
+  fm_ada_one(I->bias + i, I->acc_b + i, d, s->lr, ali);
+  fm_ada_one(U->bias + u, U->acc_b + u, d, s->lr, alu);
 }
 
 /* Scratch of one thread: representations and gradients, k floats each. */

@@ -141,17 +141,17 @@ FM_INLINE void seen_user(const mfm_csr *X, fm_tstate *ts, int32_t u) {
 /* Asks for the rows of the next sample's item early: on large tables they
    come from memory, and the current step hides the wait. */
 FM_INLINE void prefetch_next(const mfm_fm *m, const fm_tstate *ts,
-                             const walk *w) {
+                             const walk *w, int32_t k) {
 #if defined(__GNUC__) && !defined(FM_NO_PREFETCH)
   if (w->q < w->len && !m->i.rows) {
-    int64_t o = (int64_t)ts->buf[w->q].i * m->k;
-    for (int32_t j = 0; j < m->k; j += 16) {
+    int64_t o = (int64_t)ts->buf[w->q].i * k;
+    for (int32_t j = 0; j < k; j += 16) {
       __builtin_prefetch(m->i.emb + o + j, 1);
       __builtin_prefetch(m->i.acc + o + j, 1);
     }
   }
 #else
-  (void)m, (void)ts, (void)w;
+  (void)m, (void)ts, (void)w, (void)k;
 #endif
 }
 
@@ -165,60 +165,64 @@ FM_INLINE int is_seen(const fm_tstate *ts, int32_t i) {
 /* BPR updates every negative it draws (update = 1): its accumulator row
    is requested too, for writing. */
 FM_INLINE int32_t draw_ahead(const fm_cell *c, const mfm_fm *m,
-                             mfm_rng *rng, int32_t *next, int update) {
+                             mfm_rng *rng, int32_t *next, int update,
+                             int32_t k) {
   int32_t n = *next;
   *next = c->ilo + (int32_t)mfm_rng_below(rng, (uint32_t)(c->ihi - c->ilo));
 #if defined(__GNUC__) && !defined(FM_NO_PREFETCH)
   if (!m->i.rows) {
-    int64_t o = (int64_t)*next * m->k;
+    int64_t o = (int64_t)*next * k;
     /* The read/write hint must be a literal for clang. */
     if (update) {
-      for (int32_t j = 0; j < m->k; j += 16) {
+      for (int32_t j = 0; j < k; j += 16) {
         __builtin_prefetch(m->i.emb + o + j, 1);
         __builtin_prefetch(m->i.acc + o + j, 1);
       }
       __builtin_prefetch(m->i.bias + *next, 1);
     } else {
-      for (int32_t j = 0; j < m->k; j += 16)
+      for (int32_t j = 0; j < k; j += 16)
         __builtin_prefetch(m->i.emb + o + j, 0);
       __builtin_prefetch(m->i.bias + *next, 0);
     }
   }
 #else
-  (void)m, (void)update;
+  (void)m, (void)update, (void)k;
 #endif
   return n;
 }
 
 FM_INLINE void run_logistic(const fm_fitenv *e, const fm_cell *c,
-                         fm_tstate *ts) {
+                            fm_tstate *ts, int32_t k) {
   mfm_fm *m = e->m;
-  int32_t k = m->k;
   fm_scratch *sc = &ts->sc;
+  int fast = fm_fast_path(m, &e->sched);
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
   while ((x = walk_next(c, ts, &wk, &ts->rng))) {
-    prefetch_next(m, ts, &wk);
+    prefetch_next(m, ts, &wk, k);
     float bu, bi, l;
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
     const float *ri = fm_rep(&m->i, k, x->i, sc->rp, &bi);
     float y = x->w > 0 ? 1.0f : -1.0f, w = fabsf(x->w);
     float d = w * fm_logistic_grad(fm_dot(ru, ri, k) + bu + bi, y, &l);
     loss += w * l;
-    point_step(m, &e->sched, x->u, x->i, ru, ri, d, sc);
+    if (fast) fm_fast_point(m, &e->sched, x->u, x->i, d, k);
+    else point_step(m, &e->sched, x->u, x->i, ru, ri, d, sc);
   }
   ts->loss += loss;
   ts->lcount += wk.done;
   ts->done += wk.done;
 }
 
-FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
+FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts,
+                       int32_t k) {
   mfm_fm *m = e->m;
   const mfm_csr *X = e->x;
-  int32_t k = m->k, ilo = c->ilo;
+  int32_t ilo = c->ilo;
   uint32_t nb = (uint32_t)(c->ihi - c->ilo);
   fm_scratch *sc = &ts->sc;
+  int fast = fm_fast_path(m, &e->sched);
   mfm_rng rng = ts->rng;
   /* Negatives are drawn one ahead, so the row of the next sample's
      negative is on its way while this step runs (as in WARP). */
@@ -227,11 +231,11 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
   while ((x = walk_next(c, ts, &wk, &rng))) {
-    prefetch_next(m, ts, &wk);
+    prefetch_next(m, ts, &wk, k);
     seen_user(X, ts, x->u);
     int32_t n = -1;
     for (int t = 0; t < 32; t++) {
-      int32_t cand = draw_ahead(c, m, &rng, &next, 1);
+      int32_t cand = draw_ahead(c, m, &rng, &next, 1, k);
       if (!is_seen(ts, cand)) {
         n = cand;
         break;
@@ -252,7 +256,9 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
       loss += x->w * l;
       ts->lcount++;
     }
-    pair_step(m, &e->sched, x->u, x->i, n, ru, rp, rn, d, sc);
+    /* n is unseen and the positive seen, so n != p. */
+    if (fast) fm_fast_pair(m, &e->sched, x->u, x->i, n, d, k);
+    else pair_step(m, &e->sched, x->u, x->i, n, ru, rp, rn, d, sc);
   }
   ts->rng = rng;
   ts->loss += loss;
@@ -265,12 +271,12 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
 FM_INLINE double warp_one(const fm_fitenv *e, const fm_cell *c,
                           fm_tstate *ts, mfm_rng *rng, int32_t *next,
                           int32_t u, int32_t p, float w, const float *ru,
-                          const float *rp, float sp) {
+                          const float *rp, float sp, int32_t k) {
   mfm_fm *m = e->m;
-  int32_t k = m->k, ms = m->p.max_sampled;
+  int32_t ms = m->p.max_sampled;
   fm_scratch *sc = &ts->sc;
   for (int32_t draws = 1; draws <= ms; draws++) {
-    int32_t n = draw_ahead(c, m, rng, next, 0);
+    int32_t n = draw_ahead(c, m, rng, next, 0, k);
     float bn;
     const float *rn = fm_rep(&m->i, k, n, sc->rn, &bn);
     float sn = fm_dot(ru, rn, k) + bn;
@@ -278,16 +284,19 @@ FM_INLINE double warp_one(const fm_fitenv *e, const fm_cell *c,
       /* Only violators are checked against the seen items (cheap). */
       if (n == p || is_seen(ts, n)) continue;
       float lw = e->logw[draws];
-      pair_step(m, &e->sched, u, p, n, ru, rp, rn, -w * lw, sc);
+      if (fm_fast_path(m, &e->sched))
+        fm_fast_pair(m, &e->sched, u, p, n, -w * lw, k);
+      else
+        pair_step(m, &e->sched, u, p, n, ru, rp, rn, -w * lw, sc);
       return (double)w * lw * (1.0f - sp + sn);
     }
   }
   return 0.0;
 }
 
-FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
+FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts,
+                        int32_t k) {
   mfm_fm *m = e->m;
-  int32_t k = m->k;
   fm_scratch *sc = &ts->sc;
   mfm_rng rng = ts->rng;
   int32_t next =
@@ -296,13 +305,14 @@ FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
   while ((x = walk_next(c, ts, &wk, &rng))) {
-    prefetch_next(m, ts, &wk);
+    prefetch_next(m, ts, &wk, k);
     seen_user(e->x, ts, x->u);
     float bu, bp;
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
     const float *rp = fm_rep(&m->i, k, x->i, sc->rp, &bp);
     float sp = fm_dot(ru, rp, k) + bp;
-    loss += warp_one(e, c, ts, &rng, &next, x->u, x->i, x->w, ru, rp, sp);
+    loss += warp_one(e, c, ts, &rng, &next, x->u, x->i, x->w, ru, rp, sp,
+                     k);
   }
   ts->rng = rng;
   ts->loss += loss;
@@ -363,7 +373,7 @@ FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
     float bp;
     const float *rp = fm_rep(&m->i, k, p, sc->rp, &bp);
     loss += warp_one(e, c, ts, &rng, &next, u, p, ts->kos_w[pick], ru, rp,
-                     ts->kos_score[pick]);
+                     ts->kos_score[pick], k);
   }
   ts->rng = rng;
   ts->loss += loss;
@@ -371,16 +381,24 @@ FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   ts->done += wk.done;
 }
 
-/* Compiled for AVX-512, AVX2 and the baseline; picked at load time. */
+/* Compiled for x86-64-v4 (AVX-512), v3 (AVX2 and FMA: Haswell, Zen) and
+   the baseline; picked at load time.  "avx2" alone left out FMA. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",
+                             "default")))
 #endif
 void fm_run_cell(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   shuffle_groups(c, &ts->rng);
+  int32_t k = e->m->k;
+  /* An instance per loss for k = 32 and 64: with k a constant, the row
+     loops (dots, steps, prefetches) unroll into straight vector code. */
+#define BY_K(run)                                                           \
+  (k == 32 ? run(e, c, ts, 32) : k == 64 ? run(e, c, ts, 64) : run(e, c, ts, k))
   switch (e->m->p.loss) {
-  case MFM_FM_LOGISTIC: run_logistic(e, c, ts); break;
-  case MFM_FM_BPR: run_bpr(e, c, ts); break;
-  case MFM_FM_WARP: run_warp(e, c, ts); break;
+  case MFM_FM_LOGISTIC: BY_K(run_logistic); break;
+  case MFM_FM_BPR: BY_K(run_bpr); break;
+  case MFM_FM_WARP: BY_K(run_warp); break;
   default: run_kos(e, c, ts); break;
   }
+#undef BY_K
 }
