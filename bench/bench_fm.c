@@ -123,6 +123,7 @@ int main(int argc, char **argv) {
         mfm_fm_params p = mfm_fm_params_default();
         p.loss = (mfm_fm_loss)mfm_fm_loss_parse(l);
         p.factors = atoi(f);
+        if (getenv("FM_SEED")) p.seed = (uint64_t)atoll(getenv("FM_SEED"));
         mfm_fm *m;
         mfm_err err;
         if (mfm_fm_new(nu, ni, 0, 0, &p, &m, &err) != MFM_OK) {
