@@ -64,7 +64,7 @@ INLINE float K(dotv)(const float *a, const float *b, int32_t kp) {
 
 /* s[t] = z_t . v for the m rows z_t = z + t kp, each sum in dotv's order.
    Four rows run on independent chains: one chain waits on the FMA latency
-   (about half the CG time at 64 factors went there). */
+   (the hottest loop of CG at 64 factors, by perf). */
 INLINE void K(dots)(const float *z, int32_t m, const float *v, int32_t kp,
                     float *s) {
   int32_t t = 0;
@@ -157,7 +157,7 @@ INLINE void K(gram_update)(float *a, const float *z, int32_t n, int32_t k,
       K(st)(a3 + cb, K(ld)(a3 + cb) + c30);
       K(st)(a3 + cb + ALS_VW, K(ld)(a3 + cb + ALS_VW) + c31);
     }
-    if (cb < kp) { /* one vector left (kp / VW odd) */
+    if (cb < kp) { /* one vector left: an odd count from floor_VW(rb) on */
       VEC c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};
       const float *zt = z;
       for (int32_t t = 0; t < n; t++, zt += kp) {
@@ -244,10 +244,10 @@ INLINE void K(chol_solve)(const float *a, int32_t k, int32_t kp,
 
 /* A v into out: (Y'Y + lambda I) v + Z'(Z v) over the row's nonzeros,
    leaving Z v of the last chunk in sbuf.  When the row fits one chunk, z
-   already holds it (gathered).  Z'(Z v)
-   goes four nonzeros at a time: their dots, then their share of out while
-   the four rows are still in L1 (a long row's Z is larger than L1, and a
-   pass per column block read it from L2 that many times). */
+   already holds it (gathered).  Z'(Z v) goes four nonzeros at a time:
+   their dots, then their share of out while the four rows are still in
+   L1 (a long row's Z is larger than L1, and a pass per column block read
+   it from L2 that many times). */
 INLINE void K(apply)(const fit_ctx *c, const int32_t *idx, const float *w,
                      int32_t n, float *z, float *sbuf, const float *v,
                      float *out) {

@@ -51,23 +51,11 @@ typedef struct fm_sched {
 #define FM_INLINE static inline
 #endif
 
-/* 1/sqrt(x) for x > 0 without a division: the classic bit trick and two
-   Newton steps (relative error < 5e-6), in plain C that vectorizes. */
-FM_INLINE float fm_rsqrt(float x) {
-  uint32_t b;
-  float y, h = 0.5f * x;
-  memcpy(&b, &x, sizeof b);
-  b = 0x5f375a86u - (b >> 1);
-  memcpy(&y, &b, sizeof y);
-  y = y * (1.5f - h * y * y);
-  y = y * (1.5f - h * y * y);
-  return y;
-}
-
-/* The same with one Newton step, for the fast adagrad path: it errs low,
-   by up to 1.75e-3.  Multiplied by FM_RSQRT1_CENTRE (folded into the
-   learning rate, so free), the error is within +-0.88e-3 and has no
-   bias: a one-sided error made the effective learning rate 0.1% lower. */
+/* 1/sqrt(x) for x > 0 without a division: the classic bit trick and one
+   Newton step.  It errs low, by up to 1.75e-3; the fast adagrad path
+   multiplies it by FM_RSQRT1_CENTRE (folded into the learning rate, so
+   free), which brings the error within +-0.88e-3 with no bias (a
+   one-sided error made the effective learning rate 0.1% lower). */
 #define FM_RSQRT1_CENTRE 1.0008764f
 
 FM_INLINE float fm_rsqrt1(float x) {
@@ -76,6 +64,13 @@ FM_INLINE float fm_rsqrt1(float x) {
   memcpy(&b, &x, sizeof b);
   b = 0x5f375a86u - (b >> 1);
   memcpy(&y, &b, sizeof y);
+  return y * (1.5f - h * y * y);
+}
+
+/* The same with a second Newton step (relative error < 5e-6), in plain C
+   that vectorizes. */
+FM_INLINE float fm_rsqrt(float x) {
+  float y = fm_rsqrt1(x), h = 0.5f * x;
   return y * (1.5f - h * y * y);
 }
 
@@ -197,15 +192,6 @@ FM_INLINE void fm_update(const fm_side *sd, const fm_sched *s, int32_t k,
 
 /* ---- The fast path: identity-only sides and adagrad ---------------- */
 
-/* One adagrad step on a scalar parameter (a bias). */
-FM_INLINE void fm_ada_one(float *x, float *a, float g, float lr,
-                          float alpha) {
-  g += alpha * *x;
-  float s = *a + g * g;
-  *a = s;
-  *x -= lr * g * fm_rsqrt(s);
-}
-
 /* A whole pairwise step in one pass over the three rows: user row xu,
    positive row xp, negative row xn (p != n) and their accumulators, with
    d = dL/ds_p.  Each element is read once and written once, the
@@ -276,8 +262,8 @@ FM_INLINE void fm_fast_pair(mfm_fm *m, const fm_sched *s, int32_t u,
   else
     fm_ada_pair(U->emb + ou, U->acc + ou, I->emb + op, I->acc + op,
                 I->emb + on, I->acc + on, d, lr, alu, ali, 1, k);
-  fm_ada_one(I->bias + p, I->acc_b + p, d, s->lr, ali);
-  fm_ada_one(I->bias + n, I->acc_b + n, -d, s->lr, ali);
+  fm_apply_one(s, I->bias + p, I->acc_b + p, NULL, d, ali);
+  fm_apply_one(s, I->bias + n, I->acc_b + n, NULL, -d, ali);
 }
 
 /* The fast pointwise step of (u, i) with d = dL/ds. */
@@ -292,8 +278,8 @@ FM_INLINE void fm_fast_point(mfm_fm *m, const fm_sched *s, int32_t u,
   else
     fm_ada_point(U->emb + ou, U->acc + ou, I->emb + oi, I->acc + oi, d, lr,
                  alu, ali, 1, k);
-  fm_ada_one(I->bias + i, I->acc_b + i, d, s->lr, ali);
-  fm_ada_one(U->bias + u, U->acc_b + u, d, s->lr, alu);
+  fm_apply_one(s, I->bias + i, I->acc_b + i, NULL, d, ali);
+  fm_apply_one(s, U->bias + u, U->acc_b + u, NULL, d, alu);
 }
 
 /* Scratch of one thread: representations and gradients, k floats each. */
