@@ -319,6 +319,14 @@ typedef struct fm_sample {
 /* The samples of one (user block, item block) cell, in canonical order
    (grouped by user: group q is s[g[q]..g[q+1])), gperm the shuffled order
    of the groups, items of the block [ilo, ihi). */
+/* A group's slice in a visit of its cell: samples s[a, a + n) of the
+   cell, of user u, whose entries of X in the item block are
+   indices[seen_a, seen_b). */
+typedef struct fm_visit {
+  int64_t a, seen_a, seen_b;
+  int32_t n, u;
+} fm_visit;
+
 typedef struct fm_cell {
   const fm_sample *s;
   int64_t n;
@@ -326,7 +334,27 @@ typedef struct fm_cell {
   uint32_t *gperm;
   int64_t ng;
   int32_t ilo, ihi;
+  uint32_t id; /* the cell's index, for the deal into rounds */
+  /* Per group, the user's entries of X in the item block: X's indices
+     indptr[u] + run[2q] .. indptr[u] + run[2q + 1]. */
+  const uint32_t *run;
 } fm_cell;
+
+/* A fit's samples in T x T cells, R slices per group (fm_layout.c). */
+typedef struct fm_layout {
+  int T, R;
+  fm_cell *cells; /* T x T */
+  fm_sample *samples;
+  int64_t *groups;
+  uint32_t *gperm, *runs;
+  int64_t max_group;  /* samples in the largest group */
+  int64_t max_groups; /* groups in the largest cell */
+} fm_layout;
+
+/* MFM_ENOMEM (nothing left allocated) or MFM_OK. */
+mfm_status fm_layout_build(const mfm_fm *m, const mfm_csr *X,
+                           const mfm_csr *W, int T, int R, fm_layout *L);
+void fm_layout_free(fm_layout *L);
 
 typedef struct fm_fitenv {
   mfm_fm *m;
@@ -349,10 +377,21 @@ typedef struct fm_tstate {
   float *kos_score;
   int32_t *kos_item;
   float *kos_w;
-  /* The items seen by user seen_u, one bit each (n_items bits): the seen
-     check of a drawn negative is one L1 load instead of a binary search. */
+  /* The items of the cell's block seen by user seen_u, one bit each
+     (n_items bits), from entries [seen_a, seen_b) of X: the seen check of
+     a drawn negative is one L1 load instead of a binary search. */
   uint64_t *seen;
   int32_t seen_u;
+  int64_t seen_a, seen_b;
+  int64_t run_a, run_b; /* the same for the group being walked */
+  fm_visit *plan;       /* the visit's groups (room for the most) */
+  int64_t nplan;
+  /* This epoch's deal of each group's samples into `rounds` slices (a
+     hash of salt, cell and group picks the first), and the slice to run. */
+  int round, rounds;
+  uint64_t salt;
+  int kos_pick;      /* k-OS on T > 1 threads: one block per user */
+  uint64_t kos_salt; /* the same on every thread */
   fm_sample *buf; /* the current group, shuffled (largest group size) */
 } fm_tstate;
 

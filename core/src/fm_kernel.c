@@ -98,19 +98,96 @@ typedef struct walk {
   int64_t g, q, len, done;
 } walk;
 
+/* The splitmix64 finalizer: a well-mixed 64-bit hash of z. */
+FM_INLINE uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* The slice of group gi that runs in round 0 of this epoch: a hash, so
+   that the deal needs no storage and every round sees the same one. */
+FM_INLINE uint32_t deal_offset(const fm_tstate *ts, const fm_cell *c,
+                               uint32_t gi) {
+  uint64_t z = mix64(ts->salt + ((uint64_t)c->id << 32 | gi));
+  return (uint32_t)(z % (uint64_t)ts->rounds);
+}
+
+/* k-OS takes one step per user and epoch, as with one thread: of the
+   user's T groups (one per item block), the one whose block holds entry
+   h * len of the user's row, h in [0, 1) a hash of the user and the
+   epoch. */
+FM_INLINE int kos_block(const fm_tstate *ts, const fm_cell *c, uint32_t gi,
+                        int32_t u, int64_t len) {
+  uint64_t at = ((mix64(ts->kos_salt + (uint64_t)u) >> 32) * (uint64_t)len)
+                >> 32;
+  return at >= c->run[2 * gi] && at < c->run[2 * gi + 1];
+}
+
+/* The visit's plan: the groups in random order, each as this round's
+   slice (slice j holds samples j, j + R, ... of the canonical order, laid
+   out by fm_layout.c), empty slices left out.  One pass whose iterations do not
+   depend on each other, so the cache misses of the random order overlap;
+   walking the groups directly waited on each in turn. */
+static void plan_visit(const mfm_csr *X, const fm_cell *c, fm_tstate *ts) {
+  int64_t R = ts->rounds, np = 0;
+  for (int64_t q = 0; q < c->ng; q++) {
+    uint32_t gi = c->gperm[q];
+    int64_t a = c->g[gi], n = c->g[gi + 1] - a;
+    if (R > 1) {
+      int64_t j = (ts->round + R - deal_offset(ts, c, gi)) % R;
+      a += j * (n / R) + (j < n % R ? j : n % R);
+      n = n / R + (j < n % R);
+      if (n == 0) continue;
+    }
+    int32_t u = c->s[a].u;
+    int64_t o = X->indptr[u];
+    if (ts->kos_pick && !kos_block(ts, c, gi, u, X->indptr[u + 1] - o))
+      continue;
+    ts->plan[np++] = (fm_visit){a, o + c->run[2 * gi], o + c->run[2 * gi + 1],
+                                (int32_t)n, u};
+  }
+  ts->nplan = np;
+}
+
+/* Asks for what the walk of planned group v will read first: its samples,
+   the user's seen entries and, on the identity-only path, its rows. */
+FM_INLINE void prefetch_visit(const fm_fitenv *e, const fm_cell *c,
+                              const fm_visit *v) {
+#if defined(__GNUC__) && !defined(FM_NO_PREFETCH)
+  const mfm_fm *m = e->m;
+  __builtin_prefetch(c->s + v->a, 0);
+  __builtin_prefetch(c->s + v->a + v->n - 1, 0);
+  __builtin_prefetch(e->x->indices + v->seen_a, 0);
+  if (!m->u.rows) {
+    int64_t o = (int64_t)v->u * m->k;
+    for (int32_t j = 0; j < m->k; j += 16) {
+      __builtin_prefetch(m->u.emb + o + j, 1);
+      __builtin_prefetch(m->u.acc + o + j, 1);
+    }
+    __builtin_prefetch(m->u.bias + v->u, 1);
+  }
+#else
+  (void)e, (void)c, (void)v;
+#endif
+}
+
 /* The next sample of the cell in the epoch's order; NULL at the end, or
    when the stop flag is raised (then ts->stopped is set). */
-FM_INLINE fm_sample *walk_next(const fm_cell *c, fm_tstate *ts, walk *w,
-                               mfm_rng *rng) {
-  if (w->q == w->len) {
-    if (w->g == c->ng) return NULL;
-    uint32_t gi = c->gperm[w->g++];
-    int64_t a = c->g[gi];
+FM_INLINE fm_sample *walk_next(const fm_fitenv *e, const fm_cell *c,
+                               fm_tstate *ts, walk *w, mfm_rng *rng) {
+  while (w->q == w->len) {
+    if (w->g == ts->nplan) return NULL;
+    const fm_visit *v = &ts->plan[w->g++];
+    if (w->g + 1 < ts->nplan) prefetch_visit(e, c, v + 2);
     fm_sample *b = ts->buf;
-    w->len = c->g[gi + 1] - a;
+    int64_t n = v->n;
+    memcpy(b, c->s + v->a, (size_t)n * sizeof *b);
+    ts->run_a = v->seen_a;
+    ts->run_b = v->seen_b;
+    w->len = n;
     w->q = 0;
-    memcpy(b, c->s + a, (size_t)w->len * sizeof *b);
-    for (int64_t q = w->len - 1; q > 0; q--) {
+    for (int64_t q = n - 1; q > 0; q--) {
       uint32_t j = mfm_rng_below(rng, (uint32_t)q + 1);
       fm_sample t = b[q];
       b[q] = b[j];
@@ -125,16 +202,25 @@ FM_INLINE fm_sample *walk_next(const fm_cell *c, fm_tstate *ts, walk *w,
   return &ts->buf[w->q++];
 }
 
-/* Points ts->seen at user u's row (users come grouped, so this runs about
-   once per user and cell). */
+/* Clears the seen bits of the last user. */
+FM_INLINE void seen_clear(const mfm_csr *X, fm_tstate *ts) {
+  for (int64_t q = ts->seen_a; q < ts->seen_b; q++)
+    ts->seen[X->indices[q] >> 6] = 0;
+  ts->seen_a = ts->seen_b = 0;
+  ts->seen_u = -1;
+}
+
+/* Points ts->seen at user u's items in the cell's block, where the
+   negatives come from (users come grouped, so this runs about once per
+   group walked; the whole row would cost T times more). */
 FM_INLINE void seen_user(const mfm_csr *X, fm_tstate *ts, int32_t u) {
   if (ts->seen_u == u) return;
-  int32_t o = ts->seen_u;
-  if (o >= 0)
-    for (int64_t q = X->indptr[o]; q < X->indptr[o + 1]; q++)
-      ts->seen[X->indices[q] >> 6] = 0;
-  for (int64_t q = X->indptr[u]; q < X->indptr[u + 1]; q++)
+  seen_clear(X, ts);
+  int64_t a = ts->run_a, b = ts->run_b;
+  for (int64_t q = a; q < b; q++)
     ts->seen[X->indices[q] >> 6] |= 1ull << (X->indices[q] & 63);
+  ts->seen_a = a;
+  ts->seen_b = b;
   ts->seen_u = u;
 }
 
@@ -199,7 +285,7 @@ FM_INLINE void run_logistic(const fm_fitenv *e, const fm_cell *c,
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
-  while ((x = walk_next(c, ts, &wk, &ts->rng))) {
+  while ((x = walk_next(e, c, ts, &wk, &ts->rng))) {
     prefetch_next(m, ts, &wk, k);
     float bu, bi, l;
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
@@ -230,7 +316,7 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts,
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
-  while ((x = walk_next(c, ts, &wk, &rng))) {
+  while ((x = walk_next(e, c, ts, &wk, &rng))) {
     prefetch_next(m, ts, &wk, k);
     seen_user(X, ts, x->u);
     int32_t n = -1;
@@ -304,7 +390,7 @@ FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts,
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
-  while ((x = walk_next(c, ts, &wk, &rng))) {
+  while ((x = walk_next(e, c, ts, &wk, &rng))) {
     prefetch_next(m, ts, &wk, k);
     seen_user(e->x, ts, x->u);
     float bu, bp;
@@ -333,7 +419,7 @@ FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
-  while ((x = walk_next(c, ts, &wk, &rng))) {
+  while ((x = walk_next(e, c, ts, &wk, &rng))) {
     int32_t u = x->u;
     const int32_t *row = X->indices + X->indptr[u];
     int64_t len = X->indptr[u + 1] - X->indptr[u];
@@ -388,7 +474,10 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",
                              "default")))
 #endif
 void fm_run_cell(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
+  /* The seen bits belong to the last cell's block. */
+  seen_clear(e->x, ts);
   shuffle_groups(c, &ts->rng);
+  plan_visit(e->x, c, ts);
   int32_t k = e->m->k;
   /* An instance per loss for k = 32 and 64: with k a constant, the row
      loops (dots, steps, prefetches) unroll into straight vector code. */

@@ -66,3 +66,74 @@ done:
   mfm_free(jobs);
   return st;
 }
+
+struct mfm_team {
+  pthread_barrier_t step;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int gate; /* 0 wait, 1 go, -1 give up */
+  void (*fn)(void *ctx, int i, mfm_team *tm);
+  void *ctx;
+};
+
+typedef struct member {
+  mfm_team *tm;
+  int i;
+} member;
+
+static void *run_member(void *p) {
+  member *me = p;
+  mfm_team *tm = me->tm;
+  pthread_mutex_lock(&tm->mu);
+  while (tm->gate == 0) pthread_cond_wait(&tm->cv, &tm->mu);
+  int go = tm->gate > 0;
+  pthread_mutex_unlock(&tm->mu);
+  if (go) tm->fn(tm->ctx, me->i, tm);
+  return NULL;
+}
+
+static void open_gate(mfm_team *tm, int gate) {
+  pthread_mutex_lock(&tm->mu);
+  tm->gate = gate;
+  pthread_cond_broadcast(&tm->cv);
+  pthread_mutex_unlock(&tm->mu);
+}
+
+mfm_status mfm_team_run(int n, void (*fn)(void *ctx, int i, mfm_team *tm),
+                        void *ctx) {
+  mfm_team *tm = mfm_malloc(sizeof *tm);
+  pthread_t *tid = mfm_malloc_array((size_t)n, sizeof *tid);
+  member *mem = mfm_malloc_array((size_t)n, sizeof *mem);
+  mfm_status st = MFM_ENOMEM;
+  if (!tm || !tid || !mem || n < 1) goto out;
+  if (pthread_barrier_init(&tm->step, NULL, (unsigned)n) != 0) goto out;
+  pthread_mutex_init(&tm->mu, NULL);
+  pthread_cond_init(&tm->cv, NULL);
+  tm->gate = 0;
+  tm->fn = fn;
+  tm->ctx = ctx;
+  int started = 0;
+  /* Members wait at the gate until all are started: a barrier with a
+     missing member would never open. */
+  for (int i = 1; i < n; i++) {
+    mem[i] = (member){tm, i};
+    if (pthread_create(&tid[i], NULL, run_member, &mem[i]) != 0) break;
+    started++;
+  }
+  open_gate(tm, started == n - 1 ? 1 : -1);
+  if (started == n - 1) {
+    fn(ctx, 0, tm);
+    st = MFM_OK;
+  }
+  for (int i = 1; i <= started; i++) pthread_join(tid[i], NULL);
+  pthread_cond_destroy(&tm->cv);
+  pthread_mutex_destroy(&tm->mu);
+  pthread_barrier_destroy(&tm->step);
+out:
+  mfm_free(tm);
+  mfm_free(tid);
+  mfm_free(mem);
+  return st;
+}
+
+void mfm_team_sync(mfm_team *tm) { pthread_barrier_wait(&tm->step); }

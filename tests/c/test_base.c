@@ -1,5 +1,6 @@
 /* The foundation: status messages, allocation and its fault injection, the
    random generator, atomic writes, the parallel runner. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,39 @@ static void test_parallel(void) {
   CHECK(mfm_threads_resolve(3) == 3);
 }
 
+/* A team of 4 in 200 steps: after each sync, every member has finished
+   the step (a sync that did not wait would let a member look early). */
+typedef struct team_ctx {
+  atomic_int done[4];
+  atomic_int early, calls;
+} team_ctx;
+
+static void team_member(void *p, int i, mfm_team *tm) {
+  team_ctx *c = p;
+  atomic_fetch_add(&c->calls, 1);
+  for (int s = 0; s < 200; s++) {
+    atomic_fetch_add(&c->done[i], 1);
+    mfm_team_sync(tm);
+    for (int j = 0; j < 4; j++)
+      if (atomic_load(&c->done[j]) < s + 1) atomic_fetch_add(&c->early, 1);
+  }
+}
+
+static void test_team(void) {
+  team_ctx c = {0};
+  CHECK(mfm_team_run(4, team_member, &c) == MFM_OK);
+  CHECK(atomic_load(&c.calls) == 4 && atomic_load(&c.early) == 0);
+  for (int j = 0; j < 4; j++) CHECK(atomic_load(&c.done[j]) == 200);
+  /* Without its bookkeeping the team does not run at all. */
+  for (size_t n = 1; n <= 3; n++) {
+    team_ctx d = {0};
+    mfm_alloc_fail_at(n);
+    CHECK(mfm_team_run(4, team_member, &d) == MFM_ENOMEM);
+    mfm_alloc_fail_at(0);
+    CHECK(atomic_load(&d.calls) == 0);
+  }
+}
+
 static void test_stop(void) {
   CHECK(!mfm_stop_requested());
   mfm_stop_request();
@@ -146,6 +180,7 @@ int main(void) {
   test_rng();
   test_atomic();
   test_parallel();
+  test_team();
   test_stop();
   DONE("base");
 }

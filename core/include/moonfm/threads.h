@@ -20,4 +20,15 @@ void mfm_blas_threads(int n);
 #include "status.h"
 mfm_status mfm_parallel(int n, void (*fn)(void *ctx, int i), void *ctx);
 
+/* A team: fn(ctx, i, team) runs on n threads at once (thread 0 is the
+   caller), and mfm_team_sync(team) waits until all n have reached it, so
+   work can go in steps without starting threads for each step.  Either
+   all n start and every fn returns, or none runs: MFM_ENOMEM when threads
+   or bookkeeping cannot be had (the caller can then do the same steps on
+   one thread). */
+typedef struct mfm_team mfm_team;
+mfm_status mfm_team_run(int n, void (*fn)(void *ctx, int i, mfm_team *tm),
+                        void *ctx);
+void mfm_team_sync(mfm_team *tm);
+
 #endif
