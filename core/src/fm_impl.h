@@ -316,9 +316,16 @@ typedef struct fm_sample {
   float w;
 } fm_sample;
 
-/* The samples of one (user block, item block) cell, in canonical order
-   (grouped by user: group q is s[g[q]..g[q+1])), gperm the shuffled order
-   of the groups, items of the block [ilo, ihi). */
+/* One user's samples in a cell: s[a, a + n) of the cell; the user's
+   entries of X in the cell's item block are indices[x + ra, x + rb), where
+   x = indptr[u].  One 32-byte record, so planning a visit reads one line
+   per group. */
+typedef struct fm_group {
+  int64_t a, x;
+  int32_t n, u;
+  uint32_t ra, rb;
+} fm_group;
+
 /* A group's slice in a visit of its cell: samples s[a, a + n) of the
    cell, of user u, whose entries of X in the item block are
    indices[seen_a, seen_b). */
@@ -327,17 +334,17 @@ typedef struct fm_visit {
   int32_t n, u;
 } fm_visit;
 
+/* The samples of one (user block, item block) cell, in canonical order
+   (grouped by user), gperm the shuffled order of the groups, items of the
+   block [ilo, ihi). */
 typedef struct fm_cell {
   const fm_sample *s;
   int64_t n;
-  const int64_t *g;
+  const fm_group *grp;
   uint32_t *gperm;
   int64_t ng;
   int32_t ilo, ihi;
   uint32_t id; /* the cell's index, for the deal into rounds */
-  /* Per group, the user's entries of X in the item block: X's indices
-     indptr[u] + run[2q] .. indptr[u] + run[2q + 1]. */
-  const uint32_t *run;
 } fm_cell;
 
 /* A fit's samples in T x T cells, R slices per group (fm_layout.c). */
@@ -345,8 +352,8 @@ typedef struct fm_layout {
   int T, R;
   fm_cell *cells; /* T x T */
   fm_sample *samples;
-  int64_t *groups;
-  uint32_t *gperm, *runs;
+  fm_group *groups;
+  uint32_t *gperm;
   int64_t max_group;  /* samples in the largest group */
   int64_t max_groups; /* groups in the largest cell */
 } fm_layout;

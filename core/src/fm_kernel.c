@@ -117,35 +117,33 @@ FM_INLINE uint32_t deal_offset(const fm_tstate *ts, const fm_cell *c,
    user's T groups (one per item block), the one whose block holds entry
    h * len of the user's row, h in [0, 1) a hash of the user and the
    epoch. */
-FM_INLINE int kos_block(const fm_tstate *ts, const fm_cell *c, uint32_t gi,
-                        int32_t u, int64_t len) {
-  uint64_t at = ((mix64(ts->kos_salt + (uint64_t)u) >> 32) * (uint64_t)len)
-                >> 32;
-  return at >= c->run[2 * gi] && at < c->run[2 * gi + 1];
+FM_INLINE int kos_block(const mfm_csr *X, const fm_tstate *ts,
+                        const fm_group *g) {
+  uint64_t len = (uint64_t)(X->indptr[g->u + 1] - g->x);
+  uint64_t at = ((mix64(ts->kos_salt + (uint64_t)g->u) >> 32) * len) >> 32;
+  return at >= g->ra && at < g->rb;
 }
 
 /* The visit's plan: the groups in random order, each as this round's
    slice (slice j holds samples j, j + R, ... of the canonical order, laid
-   out by fm_layout.c), empty slices left out.  One pass whose iterations do not
-   depend on each other, so the cache misses of the random order overlap;
-   walking the groups directly waited on each in turn. */
+   out by fm_layout.c), empty slices left out.  One pass whose iterations
+   do not depend on each other, so the cache misses of the random order
+   overlap; walking the groups directly waited on each in turn. */
 static void plan_visit(const mfm_csr *X, const fm_cell *c, fm_tstate *ts) {
   int64_t R = ts->rounds, np = 0;
   for (int64_t q = 0; q < c->ng; q++) {
     uint32_t gi = c->gperm[q];
-    int64_t a = c->g[gi], n = c->g[gi + 1] - a;
+    const fm_group *g = &c->grp[gi];
+    int64_t a = g->a, n = g->n;
     if (R > 1) {
       int64_t j = (ts->round + R - deal_offset(ts, c, gi)) % R;
       a += j * (n / R) + (j < n % R ? j : n % R);
       n = n / R + (j < n % R);
       if (n == 0) continue;
     }
-    int32_t u = c->s[a].u;
-    int64_t o = X->indptr[u];
-    if (ts->kos_pick && !kos_block(ts, c, gi, u, X->indptr[u + 1] - o))
-      continue;
-    ts->plan[np++] = (fm_visit){a, o + c->run[2 * gi], o + c->run[2 * gi + 1],
-                                (int32_t)n, u};
+    if (ts->kos_pick && !kos_block(X, ts, g)) continue;
+    ts->plan[np++] =
+        (fm_visit){a, g->x + g->ra, g->x + g->rb, (int32_t)n, g->u};
   }
   ts->nplan = np;
 }

@@ -125,32 +125,32 @@ static mfm_status groups_of(const mfm_csr *X, fm_layout *L) {
   for (int c = 0; c < C; c++)
     for (int64_t q = 0; q < L->cells[c].n; q++)
       total += q == 0 || L->cells[c].s[q].u != L->cells[c].s[q - 1].u;
-  L->groups = mfm_malloc_array((size_t)(total + C), sizeof *L->groups);
+  L->groups = mfm_malloc_array((size_t)total + 1, sizeof *L->groups);
   L->gperm = mfm_malloc_array((size_t)total + 1, sizeof *L->gperm);
-  L->runs = mfm_malloc_array(2 * (size_t)total + 1, sizeof *L->runs);
-  if (!L->groups || !L->gperm || !L->runs) return MFM_ENOMEM;
+  if (!L->groups || !L->gperm) return MFM_ENOMEM;
   int64_t off = 0;
   L->max_group = L->max_groups = 1;
   for (int c = 0; c < C; c++) {
     fm_cell *cl = &L->cells[c];
-    int64_t *g = L->groups + off + c, ng = 0;
-    uint32_t *run = L->runs + 2 * off;
-    for (int64_t q = 0; q < cl->n; q++)
-      if (q == 0 || cl->s[q].u != cl->s[q - 1].u) g[ng++] = q;
-    g[ng] = cl->n;
-    for (int64_t q = 0; q < ng; q++) {
-      if (g[q + 1] - g[q] > L->max_group) L->max_group = g[q + 1] - g[q];
-      int32_t u = cl->s[g[q]].u;
+    fm_group *g = L->groups + off;
+    int64_t ng = 0;
+    for (int64_t q = 0; q < cl->n; q++) {
+      if (q > 0 && cl->s[q].u == cl->s[q - 1].u) {
+        g[ng - 1].n++;
+        continue;
+      }
+      int32_t u = cl->s[q].u;
       int64_t a = X->indptr[u], b = X->indptr[u + 1];
       int64_t lo = lower_bound(X->indices, a, b, cl->ilo);
-      run[2 * q] = (uint32_t)(lo - a);
-      run[2 * q + 1] = (uint32_t)(lower_bound(X->indices, lo, b, cl->ihi) - a);
+      int64_t hi = lower_bound(X->indices, lo, b, cl->ihi);
+      g[ng++] = (fm_group){q, a, 1, u, (uint32_t)(lo - a), (uint32_t)(hi - a)};
     }
+    for (int64_t q = 0; q < ng; q++)
+      if (g[q].n > L->max_group) L->max_group = g[q].n;
     if (ng > L->max_groups) L->max_groups = ng;
-    cl->g = g;
+    cl->grp = g;
     cl->ng = ng;
     cl->gperm = L->gperm + off;
-    cl->run = run;
     off += ng;
   }
   return MFM_OK;
@@ -166,8 +166,8 @@ static mfm_status deal(fm_layout *L) {
   for (int c = 0; c < L->T * L->T; c++) {
     fm_cell *cl = &L->cells[c];
     for (int64_t q = 0; q < cl->ng; q++) {
-      fm_sample *s = (fm_sample *)cl->s + cl->g[q];
-      int64_t n = cl->g[q + 1] - cl->g[q], o = 0;
+      fm_sample *s = (fm_sample *)cl->s + cl->grp[q].a;
+      int64_t n = cl->grp[q].n, o = 0;
       for (int j = 0; j < L->R; j++)
         for (int64_t e = j; e < n; e += L->R) tmp[o++] = s[e];
       memcpy(s, tmp, (size_t)n * sizeof *s);
@@ -195,6 +195,5 @@ void fm_layout_free(fm_layout *L) {
   mfm_free(L->samples);
   mfm_free(L->groups);
   mfm_free(L->gperm);
-  mfm_free(L->runs);
   memset(L, 0, sizeof *L);
 }
