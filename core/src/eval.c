@@ -82,6 +82,7 @@ typedef struct ectx {
   const mfm_csr *test, *exclude;
   const mfm_eval_params *p;
   int need_rank; /* AUC or MRR */
+  int need_mrr;
   int need_cov;
   int32_t kmax, kheap, gmax;
   int avx2; /* mfm_kernels_avx2(), once per run */
@@ -166,7 +167,7 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
     }
     mfm_rank_sums rs;
     have_gm = mfm_rank_pass(row, ib, ni, q, m, ts->table, c->gmax, ts->cells,
-                        c->avx2, gm, &rs);
+                            c->avx2, c->need_mrr, gm, &rs);
     ib = NULL;
     for (int32_t t = 0; t < nt; t++) row[ts->qidx[t]] = ts->qraw[t];
     /* The test items were -inf in the group maxima; max(s, g) as there. */
@@ -303,6 +304,7 @@ mfm_status mfm_eval_run(const mfm_factors *f, const mfm_csr *test,
   for (int col = 0; col < ncol; col++) {
     mfm_metric mt = p->metric[col];
     if (mt == MFM_METRIC_AUC || mt == MFM_METRIC_MRR) c.need_rank = 1;
+    if (mt == MFM_METRIC_MRR) c.need_mrr = 1;
     if (mt == MFM_METRIC_COVERAGE) c.need_cov = 1;
     if (mfm_metric_uses_k(mt) && p->k[col] > c.kmax) c.kmax = p->k[col];
   }

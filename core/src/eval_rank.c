@@ -28,10 +28,6 @@ static int32_t cell_of(float s, float lo, float scale, float g) {
   return (int32_t)(x + 1.0f);
 }
 
-/* In count_avx2's uint16 table, EXACT + i marks a cell whose first test
-   score is q[i]. */
-#define EXACT 8192
-
 /* An item of a cell that holds test scores q[i..]: compared exactly with
    them (the test scores of lower cells are all below it). */
 static void exact_item(const float *q, int32_t m, int32_t i, float s,
@@ -133,86 +129,179 @@ static void store_gm(float *gm, __m256 g0, __m256 g1, __m256 g2, __m256 g3) {
   _mm256_storeu_ps(gm + 24, g3);
 }
 
-/* Up to 63 test scores: the table is uint16, 2 * (test scores above the
-   cell), or EXACT + i for a cell whose first test score is q[i].  Items
-   are summed 8 at a time with scalar loads (two loads an item; on Zen 3
-   an AVX2 gather takes about 9 cycles for 8 items, the loads about 5);
-   a sum of EXACT or more (the others stay below 8 * 126) means a cell
-   holding test scores: rare, so the 8 items are noted in a bit set,
-   without a branch, and compared exactly after each chunk. */
-#define COUNT_CHUNK 512 /* items: 64 vectors */
+/* Up to 64 test scores, no table: each item is compared with the test
+   scores themselves, 8 items at a time.  The sorted scores, padded with
+   NaN to 8 buckets of B (1, 2, 4 or 8), are split by the first score of
+   buckets 1..7: three compares (a binary search through vpermps) give the
+   bucket b of each item, the number of buckets whose first score is below
+   it.  Every score of the buckets before b is below the item and every
+   score after bucket b is at least the item, so
+     lt = #{q < s} = b B + #{j < B : Q[bB + j] < s}  exactly, and
+     le = #{q <= s} = b B + #{j < B : Q[bB + j] <= s}
+   unless later scores equal s, which needs Q[(b + 1) B] == s: such items
+   (rare: a tie with a test score at a bucket's start) are flagged and
+   corrected with the exact count.  NaN compares false, so NaN (and -inf)
+   items count as below every test score, as in the grid.  The pass sums
+   lt + le; an item's count 2 #{q > s} + #{q == s} is 2m - lt - le. */
+#define FLUSH_VECTORS 4096 /* lane sums (<= 128 an item) stay in int32 */
 
-/* The 8 items at row + j: the bias added, their cells stored at c, their
-   maximum taken into gmax (max(s, g) keeps g when s is NaN, as group_max
-   does) and the number at cells >= z (table 0: above every test score,
-   for MRR) into top; vz is z - 1 in every lane. */
+typedef struct cmp8 {
+  __m256 s4, t2, t3;  /* splitters: Q[4B]; Q[2B], Q[6B]; Q[B], Q[3B], ... */
+  __m256 e[9];        /* e[j][b] = Q[bB + j], j <= B */
+  __m256 qmax;
+} cmp8;
+
+/* Negated lt + le of the 8 scores s (flag: lanes to correct), and the
+   MRR counts when mrr. */
 __attribute__((target("avx2"), always_inline))
-static inline void step8(float *row, const float *ib, int32_t j,
-                         const grid8 *gr, int32_t *c, __m256 *gmax,
-                         __m256i *top, __m256i vz) {
-  __m256 s;
-  __m256i ci = cell8(grid_x8(row, ib, j, gr, &s), gr);
-  *gmax = _mm256_max_ps(s, *gmax);
-  *top = _mm256_sub_epi32(*top, _mm256_cmpgt_epi32(ci, vz));
-  _mm256_storeu_si256((__m256i *)c, ci);
+static inline __m256i cmp_count8(__m256 s, const cmp8 *c, int B, int sh,
+                                 int mrr, __m256 *flag, __m256i *above,
+                                 __m256i *eq) {
+  const __m256i four = _mm256_set1_epi32(4), two = _mm256_set1_epi32(2),
+                one = _mm256_set1_epi32(1);
+  __m256i b = _mm256_and_si256(
+      _mm256_castps_si256(_mm256_cmp_ps(c->s4, s, _CMP_LT_OQ)), four);
+  __m256 sp = _mm256_permutevar8x32_ps(c->t2, b);
+  b = _mm256_or_si256(
+      b, _mm256_and_si256(
+             _mm256_castps_si256(_mm256_cmp_ps(sp, s, _CMP_LT_OQ)), two));
+  sp = _mm256_permutevar8x32_ps(c->t3, b);
+  b = _mm256_or_si256(
+      b, _mm256_and_si256(
+             _mm256_castps_si256(_mm256_cmp_ps(sp, s, _CMP_LT_OQ)), one));
+  __m256i neg = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                 _mm256_sll_epi32(b, _mm_cvtsi32_si128(sh)));
+  for (int jj = 0; jj < B; jj++) {
+    __m256 e = _mm256_permutevar8x32_ps(c->e[jj], b);
+    neg = _mm256_add_epi32(
+        neg, _mm256_castps_si256(_mm256_cmp_ps(e, s, _CMP_LT_OQ)));
+    neg = _mm256_add_epi32(
+        neg, _mm256_castps_si256(_mm256_cmp_ps(e, s, _CMP_LE_OQ)));
+  }
+  *flag = _mm256_cmp_ps(_mm256_permutevar8x32_ps(c->e[B], b), s,
+                        _CMP_EQ_OQ);
+  if (mrr) {
+    *above = _mm256_add_epi32(
+        *above, _mm256_castps_si256(_mm256_cmp_ps(c->qmax, s, _CMP_LT_OQ)));
+    *eq = _mm256_add_epi32(
+        *eq, _mm256_castps_si256(_mm256_cmp_ps(c->qmax, s, _CMP_EQ_OQ)));
+  }
+  return neg;
+}
+
+/* The flagged lanes of one vector: lt + le from the exact count, less what
+   the vector counted (neg, negated). */
+__attribute__((target("avx2")))
+static int64_t cmp_fix(const float *q, int32_t m, __m256 s, __m256i neg,
+                       __m256 flag) {
+  float sv[8];
+  int32_t nv[8];
+  int64_t d = 0;
+  _mm256_storeu_ps(sv, s);
+  _mm256_storeu_si256((__m256i *)nv, neg);
+  for (int bits = _mm256_movemask_ps(flag); bits; bits &= bits - 1) {
+    int l = __builtin_ctz((unsigned)bits);
+    d += mfm_rank_f2(q, m, sv[l]) - 2 * (int64_t)m - nv[l];
+  }
+  return d;
+}
+
+__attribute__((target("avx2"), always_inline))
+static inline int cmp_body(float *row, const float *ib, int32_t n,
+                           const float *q, int32_t m, int B, int sh, int mrr,
+                           float *gm, mfm_rank_sums *r) {
+  cmp8 c;
+  float qp[8 * 8 + 1];
+  for (int32_t i = 0; i < 8 * B + 1; i++) qp[i] = i < m ? q[i] : NAN;
+  c.s4 = _mm256_set1_ps(qp[4 * B]);
+  c.t2 = _mm256_setr_ps(qp[2 * B], 0, 0, 0, qp[6 * B], 0, 0, 0);
+  c.t3 = _mm256_setr_ps(qp[B], 0, qp[3 * B], 0, qp[5 * B], 0, qp[7 * B], 0);
+  for (int jj = 0; jj <= B; jj++)
+    c.e[jj] = _mm256_setr_ps(qp[jj], qp[B + jj], qp[2 * B + jj],
+                             qp[3 * B + jj], qp[4 * B + jj], qp[5 * B + jj],
+                             qp[6 * B + jj], qp[7 * B + jj]);
+  c.qmax = _mm256_set1_ps(q[m - 1]);
+  __m256 g0 = _mm256_set1_ps(-INFINITY), g1 = g0, g2 = g0, g3 = g0;
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i acc = zero, above = zero, eq = zero;
+  int64_t sum = 0, fix = 0; /* negated lt + le */
+  int32_t j = 0, nvec = 0;
+  __m256 flag;
+#define MFM_CMP_S(SV)                                                       \
+  do {                                                                      \
+    __m256i n_ = cmp_count8(SV, &c, B, sh, mrr, &flag, &above, &eq);       \
+    acc = _mm256_add_epi32(acc, n_);                                        \
+    if (!_mm256_testz_ps(flag, flag)) fix += cmp_fix(q, m, SV, n_, flag);   \
+  } while (0)
+#define MFM_CMP_STEP(J, G)                                                  \
+  do {                                                                      \
+    __m256 s_ = _mm256_loadu_ps(row + (J));                                 \
+    if (ib) {                                                               \
+      s_ = _mm256_add_ps(s_, _mm256_loadu_ps(ib + (J)));                    \
+      _mm256_storeu_ps(row + (J), s_);                                      \
+    }                                                                       \
+    G = _mm256_max_ps(s_, G);                                               \
+    MFM_CMP_S(s_);                                                          \
+  } while (0)
+  for (; n - j >= 32; j += 32) {
+    MFM_CMP_STEP(j, g0);
+    MFM_CMP_STEP(j + 8, g1);
+    MFM_CMP_STEP(j + 16, g2);
+    MFM_CMP_STEP(j + 24, g3);
+    if ((nvec += 4) >= FLUSH_VECTORS) {
+      int32_t a8[8];
+      _mm256_storeu_si256((__m256i *)a8, acc);
+      for (int l = 0; l < 8; l++) sum += a8[l];
+      acc = zero;
+      nvec = 0;
+    }
+  }
+  store_gm(gm, g0, g1, g2, g3);
+  /* The rest, 8 at a time, the last vector padded with NaN (which counts
+     nothing in lt + le, above or eq). */
+  for (; j < n; j += 8) {
+    float t[8];
+    int32_t nn = n - j < 8 ? n - j : 8;
+    for (int32_t l = 0; l < 8; l++) {
+      if (l < nn && ib) row[j + l] += ib[j + l];
+      t[l] = l < nn ? row[j + l] : NAN;
+    }
+    __m256 sv = _mm256_loadu_ps(t);
+    MFM_CMP_S(sv);
+  }
+#undef MFM_CMP_S
+#undef MFM_CMP_STEP
+  int32_t a8[8];
+  _mm256_storeu_si256((__m256i *)a8, acc);
+  for (int l = 0; l < 8; l++) sum += a8[l];
+  r->acc = 2 * (int64_t)m * n + sum + fix;
+  if (mrr) {
+    int32_t b8[8], e8[8];
+    _mm256_storeu_si256((__m256i *)b8, above);
+    _mm256_storeu_si256((__m256i *)e8, eq);
+    for (int l = 0; l < 8; l++) {
+      r->above -= b8[l];
+      r->eq -= e8[l];
+    }
+  }
+  return 1;
 }
 
 __attribute__((target("avx2")))
-static int count_avx2(float *row, const float *ib, int32_t n, const float *q,
-                      int32_t m, const uint16_t *table, int32_t z, float lo,
-                      float scale, float g, float *gm, mfm_rank_sums *r) {
-  const __m256i vz = _mm256_set1_epi32(z - 1);
-  grid8 gr = {_mm256_set1_ps(lo), _mm256_set1_ps(scale),
-              _mm256_set1_ps(-1.0f), _mm256_set1_ps(g),
-              _mm256_set1_ps(1.0f)};
-  __m256 g0 = _mm256_set1_ps(-INFINITY), g1 = g0, g2 = g0, g3 = g0;
-  __m256i top = _mm256_setzero_si256();
-  int32_t cb[COUNT_CHUNK];
-  int32_t j = 0;
-  while (n - j >= 32) {
-    int32_t j0 = j, ng = (n - j) / 32;
-    if (ng > COUNT_CHUNK / 32) ng = COUNT_CHUNK / 32;
-    uint64_t flagged = 0;
-    int64_t acc = 0;
-    for (int32_t gi = 0; gi < ng; gi++, j += 32) {
-      int32_t *c = cb + 32 * gi;
-      step8(row, ib, j, &gr, c, &g0, &top, vz);
-      step8(row, ib, j + 8, &gr, c + 8, &g1, &top, vz);
-      step8(row, ib, j + 16, &gr, c + 16, &g2, &top, vz);
-      step8(row, ib, j + 24, &gr, c + 24, &g3, &top, vz);
-    }
-    /* A second loop, so that the cells are loaded back from memory (3
-       loads a cycle) rather than extracted from vector registers (about
-       one a cycle, the bound of a fused loop). */
-    for (int32_t v = 0; v < 4 * ng; v++) {
-      const uint32_t *ca = (const uint32_t *)cb + 8 * v;
-      uint32_t u = (uint32_t)table[ca[0]] + table[ca[1]] + table[ca[2]] +
-                   table[ca[3]] + table[ca[4]] + table[ca[5]] +
-                   table[ca[6]] + table[ca[7]];
-      acc += u < EXACT ? u : 0;
-      flagged |= (uint64_t)(u >= EXACT) << v;
-    }
-    r->acc += acc;
-    for (; flagged; flagged &= flagged - 1) {
-      int32_t v = __builtin_ctzll(flagged);
-      for (int l = 0; l < 8; l++) {
-        int32_t t = table[cb[8 * v + l]];
-        if (t >= EXACT) exact_item(q, m, t - EXACT, row[j0 + 8 * v + l], r);
-        else r->acc += t;
-      }
-    }
+static int count_cmp_avx2(float *row, const float *ib, int32_t n,
+                          const float *q, int32_t m, int mrr, float *gm,
+                          mfm_rank_sums *r) {
+  /* Constant B and mrr in each call, so that the loops unroll. */
+  if (mrr) {
+    if (m <= 8) return cmp_body(row, ib, n, q, m, 1, 1, 1, gm, r);
+    if (m <= 16) return cmp_body(row, ib, n, q, m, 2, 2, 1, gm, r);
+    if (m <= 32) return cmp_body(row, ib, n, q, m, 4, 3, 1, gm, r);
+    return cmp_body(row, ib, n, q, m, 8, 4, 1, gm, r);
   }
-  int32_t t8[8];
-  _mm256_storeu_si256((__m256i *)t8, top);
-  for (int l = 0; l < 8; l++) r->above += t8[l];
-  for (; j < n; j++) {
-    if (ib) row[j] += ib[j];
-    int32_t t = table[cell_of(row[j], lo, scale, g)];
-    if (t >= EXACT) exact_item(q, m, t - EXACT, row[j], r);
-    else lookup_one(q, m, t, row[j], r);
-  }
-  store_gm(gm, g0, g1, g2, g3);
-  return 1;
+  if (m <= 8) return cmp_body(row, ib, n, q, m, 1, 1, 0, gm, r);
+  if (m <= 16) return cmp_body(row, ib, n, q, m, 2, 2, 0, gm, r);
+  if (m <= 32) return cmp_body(row, ib, n, q, m, 4, 3, 0, gm, r);
+  return cmp_body(row, ib, n, q, m, 8, 4, 0, gm, r);
 }
 
 /* More test scores: int32 table entries (as lookup_one reads them) by
@@ -328,15 +417,6 @@ static void fill_avx2(int32_t *p, int32_t n, int32_t v) {
   for (; i < n; i++) p[i] = v;
 }
 
-/* p[0..n) = v by whole vectors, writing up to 15 entries past the end:
-   the table is filled by ascending runs, each overwriting the previous
-   one's overshoot, and has room for the last (no scalar tail a run). */
-__attribute__((target("avx2")))
-static void fill_u16_over(uint16_t *p, int32_t n, uint16_t v) {
-  __m256i x = _mm256_set1_epi16((short)v);
-  for (int32_t i = 0; i < n; i += 16)
-    _mm256_storeu_si256((__m256i *)(p + i), x);
-}
 #endif
 
 static void fill_i32(int32_t *p, int32_t n, int32_t v, int avx2) {
@@ -430,10 +510,19 @@ void mfm_rank_sort(float *q, int32_t m, int avx2) {
 
 int mfm_rank_pass(float *row, const float *ib, int32_t n, const float *q,
                   int32_t m, int32_t *table, int32_t gmax, int32_t *cells,
-                  int avx2, float *gm, mfm_rank_sums *r) {
+                  int avx2, int mrr, float *gm, mfm_rank_sums *r) {
   float lo = q[0], hi = q[m - 1];
   r->acc = r->above = r->eq = 0;
   if (isfinite(lo) && isfinite(hi)) {
+#ifdef MFM_X86_KERNELS
+    /* (A NaN between finite ends leaves q unsorted: the grid is safe.) */
+    int nan = 0;
+    for (int32_t i = 0; i < m; i++) nan |= q[i] != q[i];
+    if (avx2 && m <= 64 && !nan)
+      return count_cmp_avx2(row, ib, n, q, m, mrr, gm, r);
+#else
+    (void)mrr;
+#endif
     int32_t g = 16;
     /* About 128 cells per test item and at least n/4 (items sharing a
        cell with a test score take the slow exact path), at most 2n so
@@ -449,35 +538,14 @@ int mfm_rank_pass(float *row, const float *ib, int32_t n, const float *q,
        compared exactly, with the few test scores from i on (test scores
        in later cells are above every item of c).  Excluded items reach
        cell 0 whether the bias made them -inf or NaN. */
-    /* Up to 63 test scores, the AVX2 count takes a uint16 table (8 KB
-       for the usual row, half the fill; see count_avx2). */
-    int small = 0;
-#ifdef MFM_X86_KERNELS
-    small = avx2 && m <= 63;
-#endif
-    uint16_t *t16 = (uint16_t *)table;
     int32_t c = 0;
     for (int32_t i = 0; i < m; i++) {
       int32_t ci = cell_of(q[i], lo, scale, gf);
       if (ci < c) continue; /* same cell as the previous test score */
-      if (small) {
-#ifdef MFM_X86_KERNELS
-        fill_u16_over(t16 + c, ci - c, (uint16_t)(2 * (m - i)));
-#endif
-        t16[ci] = (uint16_t)(EXACT + i);
-      } else {
-        fill_i32(table + c, ci - c, 2 * (m - i), avx2);
-        table[ci] = -(1 + i);
-      }
+      fill_i32(table + c, ci - c, 2 * (m - i), avx2);
+      table[ci] = -(1 + i);
       c = ci + 1;
     }
-#ifdef MFM_X86_KERNELS
-    if (small) {
-      /* (g + 2 + 15 entries: within the int32 table's gmax + 2) */
-      fill_u16_over(t16 + c, g + 2 - c, 0);
-      return count_avx2(row, ib, n, q, m, t16, c, lo, scale, gf, gm, r);
-    }
-#endif
     fill_i32(table + c, g + 2 - c, 0, avx2);
 #ifdef MFM_X86_KERNELS
     if (avx2) return lookup_avx2(row, ib, n, q, m, table, lo, scale, gf, gm,

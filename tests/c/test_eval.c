@@ -517,26 +517,31 @@ static void test_eval_kernels(void) {
   CHECK(runs == 48);
 }
 
-/* The two AVX2 rank counts (scalar loads from a uint16 table up to 63 test
-   items, gathers from an int32 table above) and the portable loop, bit
-   for bit against the reference: users with exactly m test items for m
-   around that limit, on catalogues past the threshold scan's minimum and
-   not multiples of 32 (the scalar tail), with ties (range 1 and 3), with
-   and without item biases (the rank pass adds them), and a NaN and +inf
-   item bias on excluded items (-inf + inf in the pass). */
+/* The two AVX2 rank counts (compares with the test scores themselves up
+   to 64 test items, in buckets of 1, 2, 4 or 8; gathers from an int32
+   table above) and the portable loop, bit for bit against the reference:
+   users with exactly m test items for m around each bucket size and the
+   limit, on catalogues past the threshold scan's minimum, not multiples
+   of 32 (the tail) and below 32, with ties (range 1 and 3: items equal to
+   a test score at a bucket's start take the exact correction), with and
+   without item biases (the rank pass adds them), with and without MRR
+   (the AVX2 count then skips its counts), and a NaN and +inf item bias on
+   excluded items (-inf + inf in the pass). */
 static void test_eval_count_sizes(void) {
-  static const int32_t ms[] = {1, 2, 31, 62, 63, 64, 65, 100, 127};
-  static const int32_t sizes[] = {256, 300, 1003};
+  static const int32_t ms[] = {1, 2, 8, 9, 16, 17, 31, 32, 33,
+                               62, 63, 64, 65, 100, 127};
+  static const int32_t sizes[] = {20, 45, 256, 300, 1003};
   enum { NU = sizeof ms / sizeof *ms };
   mfm_rng r;
   mfm_rng_seed(&r, 2718);
   int bad = 0, runs = 0;
   for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
-    for (int variant = 0; variant < 4; variant++) {
+    for (int variant = 0; variant < 8; variant++) {
       int32_t ni = sizes[si], k = 1 + (int32_t)mfm_rng_below(&r, 4);
+      int mrr = variant < 4;
       kase K;
       kase_sized(&K, &r, NU, ni, k, variant & 1 ? 3 : 1, 0.0, 0.0);
-      if (variant >= 2 && !K.ib) {
+      if (variant % 4 >= 2 && !K.ib) {
         K.ib = calloc((size_t)ni, sizeof(float));
         for (int32_t i = 0; i < ni; i++) K.ib[i] = qval(&r, 2);
         K.f.item_bias = K.ib;
@@ -558,7 +563,7 @@ static void test_eval_count_sizes(void) {
         int32_t got = 0;
         for (int32_t t = 0; t < ni; t++) {
           int32_t j = perm[t];
-          int special = K.ib && variant == 3 && (j == 5 || j == 6);
+          int special = K.ib && variant % 4 == 3 && (j == 5 || j == 6);
           if (!special && got < ms[u]) {
             mfm_coo_push(&ct, u, j, 1);
             got++;
@@ -568,7 +573,7 @@ static void test_eval_count_sizes(void) {
         }
       }
       free(perm);
-      if (K.ib && variant == 3) {
+      if (K.ib && variant % 4 == 3) {
         K.ib[5] = NAN;
         K.ib[6] = INFINITY;
       }
@@ -579,15 +584,17 @@ static void test_eval_count_sizes(void) {
       mfm_coo_free(&ct);
       mfm_coo_free(&cx);
       mfm_eval_params p = mfm_eval_params_default();
-      mfm_metric mt[] = {MFM_METRIC_AUC, MFM_METRIC_MRR, MFM_METRIC_PRECISION,
-                         MFM_METRIC_NDCG, MFM_METRIC_RECALL};
-      int32_t ks[] = {0, 0, 10, 10, 32};
+      mfm_metric mt[] = {MFM_METRIC_AUC,
+                         mrr ? MFM_METRIC_MRR : MFM_METRIC_MAP,
+                         MFM_METRIC_PRECISION, MFM_METRIC_NDCG,
+                         MFM_METRIC_RECALL};
+      int32_t ks[] = {0, mrr ? 0 : 5, 10, 10, 32};
       p.n_columns = 5;
       for (int c = 0; c < 5; c++) {
         p.metric[c] = mt[c];
         p.k[c] = ks[c];
       }
-      p.item_bias = variant != 1;
+      p.item_bias = variant % 4 != 1;
       double pu[2][NU * 5];
       mfm_eval_result res[2];
       for (int path = 0; path < 2; path++) {
@@ -617,7 +624,7 @@ static void test_eval_count_sizes(void) {
       runs++;
     }
   CHECK(bad == 0);
-  CHECK(runs == 12);
+  CHECK(runs == 40);
 }
 
 static void test_recommend_and_score(void) {
