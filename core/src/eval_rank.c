@@ -304,6 +304,213 @@ static int count_cmp_avx2(float *row, const float *ib, int32_t n,
   return cmp_body(row, ib, n, q, m, 8, 4, 0, gm, r);
 }
 
+/* The same count on 16-bit keys, 16 items a vector: a monotone grid of
+   KEY_MAX + 1 cells over [lo, hi] turns each score into a key (NaN and
+   -inf to -1), the sorted test keys are split into 8 buckets as above
+   (vpshufb within each 128-bit half takes the place of vpermps), and for
+   each key of the item's bucket, and the first of the next,
+   sign(item key - test key) (vpsignw) is summed: v = 2bB + B + that sum
+   is lt + le - 1 in keys.  When the test keys are distinct (the caller
+   checks), an item whose key equals none of them compares with every
+   test score as with its key, and v is odd; an item whose key equals one
+   (same cell: about one item in ten thousand per test score) has an even
+   v and takes the exact count. */
+#define KEY_MAX 32766     /* item keys; test keys padded with KEY_MAX + 1 */
+#define KEY_FLUSH 128     /* vectors of v (<= 129) summed in int16 lanes */
+
+typedef struct key16 {
+  __m256 lo, scale, m1, g;
+  __m256i s4, t2, t3, e[9];
+  __m256i qmax, one16, c100, c808, c404, c202;
+} key16;
+
+/* The keys of the 8 scores s: max/min keep NaN at -1. */
+__attribute__((target("avx2"), always_inline))
+static inline __m256i key8(__m256 s, const key16 *k) {
+  __m256 x = _mm256_mul_ps(_mm256_sub_ps(s, k->lo), k->scale);
+  return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(x, k->m1), k->g));
+}
+
+/* v (see above) of the 16 keys ks; above gains the keys past the highest
+   test key when mrr. */
+__attribute__((target("avx2"), always_inline))
+static inline __m256i key_count16(__m256i ks, const key16 *k, int B, int sh,
+                                  int mrr, __m256i *above) {
+  __m256i ctl = _mm256_or_si256(
+      _mm256_and_si256(_mm256_cmpgt_epi16(ks, k->s4), k->c808), k->c100);
+  __m256i sp = _mm256_shuffle_epi8(k->t2, ctl);
+  ctl = _mm256_or_si256(
+      ctl, _mm256_and_si256(_mm256_cmpgt_epi16(ks, sp), k->c404));
+  sp = _mm256_shuffle_epi8(k->t3, ctl);
+  ctl = _mm256_or_si256(
+      ctl, _mm256_and_si256(_mm256_cmpgt_epi16(ks, sp), k->c202));
+  /* ctl = 0x0202 b + 0x0100 in each lane, so ctl >> (8 - log2 B) is
+     2bB + B. */
+  __m256i v = _mm256_srli_epi16(ctl, 8 - (sh - 1));
+  for (int jj = 0; jj <= B; jj++) {
+    __m256i e = _mm256_shuffle_epi8(k->e[jj], ctl);
+    v = _mm256_add_epi16(
+        v, _mm256_sign_epi16(k->one16, _mm256_sub_epi16(ks, e)));
+  }
+  if (mrr)
+    *above = _mm256_sub_epi16(*above, _mm256_cmpgt_epi16(ks, k->qmax));
+  return v;
+}
+
+/* The flagged (even) lanes of v for the items a (8) and b (8) packed by
+   vpackssdw: what r->acc must gain (v + 1 was counted as lt + le; the
+   exact count gives it), and their MRR counts. */
+__attribute__((target("avx2")))
+static int64_t key_fix(const float *q, int32_t m, __m256 a, __m256 b,
+                       __m256i v, mfm_rank_sums *r) {
+  float av[8], bv[8];
+  int16_t vv[16];
+  int64_t d = 0;
+  _mm256_storeu_ps(av, a);
+  _mm256_storeu_ps(bv, b);
+  _mm256_storeu_si256((__m256i *)vv, v);
+  for (int l = 0; l < 16; l++) {
+    if (vv[l] & 1) continue;
+    /* Lanes: a0-3, b0-3 in the low half, a4-7, b4-7 in the high. */
+    float s = (l & 4) ? bv[(l & 3) + (l >> 3) * 4] : av[(l & 3) + (l >> 3) * 4];
+    d += mfm_rank_f2(q, m, s) - 2 * (int64_t)m + (vv[l] + 1);
+    r->above += s > q[m - 1];
+    r->eq += s == q[m - 1];
+  }
+  return d;
+}
+
+__attribute__((target("avx2"), always_inline))
+static inline int key_body(float *row, const float *ib, int32_t n,
+                           const float *q, int32_t m, const int16_t *kq,
+                           float lo, float scale, int B, int sh, int mrr,
+                           float *gm, mfm_rank_sums *r) {
+  key16 k;
+  int16_t kp[8 * 8 + 1];
+  for (int32_t i = 0; i < 8 * B + 1; i++) kp[i] = i < m ? kq[i] : KEY_MAX + 1;
+  k.lo = _mm256_set1_ps(lo);
+  k.scale = _mm256_set1_ps(scale);
+  k.m1 = _mm256_set1_ps(-1.0f);
+  k.g = _mm256_set1_ps((float)KEY_MAX);
+  k.s4 = _mm256_set1_epi16(kp[4 * B]);
+  /* 16-bit tables of 8 entries, the same in both 128-bit halves. */
+  int16_t t[8];
+  for (int i = 0; i < 8; i++) t[i] = 0;
+  t[0] = kp[2 * B];
+  t[4] = kp[6 * B];
+  k.t2 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));
+  for (int i = 0; i < 8; i++) t[i] = kp[(i | 1) * B];
+  k.t3 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));
+  for (int jj = 0; jj <= B; jj++) {
+    for (int i = 0; i < 8; i++) t[i] = kp[i * B + jj];
+    k.e[jj] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));
+  }
+  k.qmax = _mm256_set1_epi16(kq[m - 1]);
+  k.one16 = _mm256_set1_epi16(1);
+  k.c100 = _mm256_set1_epi16(0x0100);
+  k.c808 = _mm256_set1_epi16(0x0808);
+  k.c404 = _mm256_set1_epi16(0x0404);
+  k.c202 = _mm256_set1_epi16(0x0202);
+  const __m256i zero = _mm256_setzero_si256(), ones = _mm256_set1_epi16(1);
+  __m256 g0 = _mm256_set1_ps(-INFINITY), g1 = g0, g2 = g0, g3 = g0;
+  __m256i acc = zero, above = zero;
+  int64_t sum = 0, fix = 0, lanes = 0, nab = 0;
+  int32_t j = 0, nvec = 0;
+#define MFM_KEY_LOAD(J, S, G)                                               \
+  do {                                                                      \
+    S = _mm256_loadu_ps(row + (J));                                         \
+    if (ib) {                                                               \
+      S = _mm256_add_ps(S, _mm256_loadu_ps(ib + (J)));                      \
+      _mm256_storeu_ps(row + (J), S);                                       \
+    }                                                                       \
+    G = _mm256_max_ps(S, G);                                                \
+  } while (0)
+#define MFM_KEY_16(A, B8)                                                   \
+  do {                                                                      \
+    __m256i ks_ = _mm256_packs_epi32(key8(A, &k), key8(B8, &k));           \
+    __m256i v_ = key_count16(ks_, &k, B, sh, mrr, &above);                  \
+    acc = _mm256_add_epi16(acc, v_);                                        \
+    if (!_mm256_testc_si256(v_, k.one16)) fix += key_fix(q, m, A, B8, v_, r); \
+  } while (0)
+#define MFM_KEY_FLUSH()                                                     \
+  do {                                                                      \
+    __m256i w_ = _mm256_madd_epi16(acc, ones);                              \
+    int32_t a8_[8];                                                         \
+    _mm256_storeu_si256((__m256i *)a8_, w_);                                \
+    for (int l_ = 0; l_ < 8; l_++) sum += a8_[l_];                          \
+    if (mrr) {                                                              \
+      _mm256_storeu_si256((__m256i *)a8_, _mm256_madd_epi16(above, ones));  \
+      for (int l_ = 0; l_ < 8; l_++) nab += a8_[l_];                        \
+    }                                                                       \
+    acc = above = zero;                                                     \
+    nvec = 0;                                                               \
+  } while (0)
+  for (; n - j >= 32; j += 32) {
+    __m256 a, b;
+    MFM_KEY_LOAD(j, a, g0);
+    MFM_KEY_LOAD(j + 8, b, g1);
+    MFM_KEY_16(a, b);
+    MFM_KEY_LOAD(j + 16, a, g2);
+    MFM_KEY_LOAD(j + 24, b, g3);
+    MFM_KEY_16(a, b);
+    if ((nvec += 2) >= KEY_FLUSH) MFM_KEY_FLUSH();
+  }
+  store_gm(gm, g0, g1, g2, g3);
+  lanes = j;
+  /* The rest, 16 at a time, padded with NaN (key -1: v = -1, nothing in
+     lt + le). */
+  for (; j < n; j += 16) {
+    float tv[16];
+    int32_t nn = n - j < 16 ? n - j : 16;
+    for (int32_t l = 0; l < 16; l++) {
+      if (l < nn && ib) row[j + l] += ib[j + l];
+      tv[l] = l < nn ? row[j + l] : NAN;
+    }
+    __m256 a = _mm256_loadu_ps(tv), b = _mm256_loadu_ps(tv + 8);
+    MFM_KEY_16(a, b);
+    lanes += 16;
+    nvec++;
+  }
+  MFM_KEY_FLUSH();
+#undef MFM_KEY_LOAD
+#undef MFM_KEY_16
+#undef MFM_KEY_FLUSH
+  /* lt + le = v + 1 in every lane, padding included. */
+  r->acc = 2 * (int64_t)m * n - (sum + lanes) + fix;
+  if (mrr) r->above += nab;
+  return 1;
+}
+
+/* Returns -1 when two test scores share a key (the caller then compares
+   floats). */
+__attribute__((target("avx2")))
+static int count_key_avx2(float *row, const float *ib, int32_t n,
+                          const float *q, int32_t m, int mrr, float *gm,
+                          mfm_rank_sums *r) {
+  float lo = q[0], span = q[m - 1] - q[0];
+  if (!(span > 0)) span = fabsf(lo) * 1e-3f + 1e-20f;
+  float scale = (float)(KEY_MAX - 1) / span;
+  if (!(scale > 0 && isfinite(scale))) return -1;
+  int16_t kq[64];
+  for (int32_t i = 0; i < m; i++) {
+    float x = (q[i] - lo) * scale;
+    x = x >= -1.0f ? x : -1.0f;
+    x = x < (float)KEY_MAX ? x : (float)KEY_MAX;
+    kq[i] = (int16_t)(int32_t)x;
+    if (i > 0 && kq[i] == kq[i - 1]) return -1;
+  }
+  if (mrr) {
+    if (m <= 8) return key_body(row, ib, n, q, m, kq, lo, scale, 1, 1, 1, gm, r);
+    if (m <= 16) return key_body(row, ib, n, q, m, kq, lo, scale, 2, 2, 1, gm, r);
+    if (m <= 32) return key_body(row, ib, n, q, m, kq, lo, scale, 4, 3, 1, gm, r);
+    return key_body(row, ib, n, q, m, kq, lo, scale, 8, 4, 1, gm, r);
+  }
+  if (m <= 8) return key_body(row, ib, n, q, m, kq, lo, scale, 1, 1, 0, gm, r);
+  if (m <= 16) return key_body(row, ib, n, q, m, kq, lo, scale, 2, 2, 0, gm, r);
+  if (m <= 32) return key_body(row, ib, n, q, m, kq, lo, scale, 4, 3, 0, gm, r);
+  return key_body(row, ib, n, q, m, kq, lo, scale, 8, 4, 0, gm, r);
+}
+
 /* More test scores: int32 table entries (as lookup_one reads them) by
    AVX2 gathers, eight items at a time.  Vectors with lanes needing the
    exact compare are noted and done after each chunk, so the loop keeps
@@ -518,8 +725,10 @@ int mfm_rank_pass(float *row, const float *ib, int32_t n, const float *q,
     /* (A NaN between finite ends leaves q unsorted: the grid is safe.) */
     int nan = 0;
     for (int32_t i = 0; i < m; i++) nan |= q[i] != q[i];
-    if (avx2 && m <= 64 && !nan)
-      return count_cmp_avx2(row, ib, n, q, m, mrr, gm, r);
+    if (avx2 && m <= 64 && !nan) {
+      int k = count_key_avx2(row, ib, n, q, m, mrr, gm, r);
+      return k >= 0 ? k : count_cmp_avx2(row, ib, n, q, m, mrr, gm, r);
+    }
 #else
     (void)mrr;
 #endif
