@@ -357,25 +357,45 @@ static inline __m256i key_count16(__m256i ks, const key16 *k, int B, int sh,
   return v;
 }
 
+/* lt + le of s against the test scores qp (NaN after the m-th, nv
+   vectors): a flagged item's exact count, without the mispredicted
+   branches of a binary search. */
+__attribute__((target("avx2,popcnt")))
+static int32_t lt_le(const float *qp, int nv, float s) {
+  __m256 sv = _mm256_set1_ps(s);
+  int32_t c = 0;
+  for (int i = 0; i < nv; i++) {
+    __m256 x = _mm256_loadu_ps(qp + 8 * i);
+    c += __builtin_popcount(
+        (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(x, sv, _CMP_LT_OQ)));
+    c += __builtin_popcount(
+        (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(x, sv, _CMP_LE_OQ)));
+  }
+  return c;
+}
+
 /* The flagged (even) lanes of v for the items a (8) and b (8) packed by
    vpackssdw: what r->acc must gain (v + 1 was counted as lt + le; the
    exact count gives it), and their MRR counts. */
 __attribute__((target("avx2")))
-static int64_t key_fix(const float *q, int32_t m, __m256 a, __m256 b,
-                       __m256i v, mfm_rank_sums *r) {
+static int64_t key_fix(const float *qp, int nv, float qmax, __m256 a,
+                       __m256 b, __m256i v, mfm_rank_sums *r) {
   float av[8], bv[8];
   int16_t vv[16];
   int64_t d = 0;
   _mm256_storeu_ps(av, a);
   _mm256_storeu_ps(bv, b);
   _mm256_storeu_si256((__m256i *)vv, v);
-  for (int l = 0; l < 16; l++) {
-    if (vv[l] & 1) continue;
+  /* Bit 2l of the mask: lane l even. */
+  unsigned even = ~(unsigned)_mm256_movemask_epi8(_mm256_slli_epi16(v, 7)) &
+                  0x55555555u;
+  for (; even; even &= even - 1) {
+    int l = __builtin_ctz(even) / 2;
     /* Lanes: a0-3, b0-3 in the low half, a4-7, b4-7 in the high. */
     float s = (l & 4) ? bv[(l & 3) + (l >> 3) * 4] : av[(l & 3) + (l >> 3) * 4];
-    d += mfm_rank_f2(q, m, s) - 2 * (int64_t)m + (vv[l] + 1);
-    r->above += s > q[m - 1];
-    r->eq += s == q[m - 1];
+    d -= lt_le(qp, nv, s) - (vv[l] + 1);
+    r->above += s > qmax;
+    r->eq += s == qmax;
   }
   return d;
 }
@@ -387,6 +407,8 @@ static inline int key_body(float *row, const float *ib, int32_t n,
                            float *gm, mfm_rank_sums *r) {
   key16 k;
   int16_t kp[8 * 8 + 1];
+  float qp[64];
+  for (int32_t i = 0; i < 64; i++) qp[i] = i < m ? q[i] : NAN;
   for (int32_t i = 0; i < 8 * B + 1; i++) kp[i] = i < m ? kq[i] : KEY_MAX + 1;
   k.lo = _mm256_set1_ps(lo);
   k.scale = _mm256_set1_ps(scale);
@@ -430,7 +452,8 @@ static inline int key_body(float *row, const float *ib, int32_t n,
     __m256i ks_ = _mm256_packs_epi32(key8(A, &k), key8(B8, &k));           \
     __m256i v_ = key_count16(ks_, &k, B, sh, mrr, &above);                  \
     acc = _mm256_add_epi16(acc, v_);                                        \
-    if (!_mm256_testc_si256(v_, k.one16)) fix += key_fix(q, m, A, B8, v_, r); \
+    if (!_mm256_testc_si256(v_, k.one16))                                   \
+      fix += key_fix(qp, (m + 7) / 8, q[m - 1], A, B8, v_, r);              \
   } while (0)
 #define MFM_KEY_FLUSH()                                                     \
   do {                                                                      \
