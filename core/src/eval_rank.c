@@ -304,53 +304,60 @@ static int count_cmp_avx2(float *row, const float *ib, int32_t n,
   return cmp_body(row, ib, n, q, m, 8, 4, 0, gm, r);
 }
 
-/* The same count on 16-bit keys, 16 items a vector: a monotone grid of
-   KEY_MAX + 1 cells over [lo, hi] turns each score into a key (NaN and
-   -inf to -1), the sorted test keys are split into 8 buckets as above
-   (vpshufb within each 128-bit half takes the place of vpermps), and for
-   each key of the item's bucket, and the first of the next,
-   sign(item key - test key) (vpsignw) is summed: v = 2bB + B + that sum
-   is lt + le - 1 in keys.  When the test keys are distinct (the caller
-   checks), an item whose key equals none of them compares with every
-   test score as with its key, and v is odd; an item whose key equals one
-   (same cell: about one item in ten thousand per test score) has an even
-   v and takes the exact count. */
-#define KEY_MAX 32766     /* item keys; test keys padded with KEY_MAX + 1 */
-#define KEY_FLUSH 128     /* vectors of v (<= 129) summed in int16 lanes */
+/* The same count on 16-bit keys, 16 items a vector.  A monotone grid of
+   32767 cells over [lo, hi] turns each score into a key (NaN, -inf and
+   scores below lo - 1 / scale into -32768, by the conversion's overflow
+   value); when the test keys are distinct (checked first), an item whose
+   key equals none of them compares with every test score as with its key.
+   The sorted test keys are split into 8 buckets as above, b = the number
+   of buckets whose first key is at most the item's (vpshufb within each
+   128-bit half takes the place of vpermps): every key before bucket b is
+   below the item's and every key after it above, and a key equal to the
+   item's can only be in bucket b.  With sign(item key - test key)
+   (vpsignw) summed over bucket b, v = 2bB + B + that sum is lt + le in
+   keys, and it is even unless one key of the bucket equals the item's:
+   those items (same cell as a test score: about one in ten thousand per
+   test score) are counted exactly.  Padded test keys are KEY_PAD, above
+   every item's. */
+#define KEY_TOP 32766.0f /* highest item key */
+#define KEY_PAD 32767
+#define KEY_FLUSH 128 /* vectors of v (<= 16B = 128) summed in int16 lanes */
 
 typedef struct key16 {
-  __m256 lo, scale, m1, g;
-  __m256i s4, t2, t3, e[9];
+  __m256 lo, scale, top;
+  __m256i s4, t2, t3, e[8];
   __m256i qmax, one16, c100, c808, c404, c202;
 } key16;
 
-/* The keys of the 8 scores s: max/min keep NaN at -1. */
+/* The keys of the 8 scores s (int32): min(top, x) keeps NaN for the
+   conversion to turn into INT32_MIN, like -inf; vpackssdw then saturates
+   it to -32768. */
 __attribute__((target("avx2"), always_inline))
 static inline __m256i key8(__m256 s, const key16 *k) {
   __m256 x = _mm256_mul_ps(_mm256_sub_ps(s, k->lo), k->scale);
-  return _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(x, k->m1), k->g));
+  return _mm256_cvttps_epi32(_mm256_min_ps(k->top, x));
 }
 
 /* v (see above) of the 16 keys ks; above gains the keys past the highest
    test key when mrr. */
 __attribute__((target("avx2"), always_inline))
-static inline __m256i key_count16(__m256i ks, const key16 *k, int B, int sh,
+static inline __m256i key_count16(__m256i ks, const key16 *k, int B, int lb,
                                   int mrr, __m256i *above) {
   __m256i ctl = _mm256_or_si256(
-      _mm256_and_si256(_mm256_cmpgt_epi16(ks, k->s4), k->c808), k->c100);
+      _mm256_andnot_si256(_mm256_cmpgt_epi16(k->s4, ks), k->c808), k->c100);
   __m256i sp = _mm256_shuffle_epi8(k->t2, ctl);
   ctl = _mm256_or_si256(
-      ctl, _mm256_and_si256(_mm256_cmpgt_epi16(ks, sp), k->c404));
+      ctl, _mm256_andnot_si256(_mm256_cmpgt_epi16(sp, ks), k->c404));
   sp = _mm256_shuffle_epi8(k->t3, ctl);
   ctl = _mm256_or_si256(
-      ctl, _mm256_and_si256(_mm256_cmpgt_epi16(ks, sp), k->c202));
-  /* ctl = 0x0202 b + 0x0100 in each lane, so ctl >> (8 - log2 B) is
-     2bB + B. */
-  __m256i v = _mm256_srli_epi16(ctl, 8 - (sh - 1));
-  for (int jj = 0; jj <= B; jj++) {
+      ctl, _mm256_andnot_si256(_mm256_cmpgt_epi16(sp, ks), k->c202));
+  /* ctl = 0x0202 b + 0x0100 in each lane (byte indices 2b and 2b + 1),
+     so ctl >> (8 - log2 B) is 2bB + B. */
+  __m256i v = _mm256_srli_epi16(ctl, 8 - lb);
+  for (int jj = 0; jj < B; jj++) {
     __m256i e = _mm256_shuffle_epi8(k->e[jj], ctl);
     v = _mm256_add_epi16(
-        v, _mm256_sign_epi16(k->one16, _mm256_sub_epi16(ks, e)));
+        v, _mm256_sign_epi16(k->one16, _mm256_subs_epi16(ks, e)));
   }
   if (mrr)
     *above = _mm256_sub_epi16(*above, _mm256_cmpgt_epi16(ks, k->qmax));
@@ -374,9 +381,9 @@ static int32_t lt_le(const float *qp, int nv, float s) {
   return c;
 }
 
-/* The flagged (even) lanes of v for the items a (8) and b (8) packed by
-   vpackssdw: what r->acc must gain (v + 1 was counted as lt + le; the
-   exact count gives it), and their MRR counts. */
+/* The flagged (odd) lanes of v for the items a (8) and b (8) packed by
+   vpackssdw: what r->acc must gain (v was counted as lt + le; the exact
+   count gives it), and their MRR counts. */
 __attribute__((target("avx2")))
 static int64_t key_fix(const float *qp, int nv, float qmax, __m256 a,
                        __m256 b, __m256i v, mfm_rank_sums *r) {
@@ -386,14 +393,15 @@ static int64_t key_fix(const float *qp, int nv, float qmax, __m256 a,
   _mm256_storeu_ps(av, a);
   _mm256_storeu_ps(bv, b);
   _mm256_storeu_si256((__m256i *)vv, v);
-  /* Bit 2l of the mask: lane l even. */
-  unsigned even = ~(unsigned)_mm256_movemask_epi8(_mm256_slli_epi16(v, 7)) &
-                  0x55555555u;
-  for (; even; even &= even - 1) {
-    int l = __builtin_ctz(even) / 2;
+  /* Bit 2l of the mask: lane l odd. */
+  unsigned odd = (unsigned)_mm256_movemask_epi8(_mm256_slli_epi16(v, 7)) &
+                 0x55555555u;
+  for (; odd; odd &= odd - 1) {
+    int l = __builtin_ctz(odd) / 2;
     /* Lanes: a0-3, b0-3 in the low half, a4-7, b4-7 in the high. */
-    float s = (l & 4) ? bv[(l & 3) + (l >> 3) * 4] : av[(l & 3) + (l >> 3) * 4];
-    d -= lt_le(qp, nv, s) - (vv[l] + 1);
+    int i = (l & 3) + (l >> 3) * 4;
+    float s = (l & 4) ? bv[i] : av[i];
+    d -= lt_le(qp, nv, s) - vv[l];
     r->above += s > qmax;
     r->eq += s == qmax;
   }
@@ -402,42 +410,30 @@ static int64_t key_fix(const float *qp, int nv, float qmax, __m256 a,
 
 __attribute__((target("avx2"), always_inline))
 static inline int key_body(float *row, const float *ib, int32_t n,
-                           const float *q, int32_t m, const int16_t *kq,
-                           float lo, float scale, int B, int sh, int mrr,
-                           float *gm, mfm_rank_sums *r) {
-  key16 k;
-  int16_t kp[8 * 8 + 1];
-  float qp[64];
-  for (int32_t i = 0; i < 64; i++) qp[i] = i < m ? q[i] : NAN;
-  for (int32_t i = 0; i < 8 * B + 1; i++) kp[i] = i < m ? kq[i] : KEY_MAX + 1;
-  k.lo = _mm256_set1_ps(lo);
-  k.scale = _mm256_set1_ps(scale);
-  k.m1 = _mm256_set1_ps(-1.0f);
-  k.g = _mm256_set1_ps((float)KEY_MAX);
+                           const float *q, int32_t m, const float *qp,
+                           const int16_t *kq, const key16 *kc, int B, int lb,
+                           int mrr, float *gm, mfm_rank_sums *r) {
+  key16 k = *kc;
+  int16_t kp[8 * 8];
+  for (int32_t i = 0; i < 8 * B; i++) kp[i] = i < m ? kq[i] : KEY_PAD;
   k.s4 = _mm256_set1_epi16(kp[4 * B]);
   /* 16-bit tables of 8 entries, the same in both 128-bit halves. */
   int16_t t[8];
-  for (int i = 0; i < 8; i++) t[i] = 0;
-  t[0] = kp[2 * B];
-  t[4] = kp[6 * B];
+  for (int i = 0; i < 8; i++) t[i] = kp[(i & 4) * B + 2 * B];
   k.t2 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));
   for (int i = 0; i < 8; i++) t[i] = kp[(i | 1) * B];
   k.t3 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));
-  for (int jj = 0; jj <= B; jj++) {
+  for (int jj = 0; jj < B; jj++) {
     for (int i = 0; i < 8; i++) t[i] = kp[i * B + jj];
     k.e[jj] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));
   }
   k.qmax = _mm256_set1_epi16(kq[m - 1]);
-  k.one16 = _mm256_set1_epi16(1);
-  k.c100 = _mm256_set1_epi16(0x0100);
-  k.c808 = _mm256_set1_epi16(0x0808);
-  k.c404 = _mm256_set1_epi16(0x0404);
-  k.c202 = _mm256_set1_epi16(0x0202);
   const __m256i zero = _mm256_setzero_si256(), ones = _mm256_set1_epi16(1);
   __m256 g0 = _mm256_set1_ps(-INFINITY), g1 = g0, g2 = g0, g3 = g0;
   __m256i acc = zero, above = zero;
-  int64_t sum = 0, fix = 0, lanes = 0, nab = 0;
+  int64_t sum = 0, fix = 0, nab = 0;
   int32_t j = 0, nvec = 0;
+  int nv = (m + 7) / 8;
 #define MFM_KEY_LOAD(J, S, G)                                               \
   do {                                                                      \
     S = _mm256_loadu_ps(row + (J));                                         \
@@ -450,16 +446,15 @@ static inline int key_body(float *row, const float *ib, int32_t n,
 #define MFM_KEY_16(A, B8)                                                   \
   do {                                                                      \
     __m256i ks_ = _mm256_packs_epi32(key8(A, &k), key8(B8, &k));           \
-    __m256i v_ = key_count16(ks_, &k, B, sh, mrr, &above);                  \
+    __m256i v_ = key_count16(ks_, &k, B, lb, mrr, &above);                  \
     acc = _mm256_add_epi16(acc, v_);                                        \
-    if (!_mm256_testc_si256(v_, k.one16))                                   \
-      fix += key_fix(qp, (m + 7) / 8, q[m - 1], A, B8, v_, r);              \
+    if (!_mm256_testz_si256(v_, k.one16))                                   \
+      fix += key_fix(qp, nv, q[m - 1], A, B8, v_, r);                       \
   } while (0)
 #define MFM_KEY_FLUSH()                                                     \
   do {                                                                      \
-    __m256i w_ = _mm256_madd_epi16(acc, ones);                              \
     int32_t a8_[8];                                                         \
-    _mm256_storeu_si256((__m256i *)a8_, w_);                                \
+    _mm256_storeu_si256((__m256i *)a8_, _mm256_madd_epi16(acc, ones));      \
     for (int l_ = 0; l_ < 8; l_++) sum += a8_[l_];                          \
     if (mrr) {                                                              \
       _mm256_storeu_si256((__m256i *)a8_, _mm256_madd_epi16(above, ones));  \
@@ -479,9 +474,7 @@ static inline int key_body(float *row, const float *ib, int32_t n,
     if ((nvec += 2) >= KEY_FLUSH) MFM_KEY_FLUSH();
   }
   store_gm(gm, g0, g1, g2, g3);
-  lanes = j;
-  /* The rest, 16 at a time, padded with NaN (key -1: v = -1, nothing in
-     lt + le). */
+  /* The rest, 16 at a time, padded with NaN (key -32768: v = 0). */
   for (; j < n; j += 16) {
     float tv[16];
     int32_t nn = n - j < 16 ? n - j : 16;
@@ -491,15 +484,12 @@ static inline int key_body(float *row, const float *ib, int32_t n,
     }
     __m256 a = _mm256_loadu_ps(tv), b = _mm256_loadu_ps(tv + 8);
     MFM_KEY_16(a, b);
-    lanes += 16;
-    nvec++;
   }
   MFM_KEY_FLUSH();
 #undef MFM_KEY_LOAD
 #undef MFM_KEY_16
 #undef MFM_KEY_FLUSH
-  /* lt + le = v + 1 in every lane, padding included. */
-  r->acc = 2 * (int64_t)m * n - (sum + lanes) + fix;
+  r->acc = 2 * (int64_t)m * n - sum + fix;
   if (mrr) r->above += nab;
   return 1;
 }
@@ -512,26 +502,39 @@ static int count_key_avx2(float *row, const float *ib, int32_t n,
                           mfm_rank_sums *r) {
   float lo = q[0], span = q[m - 1] - q[0];
   if (!(span > 0)) span = fabsf(lo) * 1e-3f + 1e-20f;
-  float scale = (float)(KEY_MAX - 1) / span;
+  float scale = (KEY_TOP - 1.0f) / span;
   if (!(scale > 0 && isfinite(scale))) return -1;
+  key16 k;
+  k.lo = _mm256_set1_ps(lo);
+  k.scale = _mm256_set1_ps(scale);
+  k.top = _mm256_set1_ps(KEY_TOP);
+  k.one16 = _mm256_set1_epi16(1);
+  k.c100 = _mm256_set1_epi16(0x0100);
+  k.c808 = _mm256_set1_epi16(0x0808);
+  k.c404 = _mm256_set1_epi16(0x0404);
+  k.c202 = _mm256_set1_epi16(0x0202);
+  /* The test keys, by the items' own operations. */
+  float qp[64];
+  int32_t k32[64];
   int16_t kq[64];
+  for (int32_t i = 0; i < 64; i++) qp[i] = i < m ? q[i] : NAN;
+  for (int32_t i = 0; i < m; i += 8)
+    _mm256_storeu_si256((__m256i *)(k32 + i),
+                        key8(_mm256_loadu_ps(qp + i), &k));
   for (int32_t i = 0; i < m; i++) {
-    float x = (q[i] - lo) * scale;
-    x = x >= -1.0f ? x : -1.0f;
-    x = x < (float)KEY_MAX ? x : (float)KEY_MAX;
-    kq[i] = (int16_t)(int32_t)x;
+    kq[i] = (int16_t)k32[i];
     if (i > 0 && kq[i] == kq[i - 1]) return -1;
   }
   if (mrr) {
-    if (m <= 8) return key_body(row, ib, n, q, m, kq, lo, scale, 1, 1, 1, gm, r);
-    if (m <= 16) return key_body(row, ib, n, q, m, kq, lo, scale, 2, 2, 1, gm, r);
-    if (m <= 32) return key_body(row, ib, n, q, m, kq, lo, scale, 4, 3, 1, gm, r);
-    return key_body(row, ib, n, q, m, kq, lo, scale, 8, 4, 1, gm, r);
+    if (m <= 8) return key_body(row, ib, n, q, m, qp, kq, &k, 1, 0, 1, gm, r);
+    if (m <= 16) return key_body(row, ib, n, q, m, qp, kq, &k, 2, 1, 1, gm, r);
+    if (m <= 32) return key_body(row, ib, n, q, m, qp, kq, &k, 4, 2, 1, gm, r);
+    return key_body(row, ib, n, q, m, qp, kq, &k, 8, 3, 1, gm, r);
   }
-  if (m <= 8) return key_body(row, ib, n, q, m, kq, lo, scale, 1, 1, 0, gm, r);
-  if (m <= 16) return key_body(row, ib, n, q, m, kq, lo, scale, 2, 2, 0, gm, r);
-  if (m <= 32) return key_body(row, ib, n, q, m, kq, lo, scale, 4, 3, 0, gm, r);
-  return key_body(row, ib, n, q, m, kq, lo, scale, 8, 4, 0, gm, r);
+  if (m <= 8) return key_body(row, ib, n, q, m, qp, kq, &k, 1, 0, 0, gm, r);
+  if (m <= 16) return key_body(row, ib, n, q, m, qp, kq, &k, 2, 1, 0, gm, r);
+  if (m <= 32) return key_body(row, ib, n, q, m, qp, kq, &k, 4, 2, 0, gm, r);
+  return key_body(row, ib, n, q, m, qp, kq, &k, 8, 3, 0, gm, r);
 }
 
 /* More test scores: int32 table entries (as lookup_one reads them) by
