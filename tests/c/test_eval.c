@@ -633,7 +633,8 @@ static void test_eval_count_sizes(void) {
    are one float above and below them (same key, not equal); the test
    scores are distinct, so the key count runs (not the float compares it
    falls back to on shared keys).  With and without MRR (ties with the
-   highest test score count in it), against the reference and the
+   highest test score count in it), with and without item biases (a NaN
+   and a +inf one on excluded items), against the reference and the
    portable path. */
 static void test_eval_count_keys(void) {
   static const int32_t ms[] = {1, 5, 8, 9, 16, 17, 31, 32, 33, 60, 64};
@@ -641,7 +642,8 @@ static void test_eval_count_keys(void) {
   mfm_rng r;
   mfm_rng_seed(&r, 1618);
   int bad = 0;
-  for (int mrr = 0; mrr < 2; mrr++) {
+  for (int variant = 0; variant < 4; variant++) {
+    int mrr = variant & 1, bias = variant >> 1;
     kase K;
     memset(&K, 0, sizeof K);
     K.nu = NU;
@@ -657,7 +659,13 @@ static void test_eval_count_keys(void) {
       K.item[j] = nextafterf(K.item[j - 200], INFINITY);
     for (int32_t j = 300; j < 400; j++)
       K.item[j] = nextafterf(K.item[j - 300], -INFINITY);
-    K.f = (mfm_factors){NU, NI, 1, K.user, K.item, 1, 1, NULL, NULL};
+    if (bias) {
+      K.ib = malloc(sizeof(float) * NI);
+      for (int32_t j = 0; j < NI; j++) K.ib[j] = 0.5f;
+      K.ib[401] = NAN;
+      K.ib[402] = INFINITY;
+    }
+    K.f = (mfm_factors){NU, NI, 1, K.user, K.item, 1, 1, NULL, K.ib};
     mfm_coo ct, cx;
     memset(&ct, 0, sizeof ct);
     memset(&cx, 0, sizeof cx);
@@ -670,7 +678,9 @@ static void test_eval_count_keys(void) {
         pool[t] = x;
       }
       for (int32_t t = 0; t < ms[u]; t++) mfm_coo_push(&ct, u, pool[t], 1);
-      for (int32_t j = 400 + u; j < NI; j += 11) mfm_coo_push(&cx, u, j, 1);
+      mfm_coo_push(&cx, u, 401, 1);
+      mfm_coo_push(&cx, u, 402, 1);
+      for (int32_t j = 403 + u; j < NI; j += 11) mfm_coo_push(&cx, u, j, 1);
     }
     mfm_csr_from_coo(NU, NI, ct.n, ct.rows, ct.cols, NULL, &K.test, NULL);
     mfm_csr_from_coo(NU, NI, cx.n, cx.rows, cx.cols, NULL, &K.excl, NULL);
