@@ -199,8 +199,7 @@ static mfm_status eval_row(void *arg, int tid, int32_t blk, int32_t pos,
   h.n = 0;
   if (m > 0 && c->kheap > 0) {
     mfm_heap_init(&h, ts->hs, ts->hi, c->kheap);
-    mfm_heap_scan_max(&h, row, ni, mark, have_gm ? gm : NULL);
-    mfm_heap_sort(&h);
+    mfm_heap_best(&h, row, ni, mark, have_gm ? gm : NULL);
     int32_t nh = 0;
     double dcg = 0, ap = 0;
     ts->hits[0] = 0;
