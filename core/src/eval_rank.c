@@ -678,32 +678,40 @@ static int cmp_float(const void *a, const void *b) {
 #ifdef MFM_X86_KERNELS
 /* Ascending, for 2 <= m <= 64 NaN-free values: each goes to its rank, the
    values below it plus the equal ones before it, counted for 8 values at
-   once (an insertion sort mispredicts about a branch a value). */
+   once (an insertion sort mispredicts about a branch a value).  Against
+   a value l before a whole vector, the count is of values <= l; after
+   it, of values < l; only the vector holding l needs both. */
 __attribute__((target("avx2")))
 static void sort_small_avx2(float *q, int32_t m) {
   float x[64];
   int32_t rk[64];
   int nb = (m + 7) / 8;
   memcpy(x, q, (size_t)m * sizeof *x);
-  for (int32_t i = m; i < 8 * nb; i++) x[i] = 0;
+  for (int32_t i = m; i < 8 * nb; i++) x[i] = INFINITY;
   __m256 xv[8];
-  __m256i cnt[8], idx[8];
+  __m256i cnt[8];
   for (int a = 0; a < nb; a++) {
     xv[a] = _mm256_loadu_ps(x + 8 * a);
     cnt[a] = _mm256_setzero_si256();
-    idx[a] = _mm256_setr_epi32(8 * a, 8 * a + 1, 8 * a + 2, 8 * a + 3,
-                               8 * a + 4, 8 * a + 5, 8 * a + 6, 8 * a + 7);
   }
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int32_t l = 0; l < m; l++) {
     __m256 b = _mm256_set1_ps(x[l]);
-    __m256i li = _mm256_set1_epi32(l);
-    for (int a = 0; a < nb; a++) {
-      __m256 lt = _mm256_cmp_ps(b, xv[a], _CMP_LT_OQ);
-      __m256 eq = _mm256_cmp_ps(b, xv[a], _CMP_EQ_OQ);
-      __m256 after = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx[a], li));
+    int la = l / 8;
+    for (int a = 0; a < la; a++) /* lanes before l: l counts if < */
+      cnt[a] = _mm256_sub_epi32(
+          cnt[a], _mm256_castps_si256(_mm256_cmp_ps(b, xv[a], _CMP_LT_OQ)));
+    {
+      __m256 lt = _mm256_cmp_ps(b, xv[la], _CMP_LT_OQ);
+      __m256 eq = _mm256_cmp_ps(b, xv[la], _CMP_EQ_OQ);
+      __m256 after = _mm256_castsi256_ps(
+          _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(l % 8)));
       __m256 below = _mm256_or_ps(lt, _mm256_and_ps(eq, after));
-      cnt[a] = _mm256_sub_epi32(cnt[a], _mm256_castps_si256(below));
+      cnt[la] = _mm256_sub_epi32(cnt[la], _mm256_castps_si256(below));
     }
+    for (int a = la + 1; a < nb; a++) /* lanes after l: l counts if <= */
+      cnt[a] = _mm256_sub_epi32(
+          cnt[a], _mm256_castps_si256(_mm256_cmp_ps(b, xv[a], _CMP_LE_OQ)));
   }
   for (int a = 0; a < nb; a++) _mm256_storeu_si256((__m256i *)(rk + 8 * a),
                                                    cnt[a]);
