@@ -463,6 +463,40 @@ static inline int key_body(float *row, const float *ib, int32_t n,
     acc = above = zero;                                                     \
     nvec = 0;                                                               \
   } while (0)
+  for (; n - j >= 64; j += 64) {
+    __m256 a0, b0, a1, b1, a2, b2, a3, b3;
+    MFM_KEY_LOAD(j, a0, g0);
+    MFM_KEY_LOAD(j + 8, b0, g1);
+    MFM_KEY_LOAD(j + 16, a1, g2);
+    MFM_KEY_LOAD(j + 24, b1, g3);
+    MFM_KEY_LOAD(j + 32, a2, g0);
+    MFM_KEY_LOAD(j + 40, b2, g1);
+    MFM_KEY_LOAD(j + 48, a3, g2);
+    MFM_KEY_LOAD(j + 56, b3, g3);
+    __m256i k0 = _mm256_packs_epi32(key8(a0, &k), key8(b0, &k));
+    __m256i k1 = _mm256_packs_epi32(key8(a1, &k), key8(b1, &k));
+    __m256i k2 = _mm256_packs_epi32(key8(a2, &k), key8(b2, &k));
+    __m256i k3 = _mm256_packs_epi32(key8(a3, &k), key8(b3, &k));
+    __m256i v0 = key_count16(k0, &k, B, lb, mrr, &above);
+    __m256i v1 = key_count16(k1, &k, B, lb, mrr, &above);
+    __m256i v2 = key_count16(k2, &k, B, lb, mrr, &above);
+    __m256i v3 = key_count16(k3, &k, B, lb, mrr, &above);
+    acc = _mm256_add_epi16(acc, _mm256_add_epi16(_mm256_add_epi16(v0, v1),
+                                                 _mm256_add_epi16(v2, v3)));
+    __m256i odd = _mm256_or_si256(_mm256_or_si256(v0, v1),
+                                  _mm256_or_si256(v2, v3));
+    if (!_mm256_testz_si256(odd, k.one16)) {
+      if (!_mm256_testz_si256(v0, k.one16))
+        fix += key_fix(qp, nv, q[m - 1], a0, b0, v0, r);
+      if (!_mm256_testz_si256(v1, k.one16))
+        fix += key_fix(qp, nv, q[m - 1], a1, b1, v1, r);
+      if (!_mm256_testz_si256(v2, k.one16))
+        fix += key_fix(qp, nv, q[m - 1], a2, b2, v2, r);
+      if (!_mm256_testz_si256(v3, k.one16))
+        fix += key_fix(qp, nv, q[m - 1], a3, b3, v3, r);
+    }
+    if ((nvec += 4) >= KEY_FLUSH) MFM_KEY_FLUSH();
+  }
   for (; n - j >= 32; j += 32) {
     __m256 a, b;
     MFM_KEY_LOAD(j, a, g0);
