@@ -714,42 +714,60 @@ static int cmp_float(const void *a, const void *b) {
    values below it plus the equal ones before it, counted for 8 values at
    once (an insertion sort mispredicts about a branch a value).  Against
    a value l before a whole vector, the count is of values <= l; after
-   it, of values < l; only the vector holding l needs both. */
-__attribute__((target("avx2")))
-static void sort_small_avx2(float *q, int32_t m) {
+   it, of values < l; only the vector holding l needs both.  NB (the
+   vectors) is a constant in each call, so that the loops unroll and the
+   choice of compare is made at compile time. */
+__attribute__((target("avx2"), always_inline))
+static inline void sort_nb(float *q, int32_t m, int NB) {
   float x[64];
   int32_t rk[64];
-  int nb = (m + 7) / 8;
   memcpy(x, q, (size_t)m * sizeof *x);
-  for (int32_t i = m; i < 8 * nb; i++) x[i] = INFINITY;
+  for (int32_t i = m; i < 8 * NB; i++) x[i] = INFINITY;
   __m256 xv[8];
   __m256i cnt[8];
-  for (int a = 0; a < nb; a++) {
+  for (int a = 0; a < NB; a++) {
     xv[a] = _mm256_loadu_ps(x + 8 * a);
     cnt[a] = _mm256_setzero_si256();
   }
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (int32_t l = 0; l < m; l++) {
-    __m256 b = _mm256_set1_ps(x[l]);
-    int la = l / 8;
-    for (int a = 0; a < la; a++) /* lanes before l: l counts if < */
-      cnt[a] = _mm256_sub_epi32(
-          cnt[a], _mm256_castps_si256(_mm256_cmp_ps(b, xv[a], _CMP_LT_OQ)));
-    {
-      __m256 lt = _mm256_cmp_ps(b, xv[la], _CMP_LT_OQ);
-      __m256 eq = _mm256_cmp_ps(b, xv[la], _CMP_EQ_OQ);
-      __m256 after = _mm256_castsi256_ps(
-          _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(l % 8)));
-      __m256 below = _mm256_or_ps(lt, _mm256_and_ps(eq, after));
-      cnt[la] = _mm256_sub_epi32(cnt[la], _mm256_castps_si256(below));
+  for (int la = 0; la < NB; la++)
+    for (int l8 = 0; l8 < 8; l8++) {
+      int32_t l = 8 * la + l8;
+      if (l >= m) break;
+      __m256 b = _mm256_set1_ps(x[l]);
+      for (int a = 0; a < NB; a++) {
+        __m256 below;
+        if (a < la) { /* lanes before l: l counts if < */
+          below = _mm256_cmp_ps(b, xv[a], _CMP_LT_OQ);
+        } else if (a > la) { /* lanes after l: l counts if <= */
+          below = _mm256_cmp_ps(b, xv[a], _CMP_LE_OQ);
+        } else {
+          __m256 lt = _mm256_cmp_ps(b, xv[a], _CMP_LT_OQ);
+          __m256 eq = _mm256_cmp_ps(b, xv[a], _CMP_EQ_OQ);
+          __m256 after = _mm256_castsi256_ps(
+              _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(l8)));
+          below = _mm256_or_ps(lt, _mm256_and_ps(eq, after));
+        }
+        cnt[a] = _mm256_sub_epi32(cnt[a], _mm256_castps_si256(below));
+      }
     }
-    for (int a = la + 1; a < nb; a++) /* lanes after l: l counts if <= */
-      cnt[a] = _mm256_sub_epi32(
-          cnt[a], _mm256_castps_si256(_mm256_cmp_ps(b, xv[a], _CMP_LE_OQ)));
-  }
-  for (int a = 0; a < nb; a++) _mm256_storeu_si256((__m256i *)(rk + 8 * a),
-                                                   cnt[a]);
+  for (int a = 0; a < NB; a++)
+    _mm256_storeu_si256((__m256i *)(rk + 8 * a), cnt[a]);
   for (int32_t i = 0; i < m; i++) q[rk[i]] = x[i];
+}
+
+__attribute__((target("avx2")))
+static void sort_small_avx2(float *q, int32_t m) {
+  switch ((m + 7) / 8) {
+  case 1: sort_nb(q, m, 1); break;
+  case 2: sort_nb(q, m, 2); break;
+  case 3: sort_nb(q, m, 3); break;
+  case 4: sort_nb(q, m, 4); break;
+  case 5: sort_nb(q, m, 5); break;
+  case 6: sort_nb(q, m, 6); break;
+  case 7: sort_nb(q, m, 7); break;
+  default: sort_nb(q, m, 8); break;
+  }
 }
 #endif
 
