@@ -2,11 +2,11 @@
    engine (topk.c).  Per user row, after the sgemm:
    - excluded items get -inf and mark bit 1; test items get mark 2;
    - AUC and MRR come from one pass that gives each item the number of test
-     items scoring above it (ties half), read from a small table indexed by
-     a monotone grid over the test scores; only items sharing a grid cell
-     with a test score are compared exactly.  The test items themselves
-     are at -inf during the pass (their pairs are known);
-   - the top kmax come from the k-heap scan;
+     items scoring above it (ties half), exactly (eval_rank.c: compares
+     with the sorted test scores, or a table indexed by a monotone grid).
+     The test items themselves are at -inf during the pass (their pairs
+     are known);
+   - the top kmax come from mfm_heap_best (topk.c);
    - per block sums, reduced in block order, so results do not depend on
      the number of threads.
    The rank pass (eval_rank.c) also adds the item bias to the row (the

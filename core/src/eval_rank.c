@@ -1,10 +1,14 @@
 /* The rank pass of evaluation (eval.c): for one user row, the number of
    test scores above every item (ties half) by exact rank counting, with
-   no sort of the catalogue.  A monotone grid over the test scores maps
-   each item to a cell; a table gives twice the test scores above the cell,
-   and only items sharing a cell with a test score are compared exactly.
-   On x86-64 the count, the table fill and the small sort have AVX2
-   versions chosen at run time (topk.h); both paths give the same
+   no sort of the catalogue.  On AVX2 with up to 64 test scores, the items
+   are compared with the sorted test scores themselves, split into 8
+   buckets: on 16-bit grid keys, 16 items a vector (count_key_avx2), or on
+   the floats when two test scores share a key (count_cmp_avx2).
+   Otherwise a monotone grid over the test scores maps each item to a
+   cell; a table gives twice the test scores above the cell, and only
+   items sharing a cell with a test score are compared exactly (AVX2
+   gathers or the portable loop).  The AVX2 versions, and that of the
+   small sort, are chosen at run time (topk.h); all paths give the same
    numbers. */
 #include "eval_rank.h"
 
@@ -129,7 +133,8 @@ static void store_gm(float *gm, __m256 g0, __m256 g1, __m256 g2, __m256 g3) {
   _mm256_storeu_ps(gm + 24, g3);
 }
 
-/* Up to 64 test scores, no table: each item is compared with the test
+/* Up to 64 test scores, no table (the fallback of the key count below,
+   when two test scores share a key): each item is compared with the test
    scores themselves, 8 items at a time.  The sorted scores, padded with
    NaN to 8 buckets of B (1, 2, 4 or 8), are split by the first score of
    buckets 1..7: three compares (a binary search through vpermps) give the
