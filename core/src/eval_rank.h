@@ -26,12 +26,13 @@ int64_t mfm_rank_f2(const float *q, int32_t m, float s);
    (m >= 1), into r.  With ib, the pass adds the item bias to row first and
    stores it back; when the test scores are not all finite the caller must
    have added it (ib NULL), since an excluded item at -inf must stay
-   exactly that in the exact counting.  table holds gmax + 2 int32, cells
+   exactly that in the exact counting.  r->above and r->eq (for MRR) may
+   be left 0 when mrr is 0.  table holds gmax + 2 int32, cells
    MFM_RANK_CELL_CHUNK.  Returns 1 when it left in gm[0..32) the top-k
    group maxima of row[0 .. n rounded down to 32) (see mfm_heap_scan_max),
    items at -inf or NaN passed over; AVX2 only. */
 int mfm_rank_pass(float *row, const float *ib, int32_t n, const float *q,
                   int32_t m, int32_t *table, int32_t gmax, int32_t *cells,
-                  int avx2, float *gm, mfm_rank_sums *r);
+                  int avx2, int mrr, float *gm, mfm_rank_sums *r);
 
 #endif

@@ -243,25 +243,80 @@ static int scan_threshold_avx2(mfm_heap *h, const float *row, int32_t n,
   h->n = 0;
   return 0;
 }
-#endif
 
-void mfm_heap_scan(mfm_heap *h, const float *row, int32_t n,
-                   const uint8_t *mark) {
-  mfm_heap_scan_max(h, row, n, mark, NULL);
+/* The threshold's candidates (at most BEST_CAP) ranked without a heap:
+   each one's rank is the number of candidates better than it (higher
+   score, or equal score and lower index: collected in increasing index,
+   so earlier), counted for 8 at once; the k best go straight to their
+   places, best first.  Pushing a dozen candidates into the heap and
+   sorting it mispredicted a few branches each. */
+#define BEST_CAP 64
+
+__attribute__((target("avx2")))
+static int best_threshold_avx2(mfm_heap *h, const float *row, int32_t n,
+                               const uint8_t *mark, const float *gm) {
+  float own[32], cs[BEST_CAP];
+  int32_t ci[BEST_CAP], rk[BEST_CAP];
+  if (!gm) {
+    group_max_avx2(row, n, own);
+    gm = own;
+  }
+  float thr = kth_largest_32_avx2(gm, h->k);
+  __m256 t = _mm256_set1_ps(thr);
+  int32_t c = 0, j = 0;
+  for (; j + 32 <= n; j += 32)
+    for (uint32_t bits = mask32(row, j, t, 1); bits; bits &= bits - 1) {
+      int32_t i = j + __builtin_ctz(bits);
+      if (mark && (mark[i] & 1)) continue;
+      if (c == BEST_CAP) return 0;
+      cs[c] = row[i];
+      ci[c++] = i;
+    }
+  for (; j < n; j++)
+    if (row[j] >= thr && (!mark || !(mark[j] & 1))) {
+      if (c == BEST_CAP) return 0;
+      cs[c] = row[j];
+      ci[c++] = j;
+    }
+  if (c < h->k) return 0;
+  int nb = (c + 7) / 8;
+  for (int32_t i = c; i < 8 * nb; i++) cs[i] = -INFINITY;
+  __m256i cnt[BEST_CAP / 8], pos[BEST_CAP / 8];
+  __m256 x[BEST_CAP / 8];
+  for (int a = 0; a < nb; a++) {
+    x[a] = _mm256_loadu_ps(cs + 8 * a);
+    cnt[a] = _mm256_setzero_si256();
+    pos[a] = _mm256_setr_epi32(8 * a, 8 * a + 1, 8 * a + 2, 8 * a + 3,
+                               8 * a + 4, 8 * a + 5, 8 * a + 6, 8 * a + 7);
+  }
+  for (int32_t l = 0; l < c; l++) {
+    __m256 b = _mm256_set1_ps(cs[l]);
+    __m256i li = _mm256_set1_epi32(l);
+    for (int a = 0; a < nb; a++) {
+      __m256 gt = _mm256_cmp_ps(b, x[a], _CMP_GT_OQ);
+      __m256 eq = _mm256_cmp_ps(b, x[a], _CMP_EQ_OQ);
+      __m256 after = _mm256_castsi256_ps(_mm256_cmpgt_epi32(pos[a], li));
+      __m256 better = _mm256_or_ps(gt, _mm256_and_ps(eq, after));
+      cnt[a] = _mm256_sub_epi32(cnt[a], _mm256_castps_si256(better));
+    }
+  }
+  for (int a = 0; a < nb; a++)
+    _mm256_storeu_si256((__m256i *)(rk + 8 * a), cnt[a]);
+  for (int32_t i = 0; i < c; i++)
+    if (rk[i] < h->k) {
+      h->score[rk[i]] = cs[i];
+      h->index[rk[i]] = ci[i];
+    }
+  h->n = h->k;
+  return 1;
 }
-
-void mfm_heap_scan_max(mfm_heap *h, const float *row, int32_t n,
-                       const uint8_t *mark, const float *gm) {
-  int32_t j = 0;
-  if (h->k <= 0) return;
-#ifdef MFM_X86_KERNELS
-  /* The threshold pays from a few hundred items on. */
-  if (h->k <= 32 && n >= 256 && h->n == 0 && mfm_kernels_avx2() &&
-      scan_threshold_avx2(h, row, n, mark, gm))
-    return;
-#else
-  (void)gm;
 #endif
+
+/* The scan past the threshold: fills the heap up, then the threshold
+   test. */
+static void scan_rest(mfm_heap *h, const float *row, int32_t n,
+                      const uint8_t *mark) {
+  int32_t j = 0;
   for (; j < n && h->n < h->k; j++)
     if (!mark || !(mark[j] & 1)) mfm_heap_push(h, row[j], j);
 #ifdef MFM_X86_KERNELS
@@ -271,6 +326,46 @@ void mfm_heap_scan_max(mfm_heap *h, const float *row, int32_t n,
   }
 #endif
   scan_portable(h, row, j, n, mark);
+}
+
+void mfm_heap_best(mfm_heap *h, const float *row, int32_t n,
+                   const uint8_t *mark, const float *gm) {
+  h->n = 0;
+  if (h->k <= 0) return;
+#ifdef MFM_X86_KERNELS
+  if (h->k <= 32 && n >= 256 && mfm_kernels_avx2() &&
+      best_threshold_avx2(h, row, n, mark, gm))
+    return;
+  /* (More than BEST_CAP candidates, as with many ties: the heap.) */
+  if (h->k <= 32 && n >= 256 && mfm_kernels_avx2() &&
+      scan_threshold_avx2(h, row, n, mark, gm)) {
+    mfm_heap_sort(h);
+    return;
+  }
+#else
+  (void)gm;
+#endif
+  scan_rest(h, row, n, mark);
+  mfm_heap_sort(h);
+}
+
+void mfm_heap_scan(mfm_heap *h, const float *row, int32_t n,
+                   const uint8_t *mark) {
+  mfm_heap_scan_max(h, row, n, mark, NULL);
+}
+
+void mfm_heap_scan_max(mfm_heap *h, const float *row, int32_t n,
+                       const uint8_t *mark, const float *gm) {
+  if (h->k <= 0) return;
+#ifdef MFM_X86_KERNELS
+  /* The threshold pays from a few hundred items on. */
+  if (h->k <= 32 && n >= 256 && h->n == 0 && mfm_kernels_avx2() &&
+      scan_threshold_avx2(h, row, n, mark, gm))
+    return;
+#else
+  (void)gm;
+#endif
+  scan_rest(h, row, n, mark);
 }
 
 /* ---- the block engine ------------------------------------------------- */
@@ -455,8 +550,7 @@ static mfm_status rec_row(void *arg, int tid, int32_t blk, int32_t pos,
   }
   mfm_heap h;
   mfm_heap_init(&h, c->hs[tid], c->hi[tid], c->kk);
-  mfm_heap_scan(&h, row, f->n_items, mark);
-  mfm_heap_sort(&h);
+  mfm_heap_best(&h, row, f->n_items, mark, NULL);
   for (int64_t t = a; t < z; t++)
     if (x->indices[t] < f->n_items) mark[x->indices[t]] = 0;
   float ub = f->user_bias ? f->user_bias[u] : 0.0f;

@@ -53,6 +53,14 @@ void mfm_heap_scan(mfm_heap *h, const float *row, int32_t n,
 void mfm_heap_scan_max(mfm_heap *h, const float *row, int32_t n,
                        const uint8_t *mark, const float *gm);
 
+/* The k best of row[0..n) under the same rules (mark and gm as for
+   mfm_heap_scan_max), sorted best first as mfm_heap_sort leaves them;
+   the heap's previous entries are dropped.  The same result as
+   mfm_heap_scan_max then mfm_heap_sort, without a heap when the
+   threshold leaves few candidates. */
+void mfm_heap_best(mfm_heap *h, const float *row, int32_t n,
+                   const uint8_t *mark, const float *gm);
+
 /* The block engine.  For each user users[pos] (pos in [0, n)), the row
    callback receives that user's scores against all items, dot + item bias
    when item_bias: n_items floats, thread-private and writable.  Users are

@@ -517,26 +517,31 @@ static void test_eval_kernels(void) {
   CHECK(runs == 48);
 }
 
-/* The two AVX2 rank counts (scalar loads from a uint16 table up to 63 test
-   items, gathers from an int32 table above) and the portable loop, bit
-   for bit against the reference: users with exactly m test items for m
-   around that limit, on catalogues past the threshold scan's minimum and
-   not multiples of 32 (the scalar tail), with ties (range 1 and 3), with
-   and without item biases (the rank pass adds them), and a NaN and +inf
-   item bias on excluded items (-inf + inf in the pass). */
+/* The two AVX2 rank counts (compares with the test scores themselves up
+   to 64 test items, in buckets of 1, 2, 4 or 8; gathers from an int32
+   table above) and the portable loop, bit for bit against the reference:
+   users with exactly m test items for m around each bucket size and the
+   limit, on catalogues past the threshold scan's minimum, not multiples
+   of 32 (the tail) and below 32, with ties (range 1 and 3: items equal to
+   a test score at a bucket's start take the exact correction), with and
+   without item biases (the rank pass adds them), with and without MRR
+   (the AVX2 count then skips its counts), and a NaN and +inf item bias on
+   excluded items (-inf + inf in the pass). */
 static void test_eval_count_sizes(void) {
-  static const int32_t ms[] = {1, 2, 31, 62, 63, 64, 65, 100, 127};
-  static const int32_t sizes[] = {256, 300, 1003};
+  static const int32_t ms[] = {1, 2, 8, 9, 16, 17, 31, 32, 33,
+                               62, 63, 64, 65, 100, 127};
+  static const int32_t sizes[] = {20, 45, 256, 300, 1003};
   enum { NU = sizeof ms / sizeof *ms };
   mfm_rng r;
   mfm_rng_seed(&r, 2718);
   int bad = 0, runs = 0;
   for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
-    for (int variant = 0; variant < 4; variant++) {
+    for (int variant = 0; variant < 8; variant++) {
       int32_t ni = sizes[si], k = 1 + (int32_t)mfm_rng_below(&r, 4);
+      int mrr = variant < 4;
       kase K;
       kase_sized(&K, &r, NU, ni, k, variant & 1 ? 3 : 1, 0.0, 0.0);
-      if (variant >= 2 && !K.ib) {
+      if (variant % 4 >= 2 && !K.ib) {
         K.ib = calloc((size_t)ni, sizeof(float));
         for (int32_t i = 0; i < ni; i++) K.ib[i] = qval(&r, 2);
         K.f.item_bias = K.ib;
@@ -558,7 +563,7 @@ static void test_eval_count_sizes(void) {
         int32_t got = 0;
         for (int32_t t = 0; t < ni; t++) {
           int32_t j = perm[t];
-          int special = K.ib && variant == 3 && (j == 5 || j == 6);
+          int special = K.ib && variant % 4 == 3 && (j == 5 || j == 6);
           if (!special && got < ms[u]) {
             mfm_coo_push(&ct, u, j, 1);
             got++;
@@ -568,7 +573,7 @@ static void test_eval_count_sizes(void) {
         }
       }
       free(perm);
-      if (K.ib && variant == 3) {
+      if (K.ib && variant % 4 == 3) {
         K.ib[5] = NAN;
         K.ib[6] = INFINITY;
       }
@@ -579,15 +584,17 @@ static void test_eval_count_sizes(void) {
       mfm_coo_free(&ct);
       mfm_coo_free(&cx);
       mfm_eval_params p = mfm_eval_params_default();
-      mfm_metric mt[] = {MFM_METRIC_AUC, MFM_METRIC_MRR, MFM_METRIC_PRECISION,
-                         MFM_METRIC_NDCG, MFM_METRIC_RECALL};
-      int32_t ks[] = {0, 0, 10, 10, 32};
+      mfm_metric mt[] = {MFM_METRIC_AUC,
+                         mrr ? MFM_METRIC_MRR : MFM_METRIC_MAP,
+                         MFM_METRIC_PRECISION, MFM_METRIC_NDCG,
+                         MFM_METRIC_RECALL};
+      int32_t ks[] = {0, mrr ? 0 : 5, 10, 10, 32};
       p.n_columns = 5;
       for (int c = 0; c < 5; c++) {
         p.metric[c] = mt[c];
         p.k[c] = ks[c];
       }
-      p.item_bias = variant != 1;
+      p.item_bias = variant % 4 != 1;
       double pu[2][NU * 5];
       mfm_eval_result res[2];
       for (int path = 0; path < 2; path++) {
@@ -617,7 +624,101 @@ static void test_eval_count_sizes(void) {
       runs++;
     }
   CHECK(bad == 0);
-  CHECK(runs == 12);
+  CHECK(runs == 40);
+}
+
+/* The AVX2 count on 16-bit keys: an item whose key equals a test score's
+   (same grid cell) is compared exactly.  Items 100-199 copy the scores of
+   items 0-99 (from which the test items are drawn), 200-299 and 300-399
+   are one float above and below them (same key, not equal); the test
+   scores are distinct, so the key count runs (not the float compares it
+   falls back to on shared keys).  With and without MRR (ties with the
+   highest test score count in it), with and without item biases (a NaN
+   and a +inf one on excluded items), against the reference and the
+   portable path. */
+static void test_eval_count_keys(void) {
+  static const int32_t ms[] = {1, 5, 8, 9, 16, 17, 31, 32, 33, 60, 64};
+  enum { NU = sizeof ms / sizeof *ms, NI = 700 };
+  mfm_rng r;
+  mfm_rng_seed(&r, 1618);
+  int bad = 0;
+  for (int variant = 0; variant < 4; variant++) {
+    int mrr = variant & 1, bias = variant >> 1;
+    kase K;
+    memset(&K, 0, sizeof K);
+    K.nu = NU;
+    K.ni = NI;
+    K.k = 1;
+    K.user = malloc(sizeof(float) * NU);
+    K.item = malloc(sizeof(float) * NI);
+    for (int32_t u = 0; u < NU; u++) K.user[u] = 1.0f;
+    for (int32_t j = 0; j < NI; j++)
+      K.item[j] = (float)mfm_rng_below(&r, 1u << 20) / (1 << 17) - 4.0f;
+    for (int32_t j = 100; j < 200; j++) K.item[j] = K.item[j - 100];
+    for (int32_t j = 200; j < 300; j++)
+      K.item[j] = nextafterf(K.item[j - 200], INFINITY);
+    for (int32_t j = 300; j < 400; j++)
+      K.item[j] = nextafterf(K.item[j - 300], -INFINITY);
+    if (bias) {
+      K.ib = malloc(sizeof(float) * NI);
+      for (int32_t j = 0; j < NI; j++) K.ib[j] = 0.5f;
+      K.ib[401] = NAN;
+      K.ib[402] = INFINITY;
+    }
+    K.f = (mfm_factors){NU, NI, 1, K.user, K.item, 1, 1, NULL, K.ib};
+    mfm_coo ct, cx;
+    memset(&ct, 0, sizeof ct);
+    memset(&cx, 0, sizeof cx);
+    int32_t pool[100];
+    for (int32_t u = 0; u < NU; u++) {
+      for (int32_t j = 0; j < 100; j++) pool[j] = j;
+      for (int32_t j = 99; j > 0; j--) {
+        int32_t t = (int32_t)mfm_rng_below(&r, (uint32_t)j + 1), x = pool[j];
+        pool[j] = pool[t];
+        pool[t] = x;
+      }
+      for (int32_t t = 0; t < ms[u]; t++) mfm_coo_push(&ct, u, pool[t], 1);
+      mfm_coo_push(&cx, u, 401, 1);
+      mfm_coo_push(&cx, u, 402, 1);
+      for (int32_t j = 403 + u; j < NI; j += 11) mfm_coo_push(&cx, u, j, 1);
+    }
+    mfm_csr_from_coo(NU, NI, ct.n, ct.rows, ct.cols, NULL, &K.test, NULL);
+    mfm_csr_from_coo(NU, NI, cx.n, cx.rows, cx.cols, NULL, &K.excl, NULL);
+    mfm_coo_free(&ct);
+    mfm_coo_free(&cx);
+    mfm_eval_params p = mfm_eval_params_default();
+    p.n_columns = 3;
+    p.metric[0] = MFM_METRIC_AUC;
+    p.metric[1] = mrr ? MFM_METRIC_MRR : MFM_METRIC_RECALL;
+    p.k[1] = mrr ? 0 : 20;
+    p.metric[2] = MFM_METRIC_NDCG;
+    p.k[2] = 10;
+    double pu[2][NU * 3];
+    mfm_eval_result res[2];
+    for (int path = 0; path < 2; path++) {
+      mfm_kernels_force_portable(path);
+      CHECK(mfm_eval_run(&K.f, K.test, K.excl, &p, &res[path], pu[path],
+                         NULL) == MFM_OK);
+    }
+    mfm_kernels_force_portable(0);
+    int32_t top[NI], ntop;
+    for (int32_t u = 0; u < NU; u++) {
+      double v[3];
+      int ok = ref_user(&K, &p, u, v, top, &ntop);
+      for (int c = 0; c < 3; c++) {
+        double a = pu[0][u * 3 + c], b = pu[1][u * 3 + c];
+        if (!(a == b || (isnan(a) && isnan(b)))) bad++;
+        if (ok ? !same(v[c], a) : !isnan(a)) {
+          bad++;
+          fprintf(stderr, "keys: m %d %s: got %.17g want %.17g\n",
+                  (int)ms[u], mfm_metric_name(p.metric[c]), a,
+                  ok ? v[c] : NAN);
+        }
+      }
+    }
+    kase_free(&K);
+  }
+  CHECK(bad == 0);
 }
 
 static void test_recommend_and_score(void) {
@@ -746,6 +847,7 @@ int main(void) {
   test_eval_threads_invariant();
   test_eval_kernels();
   test_eval_count_sizes();
+  test_eval_count_keys();
   test_recommend_and_score();
   DONE("eval");
 }
