@@ -117,8 +117,8 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
   /* Whole cache lines per thread. */
   size_t per = (6 * (size_t)k + 3 * (size_t)p->kos_n + 15) & ~(size_t)15;
   float *scratch = mfm_alloc_aligned((size_t)T, per * sizeof(float));
-  size_t words = (((size_t)ni + 63) / 64 + 7) & ~(size_t)7;
-  uint64_t *bits = mfm_alloc_aligned((size_t)T, words * sizeof(uint64_t));
+  size_t seen_n = ((size_t)ni + 63) & ~(size_t)63;
+  uint8_t *seen = mfm_alloc_aligned((size_t)T, seen_n);
   atomic_int *stop_at = mfm_malloc_array((size_t)T, sizeof *stop_at);
   /* Per thread: room for the largest group, in whole cache lines, and
      for the plan of the largest cell. */
@@ -128,7 +128,7 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
       st == MFM_OK
           ? mfm_malloc_array((size_t)T * (size_t)L.max_groups, sizeof *plans)
           : NULL;
-  if (st != MFM_OK || !ts || !logw || !scratch || !bits || !stop_at ||
+  if (st != MFM_OK || !ts || !logw || !scratch || !seen || !stop_at ||
       !gbuf || !plans)
     goto nomem;
 
@@ -146,7 +146,8 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
     ts[t].kos_score = b + 6 * k;
     ts[t].kos_item = (int32_t *)(b + 6 * k + p->kos_n);
     ts[t].kos_w = b + 6 * k + 2 * p->kos_n;
-    ts[t].seen = bits + words * t;
+    ts[t].seen = seen + seen_n * t;
+    ts[t].seen_n = (int64_t)seen_n;
     ts[t].seen_u = -1;
     ts[t].buf = (fm_sample *)((char *)gbuf + gper * t);
     ts[t].plan = plans + (size_t)L.max_groups * t;
@@ -214,7 +215,7 @@ out:
   mfm_free_aligned(ts);
   mfm_free(logw);
   mfm_free_aligned(scratch);
-  mfm_free_aligned(bits);
+  mfm_free_aligned(seen);
   mfm_free_aligned(gbuf);
   mfm_free(plans);
   return st;

@@ -384,13 +384,14 @@ typedef struct fm_tstate {
   float *kos_score;
   int32_t *kos_item;
   float *kos_w;
-  /* The items of the cell's block seen by user seen_u, one bit each
-     (n_items bits), from entries [seen_a, seen_b) of X: the seen check of
-     a drawn negative is one L1 load instead of a binary search. */
-  uint64_t *seen;
+  /* The items of the cell's block seen by user seen_u carry the current
+     stamp (n_items bytes): the seen check of a drawn negative is one L1
+     load instead of a binary search. */
+  uint8_t *seen;
+  uint8_t stamp;
   int32_t seen_u;
-  int64_t seen_a, seen_b;
-  int64_t run_a, run_b; /* the same for the group being walked */
+  int64_t seen_n;
+  int64_t run_a, run_b; /* entries of X of the group being walked */
   fm_visit *plan;       /* the visit's groups (room for the most) */
   int64_t nplan;
   /* This epoch's deal of each group's samples into `rounds` slices (a
@@ -401,6 +402,32 @@ typedef struct fm_tstate {
   uint64_t kos_salt; /* the same on every thread */
   fm_sample *buf; /* the current group, shuffled (largest group size) */
 } fm_tstate;
+
+/* Forgets the last user's seen items. */
+FM_INLINE void fm_seen_clear(fm_tstate *ts) { ts->seen_u = -1; }
+
+/* Marks user u's items in the cell's block, where the negatives come
+   from: a new stamp, and the stamp on each of them.  Nothing is cleared
+   (the byte table is wiped once in 255 users); the bitset this replaced
+   cost a read-modify-write per item to set and again to clear, 10% of
+   WARP's time once each user's samples of a cell came in 8 slices. */
+FM_INLINE void fm_seen_user(const mfm_csr *X, fm_tstate *ts, int32_t u) {
+  if (ts->seen_u == u) return;
+  if (++ts->stamp == 0) {
+    memset(ts->seen, 0, (size_t)ts->seen_n);
+    ts->stamp = 1;
+  }
+  /* Locals: a byte store may alias anything, and GCC reloaded every
+     pointer and bound after each one. */
+  uint8_t *seen = ts->seen, stamp = ts->stamp;
+  const int32_t *ix = X->indices;
+  for (int64_t q = ts->run_a, b = ts->run_b; q < b; q++) seen[ix[q]] = stamp;
+  ts->seen_u = u;
+}
+
+FM_INLINE int fm_is_seen(const fm_tstate *ts, int32_t i) {
+  return ts->seen[i] == ts->stamp;
+}
 
 /* Shuffles the cell and runs the loss over it; stops early (ts->stopped)
    when the stop flag is raised. */

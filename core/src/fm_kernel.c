@@ -200,28 +200,6 @@ FM_INLINE fm_sample *walk_next(const fm_fitenv *e, const fm_cell *c,
   return &ts->buf[w->q++];
 }
 
-/* Clears the seen bits of the last user. */
-FM_INLINE void seen_clear(const mfm_csr *X, fm_tstate *ts) {
-  for (int64_t q = ts->seen_a; q < ts->seen_b; q++)
-    ts->seen[X->indices[q] >> 6] = 0;
-  ts->seen_a = ts->seen_b = 0;
-  ts->seen_u = -1;
-}
-
-/* Points ts->seen at user u's items in the cell's block, where the
-   negatives come from (users come grouped, so this runs about once per
-   group walked; the whole row would cost T times more). */
-FM_INLINE void seen_user(const mfm_csr *X, fm_tstate *ts, int32_t u) {
-  if (ts->seen_u == u) return;
-  seen_clear(X, ts);
-  int64_t a = ts->run_a, b = ts->run_b;
-  for (int64_t q = a; q < b; q++)
-    ts->seen[X->indices[q] >> 6] |= 1ull << (X->indices[q] & 63);
-  ts->seen_a = a;
-  ts->seen_b = b;
-  ts->seen_u = u;
-}
-
 /* Asks for the rows of the next sample's item early: on large tables they
    come from memory, and the current step hides the wait. */
 FM_INLINE void prefetch_next(const mfm_fm *m, const fm_tstate *ts,
@@ -239,9 +217,6 @@ FM_INLINE void prefetch_next(const mfm_fm *m, const fm_tstate *ts,
 #endif
 }
 
-FM_INLINE int is_seen(const fm_tstate *ts, int32_t i) {
-  return (int)((ts->seen[i >> 6] >> (i & 63)) & 1);
-}
 
 /* Negatives are drawn one ahead (*next), and the row of the next one is
    requested while the current one is scored: on tables larger than the
@@ -316,11 +291,11 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts,
   const fm_sample *x;
   while ((x = walk_next(e, c, ts, &wk, &rng))) {
     prefetch_next(m, ts, &wk, k);
-    seen_user(X, ts, x->u);
+    fm_seen_user(X, ts, x->u);
     int32_t n = -1;
     for (int t = 0; t < 32; t++) {
       int32_t cand = draw_ahead(c, m, &rng, &next, 1, k);
-      if (!is_seen(ts, cand)) {
+      if (!fm_is_seen(ts, cand)) {
         n = cand;
         break;
       }
@@ -366,7 +341,7 @@ FM_INLINE double warp_one(const fm_fitenv *e, const fm_cell *c,
     float sn = fm_dot(ru, rn, k) + bn;
     if (sn > sp - 1.0f) {
       /* Only violators are checked against the seen items (cheap). */
-      if (n == p || is_seen(ts, n)) continue;
+      if (n == p || fm_is_seen(ts, n)) continue;
       float lw = e->logw[draws];
       if (fm_fast_path(m, &e->sched))
         fm_fast_pair(m, &e->sched, u, p, n, -w * lw, k);
@@ -390,7 +365,7 @@ FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts,
   const fm_sample *x;
   while ((x = walk_next(e, c, ts, &wk, &rng))) {
     prefetch_next(m, ts, &wk, k);
-    seen_user(e->x, ts, x->u);
+    fm_seen_user(e->x, ts, x->u);
     float bu, bp;
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
     const float *rp = fm_rep(&m->i, k, x->i, sc->rp, &bp);
@@ -427,7 +402,7 @@ FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
     b = a;
     while (b < len && row[b] < c->ihi) b++;
     if (b == a) continue;
-    seen_user(X, ts, u);
+    fm_seen_user(X, ts, u);
     float bu;
     const float *ru = fm_rep(&m->u, k, u, sc->ru, &bu);
     int32_t got = 0;
@@ -472,8 +447,8 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",
                              "default")))
 #endif
 void fm_run_cell(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
-  /* The seen bits belong to the last cell's block. */
-  seen_clear(e->x, ts);
+  /* The seen marks belong to the last cell's block. */
+  fm_seen_clear(ts);
   shuffle_groups(c, &ts->rng);
   plan_visit(e->x, c, ts);
   int32_t k = e->m->k;

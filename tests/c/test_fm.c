@@ -735,6 +735,49 @@ static void *stop_later(void *arg) {
   return NULL;
 }
 
+/* The seen marks: after fm_seen_user(u) with u's run of X, exactly the
+   items of the run are seen, over 1,000 users (the byte stamps wrap and
+   the table is wiped 3 times). */
+static void test_seen_marks(void) {
+  enum { NU = 1000, NI = 300 };
+  mfm_rng r;
+  mfm_rng_seed(&r, 9);
+  mfm_coo c = {0};
+  for (int32_t u = 0; u < NU; u++)
+    for (int q = 0; q < 20; q++)
+      mfm_coo_push(&c, u, (int32_t)mfm_rng_below(&r, NI), 1.0f);
+  mfm_csr *x;
+  mfm_csr_from_coo(NU, NI, c.n, c.rows, c.cols, c.vals, &x, NULL);
+  mfm_coo_free(&c);
+  fm_tstate *ts = mfm_alloc_aligned(1, sizeof *ts);
+  ts->seen_n = 320;
+  ts->seen = mfm_alloc_aligned(1, 320);
+  ts->seen_u = -1;
+  int bad = 0;
+  for (int32_t v = 0; v < 3 * NU; v++) {
+    int32_t u = v % NU;
+    /* The user's entries in items [lo, hi), as a cell's run. */
+    int32_t lo = (int32_t)mfm_rng_below(&r, NI), hi = lo + NI / 3;
+    int64_t a = x->indptr[u], b = x->indptr[u + 1];
+    while (a < b && x->indices[a] < lo) a++;
+    int64_t e = a;
+    while (e < b && x->indices[e] < hi) e++;
+    ts->run_a = a;
+    ts->run_b = e;
+    fm_seen_clear(ts);
+    fm_seen_user(x, ts, u);
+    for (int32_t i = 0; i < NI; i++) {
+      int in = 0;
+      for (int64_t q = a; q < e; q++) in |= x->indices[q] == i;
+      bad += fm_is_seen(ts, i) != in;
+    }
+  }
+  CHECK(bad == 0);
+  mfm_free_aligned(ts->seen);
+  mfm_free_aligned(ts);
+  mfm_csr_free(x);
+}
+
 /* More threads: the T x T cells are disjoint, so a fit on T threads is
    the same run to run and resumes exactly; WARP learns as much per epoch
    as on one thread (it lost 10-20% before its epochs ran in rounds); k-OS
@@ -1072,6 +1115,7 @@ int main(void) {
   test_fast_path();
   test_factors();
   test_determinism();
+  test_seen_marks();
   test_threads();
   test_stop_and_errors();
   test_fold_in();
