@@ -217,7 +217,6 @@ FM_INLINE void prefetch_next(const mfm_fm *m, const fm_tstate *ts,
 #endif
 }
 
-
 /* Negatives are drawn one ahead (*next), and the row of the next one is
    requested while the current one is scored: on tables larger than the
    cache each draw would otherwise wait for memory. */
