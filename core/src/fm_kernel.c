@@ -393,20 +393,15 @@ FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   const fm_sample *x;
   while ((x = walk_next(e, c, ts, &wk, &rng))) {
     int32_t u = x->u;
-    const int32_t *row = X->indices + X->indptr[u];
-    int64_t len = X->indptr[u + 1] - X->indptr[u];
-    /* The user's items in [ilo, ihi): a contiguous run of the row. */
-    int64_t a = 0, b = len;
-    while (a < len && row[a] < c->ilo) a++;
-    b = a;
-    while (b < len && row[b] < c->ihi) b++;
+    /* The user's entries in the item block (the group's run). */
+    int64_t a = ts->run_a, b = ts->run_b;
     if (b == a) continue;
     fm_seen_user(X, ts, u);
     float bu;
     const float *ru = fm_rep(&m->u, k, u, sc->ru, &bu);
     int32_t got = 0;
     for (int32_t t = 0; t < kn; t++) {
-      int64_t o = X->indptr[u] + a + mfm_rng_below(&rng, (uint32_t)(b - a));
+      int64_t o = a + mfm_rng_below(&rng, (uint32_t)(b - a));
       float w = W ? W->data[o] : X->data[o];
       if (!(w > 0)) continue;
       float bp;
