@@ -51,9 +51,9 @@ static int64_t lower_bound(const int32_t *ix, int64_t a, int64_t b,
   return a;
 }
 
-/* Calls visit(cell, q) for every sample (entry q of X) in canonical order;
-   k-OS keeps one per user and item block (its sampler picks the
-   positives itself). */
+/* Runs body for every sample (user u, entry q of X, its cell) in
+   canonical order; k-OS keeps one per user and item block (its sampler
+   picks the positives itself). */
 #define FOR_SAMPLES(body)                                                   \
   for (int t = 0; t < T; t++)                                              \
     for (int32_t u = ulo[t]; u < ulo[t + 1] && u < X->n_rows; u++) {       \
