@@ -103,6 +103,17 @@ typedef struct grid8 {
   __m256 lo, scale, m1, g, one;
 } grid8;
 
+/* The tail of a row from item j: adds the bias to its items (stored
+   back) and copies w floats into t, past the row's end NaN, which counts
+   nothing in any count. */
+static inline void tail_nan(float *row, const float *ib, int32_t n,
+                            int32_t j, int32_t w, float *t) {
+  for (int32_t l = 0; l < w; l++) {
+    if (j + l < n && ib) row[j + l] += ib[j + l];
+    t[l] = j + l < n ? row[j + l] : NAN;
+  }
+}
+
 /* The 8 scores at row + j, biased (and stored back) when ib is set, and
    their clamped grid positions x (cell = x + 1).  The cell is computed
    with the same IEEE operations as cell_of (max/min keep its NaN and
@@ -266,11 +277,7 @@ static inline int cmp_body(float *row, const float *ib, int32_t n,
      nothing in lt + le, above or eq). */
   for (; j < n; j += 8) {
     float t[8];
-    int32_t nn = n - j < 8 ? n - j : 8;
-    for (int32_t l = 0; l < 8; l++) {
-      if (l < nn && ib) row[j + l] += ib[j + l];
-      t[l] = l < nn ? row[j + l] : NAN;
-    }
+    tail_nan(row, ib, n, j, 8, t);
     __m256 sv = _mm256_loadu_ps(t);
     MFM_CMP_S(sv);
   }
@@ -516,11 +523,7 @@ static inline int key_body(float *row, const float *ib, int32_t n,
   /* The rest, 16 at a time, padded with NaN (key -32768: v = 0). */
   for (; j < n; j += 16) {
     float tv[16];
-    int32_t nn = n - j < 16 ? n - j : 16;
-    for (int32_t l = 0; l < 16; l++) {
-      if (l < nn && ib) row[j + l] += ib[j + l];
-      tv[l] = l < nn ? row[j + l] : NAN;
-    }
+    tail_nan(row, ib, n, j, 16, tv);
     __m256 a = _mm256_loadu_ps(tv), b = _mm256_loadu_ps(tv + 8);
     MFM_KEY_16(a, b);
   }

@@ -416,6 +416,44 @@ static void kase_sized(kase *K, mfm_rng *r, int32_t nu, int32_t ni, int32_t k,
    sizes around the vector widths and past the threshold scan's minimum,
    with ties at the k-th place, all-equal scores, k past the catalogue,
    users with every item excluded or no negative. */
+/* Runs p over K on both paths (AVX2 where the CPU has it, then the
+   portable one) and compares each user's values with each other and with
+   the reference; returns the mismatches, each printed after `what`. */
+static int both_paths_vs_ref(const kase *K, const mfm_eval_params *p,
+                             const char *what) {
+  int32_t nc = p->n_columns;
+  double *pu[2];
+  mfm_eval_result res[2];
+  for (int path = 0; path < 2; path++) {
+    pu[path] = malloc(sizeof(double) * (size_t)K->nu * (size_t)nc);
+    mfm_kernels_force_portable(path);
+    CHECK(mfm_eval_run(&K->f, K->test, K->excl, p, &res[path], pu[path],
+                       NULL) == MFM_OK);
+  }
+  mfm_kernels_force_portable(0);
+  int32_t *top = malloc(sizeof(int32_t) * (size_t)K->ni), ntop;
+  double *v = malloc(sizeof(double) * (size_t)nc);
+  int bad = 0;
+  for (int32_t u = 0; u < K->nu; u++) {
+    int ok = ref_user(K, p, u, v, top, &ntop);
+    for (int c = 0; c < nc; c++) {
+      double a = pu[0][u * nc + c], b = pu[1][u * nc + c];
+      if (!(a == b || (isnan(a) && isnan(b)))) bad++;
+      if (ok ? !same(v[c], a) : !isnan(a)) {
+        bad++;
+        fprintf(stderr, "%s user %d %s@%d: got %.17g want %.17g\n", what,
+                (int)u, mfm_metric_name(p->metric[c]), (int)p->k[c], a,
+                ok ? v[c] : NAN);
+      }
+    }
+  }
+  free(v);
+  free(top);
+  free(pu[0]);
+  free(pu[1]);
+  return bad;
+}
+
 static void test_eval_kernels(void) {
   static const int32_t sizes[] = {1, 7, 8, 9, 31, 33, 63, 255, 256, 257,
                                   300, 1003};
@@ -443,31 +481,10 @@ static void test_eval_kernels(void) {
       }
       p.n_columns = 8;
       p.item_bias = 1;
-      double pu[2][9 * 8];
-      mfm_eval_result res[2];
-      for (int path = 0; path < 2; path++) {
-        mfm_kernels_force_portable(path);
-        CHECK(mfm_eval_run(&K.f, K.test, K.excl, &p, &res[path], pu[path],
-                           NULL) == MFM_OK);
-      }
-      mfm_kernels_force_portable(0);
-      int32_t *top = malloc(sizeof(int32_t) * ni);
-      int32_t ntop;
-      for (int32_t u = 0; u < K.nu; u++) {
-        double v[8];
-        int ok = ref_user(&K, &p, u, v, top, &ntop);
-        for (int c = 0; c < 8; c++) {
-          double a = pu[0][u * 8 + c], b = pu[1][u * 8 + c];
-          if (!(a == b || (isnan(a) && isnan(b)))) bad++;
-          if (ok ? !same(v[c], a) : !isnan(a)) {
-            bad++;
-            fprintf(stderr, "kernels: %d items variant %d user %d %s@%d: "
-                    "got %.17g want %.17g\n", (int)ni, variant, (int)u,
-                    mfm_metric_name(p.metric[c]), (int)p.k[c], a,
-                    ok ? v[c] : NAN);
-          }
-        }
-      }
+      char what[64];
+      snprintf(what, sizeof what, "kernels: %d items variant %d", (int)ni,
+               variant);
+      bad += both_paths_vs_ref(&K, &p, what);
       /* recommend: k around the threshold scan's limit of 32 */
       int32_t users[9];
       for (int32_t u = 0; u < 9; u++) users[u] = u;
@@ -508,7 +525,6 @@ static void test_eval_kernels(void) {
           free(scores[path]);
         }
       }
-      free(top);
       kase_free(&K);
       runs++;
     }
@@ -595,31 +611,10 @@ static void test_eval_count_sizes(void) {
         p.k[c] = ks[c];
       }
       p.item_bias = variant % 4 != 1;
-      double pu[2][NU * 5];
-      mfm_eval_result res[2];
-      for (int path = 0; path < 2; path++) {
-        mfm_kernels_force_portable(path);
-        CHECK(mfm_eval_run(&K.f, K.test, K.excl, &p, &res[path], pu[path],
-                           NULL) == MFM_OK);
-      }
-      mfm_kernels_force_portable(0);
-      int32_t *top = malloc(sizeof(int32_t) * ni), ntop;
-      for (int32_t u = 0; u < NU; u++) {
-        double v[5];
-        int ok = ref_user(&K, &p, u, v, top, &ntop);
-        for (int c = 0; c < 5; c++) {
-          double a = pu[0][u * 5 + c], b = pu[1][u * 5 + c];
-          if (!(a == b || (isnan(a) && isnan(b)))) bad++;
-          if (ok ? !same(v[c], a) : !isnan(a)) {
-            bad++;
-            fprintf(stderr, "count: %d items variant %d m %d %s@%d: got "
-                    "%.17g want %.17g\n", (int)ni, variant, (int)ms[u],
-                    mfm_metric_name(p.metric[c]), (int)p.k[c], a,
-                    ok ? v[c] : NAN);
-          }
-        }
-      }
-      free(top);
+      char what[64];
+      snprintf(what, sizeof what, "count: %d items variant %d", (int)ni,
+               variant);
+      bad += both_paths_vs_ref(&K, &p, what);
       kase_free(&K);
       runs++;
     }
@@ -693,29 +688,9 @@ static void test_eval_count_keys(void) {
     p.k[1] = mrr ? 0 : 20;
     p.metric[2] = MFM_METRIC_NDCG;
     p.k[2] = 10;
-    double pu[2][NU * 3];
-    mfm_eval_result res[2];
-    for (int path = 0; path < 2; path++) {
-      mfm_kernels_force_portable(path);
-      CHECK(mfm_eval_run(&K.f, K.test, K.excl, &p, &res[path], pu[path],
-                         NULL) == MFM_OK);
-    }
-    mfm_kernels_force_portable(0);
-    int32_t top[NI], ntop;
-    for (int32_t u = 0; u < NU; u++) {
-      double v[3];
-      int ok = ref_user(&K, &p, u, v, top, &ntop);
-      for (int c = 0; c < 3; c++) {
-        double a = pu[0][u * 3 + c], b = pu[1][u * 3 + c];
-        if (!(a == b || (isnan(a) && isnan(b)))) bad++;
-        if (ok ? !same(v[c], a) : !isnan(a)) {
-          bad++;
-          fprintf(stderr, "keys: m %d %s: got %.17g want %.17g\n",
-                  (int)ms[u], mfm_metric_name(p.metric[c]), a,
-                  ok ? v[c] : NAN);
-        }
-      }
-    }
+    char what[64];
+    snprintf(what, sizeof what, "keys: variant %d", variant);
+    bad += both_paths_vs_ref(&K, &p, what);
     kase_free(&K);
   }
   CHECK(bad == 0);
