@@ -41,12 +41,16 @@ static mfm_csr *generate(int32_t nu, int32_t ni, int64_t nnz,
   mfm_rng r, rt;
   mfm_rng_seed(&r, 1);
   mfm_rng_seed(&rt, 2);
-  /* Global popularity: Zipf over a random order of the items. */
+  /* Global popularity: Zipf over a random order of the items, or with
+     FM_IDS=popular over the ids in order (item 0 the most popular), as
+     a reader numbering items by first appearance roughly gives. */
+  const char *ids = getenv("FM_IDS");
+  int by_pop = ids && strcmp(ids, "popular") == 0;
   int32_t *order = malloc((size_t)ni * sizeof *order);
   double *cdf = malloc((size_t)ni * sizeof *cdf);
   double *ccdf = malloc((size_t)C * ni * sizeof *ccdf);
   for (int32_t i = 0; i < ni; i++) order[i] = i;
-  for (int32_t i = ni - 1; i > 0; i--) {
+  for (int32_t i = ni - 1; i > 0 && !by_pop; i--) {
     int32_t j = (int32_t)mfm_rng_below(&r, (uint32_t)i + 1), t = order[i];
     order[i] = order[j], order[j] = t;
   }

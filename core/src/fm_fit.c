@@ -1,5 +1,6 @@
 /* Fitting: the samples are laid out in T x T cells (fm_layout.c: users
-   and items in T contiguous blocks of about equal work), and an epoch runs
+   in T contiguous blocks of about equal work, items dealt at random into
+   T blocks of about equal work), and an epoch runs
    T sub-epochs; in sub-epoch s, thread t trains on the interactions of
    user block t with item block (t + s) mod T, drawing negatives from that
    item block only.  So two threads never write the same user or item rows
@@ -154,7 +155,10 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
     ts[t].rounds = R;
   }
 
-  fit_ctx ctx = {{m, X, W, logw, fm_sched_of(p)}, &L, ts, stop_at};
+  /* The item rows in the layout's numbering for the epochs, and back
+     after them whatever happens. */
+  fm_layout_permute(m, &L, 1);
+  fit_ctx ctx = {{m, X, W, L.ix, L.iw, logw, fm_sched_of(p)}, &L, ts, stop_at};
   double loss = 0.0;
   int64_t done = 0, total_done = 0, lcount = 0;
   int ep;
@@ -200,6 +204,7 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
     }
     m->epoch[0]++;
   }
+  fm_layout_permute(m, &L, 0);
   if (rep) {
     rep->epochs = ep;
     rep->loss = lcount ? loss / (double)lcount : 0.0;

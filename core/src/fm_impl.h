@@ -317,9 +317,9 @@ typedef struct fm_sample {
 } fm_sample;
 
 /* One user's samples in a cell: s[a, a + n) of the cell; the user's
-   entries of X in the cell's item block are indices[x + ra, x + rb), where
-   x = indptr[u].  One 32-byte record, so planning a visit reads one line
-   per group. */
+   entries of X in the cell's item block are ix[x + ra, x + rb) of the
+   layout's block-sorted indices, where x = indptr[u].  One 32-byte
+   record, so planning a visit reads one line per group. */
 typedef struct fm_group {
   int64_t a, x;
   int32_t n, u;
@@ -328,32 +328,54 @@ typedef struct fm_group {
 
 /* A group's slice in a visit of its cell: samples s[a, a + n) of the
    cell, of user u, whose entries of X in the item block are
-   indices[seen_a, seen_b). */
+   ix[seen_a, seen_b) of the layout. */
 typedef struct fm_visit {
   int64_t a, seen_a, seen_b;
   int32_t n, u;
 } fm_visit;
 
 /* The samples of one (user block, item block) cell, in canonical order
-   (grouped by user), gperm the shuffled order of the groups, items of the
-   block [ilo, ihi). */
+   (grouped by user, then by item), gperm the shuffled order of the
+   groups; the block's ni items are items[0, ni) or, when items is NULL,
+   the ids [ilo, ilo + ni). */
 typedef struct fm_cell {
   const fm_sample *s;
   int64_t n;
   const fm_group *grp;
   uint32_t *gperm;
   int64_t ng;
-  int32_t ilo, ihi;
+  const int32_t *items;
+  int32_t ilo, ni;
   uint32_t id; /* the cell's index, for the deal into rounds */
 } fm_cell;
 
-/* A fit's samples in T x T cells, R slices per group (fm_layout.c). */
+/* Item r of the cell's block. */
+static inline int32_t fm_cell_item(const fm_cell *c, uint32_t r) {
+  return c->items ? c->items[r] : c->ilo + (int32_t)r;
+}
+
+/* A fit's samples in T x T cells, R slices per group (fm_layout.c).
+   With T > 1 the items are dealt into blocks at random (seeded by the
+   model's seed); on the identity-only item side the samples number the
+   items by the deal (rank; the item rows are moved to match by
+   fm_layout_permute for the fit), and each row of X's indices is copied
+   in block order in that numbering (ix; iw the matching sample weights,
+   for k-OS).  With one block ix and iw are X's own arrays. */
 typedef struct fm_layout {
   int T, R;
   fm_cell *cells; /* T x T */
   fm_sample *samples;
   fm_group *groups;
   uint32_t *gperm;
+  int32_t *bitems;  /* the items, block after block (T > 1) */
+  int32_t *rank;    /* item id -> its place in bitems, or NULL */
+  uint8_t *done;    /* for fm_layout_permute: n_items flags, a row */
+  float *tmp;
+  uint8_t *iblk;    /* each item's block (T > 1) */
+  const int32_t *ix; /* X's indices, each row in block order */
+  const float *iw;   /* the weights of ix's entries */
+  int32_t *own_ix;   /* ix and iw when they are copies */
+  float *own_iw;
   int64_t max_group;  /* samples in the largest group */
   int64_t max_groups; /* groups in the largest cell */
 } fm_layout;
@@ -363,10 +385,22 @@ mfm_status fm_layout_build(const mfm_fm *m, const mfm_csr *X,
                            const mfm_csr *W, int T, int R, fm_layout *L);
 void fm_layout_free(fm_layout *L);
 
+/* The id of item i in the layout's samples. */
+static inline int32_t fm_sid(const fm_layout *L, int32_t i) {
+  return L->rank ? L->rank[i] : i;
+}
+
+/* Moves the item rows of m to the layout's numbering (forward) or back;
+   nothing when the layout keeps the ids.  Cannot fail (its buffers come
+   with the layout). */
+void fm_layout_permute(mfm_fm *m, fm_layout *L, int forward);
+
 typedef struct fm_fitenv {
   mfm_fm *m;
   const mfm_csr *x; /* interactions: rows are the seen items */
   const mfm_csr *w; /* sample weights (same pattern) or NULL */
+  const int32_t *ix; /* the layout's block-sorted indices and weights */
+  const float *iw;
   const float *logw; /* WARP rank weights by draws, max_sampled + 1 */
   fm_sched sched;
 } fm_fitenv;
@@ -391,7 +425,7 @@ typedef struct fm_tstate {
   uint8_t stamp;
   int32_t seen_u;
   int64_t seen_n;
-  int64_t run_a, run_b; /* entries of X of the group being walked */
+  int64_t run_a, run_b; /* its entries in ix of the group being walked */
   fm_visit *plan;       /* the visit's groups (room for the most) */
   int64_t nplan;
   /* This epoch's deal of each group's samples into `rounds` slices (a
@@ -411,7 +445,7 @@ FM_INLINE void fm_seen_clear(fm_tstate *ts) { ts->seen_u = -1; }
    (the byte table is wiped once in 255 users); the bitset this replaced
    cost a read-modify-write per item to set and again to clear, 10% of
    WARP's time once each user's samples of a cell came in 8 slices. */
-FM_INLINE void fm_seen_user(const mfm_csr *X, fm_tstate *ts, int32_t u) {
+FM_INLINE void fm_seen_user(const int32_t *ix, fm_tstate *ts, int32_t u) {
   if (ts->seen_u == u) return;
   if (++ts->stamp == 0) {
     memset(ts->seen, 0, (size_t)ts->seen_n);
@@ -420,7 +454,6 @@ FM_INLINE void fm_seen_user(const mfm_csr *X, fm_tstate *ts, int32_t u) {
   /* Locals: a byte store may alias anything, and GCC reloaded every
      pointer and bound after each one. */
   uint8_t *seen = ts->seen, stamp = ts->stamp;
-  const int32_t *ix = X->indices;
   for (int64_t q = ts->run_a, b = ts->run_b; q < b; q++) seen[ix[q]] = stamp;
   ts->seen_u = u;
 }

@@ -156,7 +156,7 @@ FM_INLINE void prefetch_visit(const fm_fitenv *e, const fm_cell *c,
   const mfm_fm *m = e->m;
   __builtin_prefetch(c->s + v->a, 0);
   __builtin_prefetch(c->s + v->a + v->n - 1, 0);
-  __builtin_prefetch(e->x->indices + v->seen_a, 0);
+  __builtin_prefetch(e->ix + v->seen_a, 0);
   if (!m->u.rows) {
     int64_t o = (int64_t)v->u * m->k;
     for (int32_t j = 0; j < m->k; j += 16) {
@@ -226,7 +226,7 @@ FM_INLINE int32_t draw_ahead(const fm_cell *c, const mfm_fm *m,
                              mfm_rng *rng, int32_t *next, int update,
                              int32_t k) {
   int32_t n = *next;
-  *next = c->ilo + (int32_t)mfm_rng_below(rng, (uint32_t)(c->ihi - c->ilo));
+  *next = fm_cell_item(c, mfm_rng_below(rng, (uint32_t)c->ni));
 #if defined(__GNUC__) && !defined(FM_NO_PREFETCH)
   if (!m->i.rows) {
     int64_t o = (int64_t)*next * k;
@@ -276,21 +276,18 @@ FM_INLINE void run_logistic(const fm_fitenv *e, const fm_cell *c,
 FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts,
                        int32_t k) {
   mfm_fm *m = e->m;
-  const mfm_csr *X = e->x;
-  int32_t ilo = c->ilo;
-  uint32_t nb = (uint32_t)(c->ihi - c->ilo);
   fm_scratch *sc = &ts->sc;
   int fast = fm_fast_path(m, &e->sched);
   mfm_rng rng = ts->rng;
   /* Negatives are drawn one ahead, so the row of the next sample's
      negative is on its way while this step runs (as in WARP). */
-  int32_t next = ilo + (int32_t)mfm_rng_below(&rng, nb);
+  int32_t next = fm_cell_item(c, mfm_rng_below(&rng, (uint32_t)c->ni));
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
   while ((x = walk_next(e, c, ts, &wk, &rng))) {
     prefetch_next(m, ts, &wk, k);
-    fm_seen_user(X, ts, x->u);
+    fm_seen_user(e->ix, ts, x->u);
     int32_t n = -1;
     for (int t = 0; t < 32; t++) {
       int32_t cand = draw_ahead(c, m, &rng, &next, 1, k);
@@ -357,14 +354,13 @@ FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts,
   mfm_fm *m = e->m;
   fm_scratch *sc = &ts->sc;
   mfm_rng rng = ts->rng;
-  int32_t next =
-      c->ilo + (int32_t)mfm_rng_below(&rng, (uint32_t)(c->ihi - c->ilo));
+  int32_t next = fm_cell_item(c, mfm_rng_below(&rng, (uint32_t)c->ni));
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
   while ((x = walk_next(e, c, ts, &wk, &rng))) {
     prefetch_next(m, ts, &wk, k);
-    fm_seen_user(e->x, ts, x->u);
+    fm_seen_user(e->ix, ts, x->u);
     float bu, bp;
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
     const float *rp = fm_rep(&m->i, k, x->i, sc->rp, &bp);
@@ -382,12 +378,10 @@ FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts,
    the kos_k-th best scored one as the positive of a WARP step. */
 FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   mfm_fm *m = e->m;
-  const mfm_csr *X = e->x, *W = e->w;
   int32_t k = m->k, kn = m->p.kos_n, kk = m->p.kos_k;
   fm_scratch *sc = &ts->sc;
   mfm_rng rng = ts->rng;
-  int32_t next =
-      c->ilo + (int32_t)mfm_rng_below(&rng, (uint32_t)(c->ihi - c->ilo));
+  int32_t next = fm_cell_item(c, mfm_rng_below(&rng, (uint32_t)c->ni));
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
@@ -396,16 +390,16 @@ FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
     /* The user's entries in the item block (the group's run). */
     int64_t a = ts->run_a, b = ts->run_b;
     if (b == a) continue;
-    fm_seen_user(X, ts, u);
+    fm_seen_user(e->ix, ts, u);
     float bu;
     const float *ru = fm_rep(&m->u, k, u, sc->ru, &bu);
     int32_t got = 0;
     for (int32_t t = 0; t < kn; t++) {
       int64_t o = a + mfm_rng_below(&rng, (uint32_t)(b - a));
-      float w = W ? W->data[o] : X->data[o];
+      float w = e->iw[o];
       if (!(w > 0)) continue;
       float bp;
-      int32_t it = X->indices[o];
+      int32_t it = e->ix[o];
       const float *rp = fm_rep(&m->i, k, it, sc->rp, &bp);
       float s = fm_dot(ru, rp, k) + bp;
       /* Insertion into a descending list. */
@@ -443,6 +437,7 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",
 void fm_run_cell(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   /* The seen marks belong to the last cell's block. */
   fm_seen_clear(ts);
+  if (c->n == 0) return; /* and maybe no items to draw from */
   shuffle_groups(c, &ts->rng);
   plan_visit(e->x, c, ts);
   int32_t k = e->m->k;
