@@ -73,7 +73,30 @@ INLINE void K(dots)(const float *z, int32_t m, const float *v, int32_t kp,
     VEC vj = K(ld)(v);
     VEC a0 = K(ld)(z) * vj, a1 = K(ld)(z1) * vj, a2 = K(ld)(z2) * vj,
         a3 = K(ld)(z3) * vj;
-    for (int32_t j = ALS_VW; j < kp; j += ALS_VW) {
+    int32_t j = ALS_VW;
+    if (kp % (2 * ALS_VW) == 0) {
+      /* Odd vectors on chains of their own: eight chains, not four. */
+      vj = K(ld)(v + j);
+      VEC b0 = K(ld)(z + j) * vj, b1 = K(ld)(z1 + j) * vj,
+          b2 = K(ld)(z2 + j) * vj, b3 = K(ld)(z3 + j) * vj;
+      for (j += ALS_VW; j < kp; j += 2 * ALS_VW) {
+        vj = K(ld)(v + j);
+        VEC vk = K(ld)(v + j + ALS_VW);
+        a0 += K(ld)(z + j) * vj;
+        a1 += K(ld)(z1 + j) * vj;
+        a2 += K(ld)(z2 + j) * vj;
+        a3 += K(ld)(z3 + j) * vj;
+        b0 += K(ld)(z + j + ALS_VW) * vk;
+        b1 += K(ld)(z1 + j + ALS_VW) * vk;
+        b2 += K(ld)(z2 + j + ALS_VW) * vk;
+        b3 += K(ld)(z3 + j + ALS_VW) * vk;
+      }
+      a0 += b0;
+      a1 += b1;
+      a2 += b2;
+      a3 += b3;
+    }
+    for (; j < kp; j += ALS_VW) {
       vj = K(ld)(v + j);
       a0 += K(ld)(z + j) * vj;
       a1 += K(ld)(z1 + j) * vj;
@@ -98,10 +121,17 @@ INLINE float K(dot)(const float *a, const float *b, int32_t n) {
 
 /* Gathers nonzeros [0, n) of a row: Z[t] = sqrt(alpha w_t) y[idx_t], and
    b += (1 + alpha w_t) y[idx_t] when b is not NULL.  Columns past k stay
-   zero (the buffer is zeroed once). */
+   zero (the buffer is zeroed once).  When k is a whole number of vectors
+   up to 64 (k == kp) the row is copied a vector at a time and b's sum is
+   held in registers: with a constant k the loops unroll, and loading and
+   storing b for every nonzero had made the gather store-bound. */
 INLINE void K(gather)(const int32_t *idx, const float *w, int32_t n,
                    const float *y, int32_t k, int32_t kp, float alpha,
                    float *z, float *b) {
+  enum { NB = 64 / ALS_VW };
+  int regs = k == kp && k <= 64;
+  VEC acc[NB];
+  for (int v = 0; v < NB; v++) acc[v] = (VEC){0};
   for (int32_t t = 0; t < n; t++) {
     const float *yt = y + (size_t)idx[t] * (size_t)k;
     /* The rows are scattered over a matrix larger than the cache: ask for
@@ -114,10 +144,21 @@ INLINE void K(gather)(const int32_t *idx, const float *w, int32_t n,
     float d = alpha * w[t];
     float sd = sqrtf(d), c = 1.0f + d;
     float *zt = z + (size_t)t * kp;
+    if (regs) {
+      for (int32_t v = 0; v < k / ALS_VW; v++) {
+        VEC yv = K(ld)(yt + v * ALS_VW);
+        K(st)(zt + v * ALS_VW, sd * yv);
+        acc[v] += c * yv;
+      }
+      continue;
+    }
     for (int32_t j = 0; j < k; j++) zt[j] = sd * yt[j];
     if (b)
       for (int32_t j = 0; j < k; j++) b[j] += c * yt[j];
   }
+  if (regs && b)
+    for (int32_t v = 0; v < k / ALS_VW; v++)
+      K(st)(b + v * ALS_VW, K(ld)(b + v * ALS_VW) + acc[v]);
 }
 
 /* Upper triangle of A += Z'Z over n gathered rows, in tiles of 4 rows x
@@ -247,21 +288,33 @@ INLINE void K(chol_solve)(const float *a, int32_t k, int32_t kp,
    already holds it (gathered).  Z'(Z v) goes four nonzeros at a time:
    their dots, then their share of out while the four rows are still in
    L1 (a long row's Z is larger than L1, and a pass per column block read
-   it from L2 that many times). */
+   it from L2 that many times).  Up to 64 columns, out's sum is held in
+   registers over the whole pass. */
 INLINE void K(apply)(const fit_ctx *c, const int32_t *idx, const float *w,
                      int32_t n, float *z, float *sbuf, const float *v,
-                     float *out) {
-  int32_t k = c->k, kp = c->kp;
+                     float *out, int32_t k, int32_t kp) {
+  enum { NB = 64 / ALS_VW };
   const float *g = c->s.gram;
-  for (int32_t cb = 0; cb < kp; cb += ALS_VW) {
-    VEC a0 = {0}, a1 = {0};
-    int32_t j = 0;
-    for (; j + 1 < k; j += 2) {
-      a0 += v[j] * K(ld)(g + (size_t)j * kp + cb);
-      a1 += v[j + 1] * K(ld)(g + (size_t)(j + 1) * kp + cb);
+  int regs = kp <= 64;
+  VEC o[NB];
+  for (int32_t b = 0; b < NB; b++) o[b] = (VEC){0};
+  if (regs) {
+    /* A row of the Gram matrix at a time, on kp / ALS_VW chains (two
+       chains per column block waited on the FMA latency). */
+    for (int32_t j = 0; j < k; j++)
+      for (int32_t cb = 0; cb < kp; cb += ALS_VW)
+        o[cb / ALS_VW] += v[j] * K(ld)(g + (size_t)j * kp + cb);
+  } else {
+    for (int32_t cb = 0; cb < kp; cb += ALS_VW) {
+      VEC a0 = {0}, a1 = {0};
+      int32_t j = 0;
+      for (; j + 1 < k; j += 2) {
+        a0 += v[j] * K(ld)(g + (size_t)j * kp + cb);
+        a1 += v[j + 1] * K(ld)(g + (size_t)(j + 1) * kp + cb);
+      }
+      if (j < k) a0 += v[j] * K(ld)(g + (size_t)j * kp + cb);
+      K(st)(out + cb, a0 + a1);
     }
-    if (j < k) a0 += v[j] * K(ld)(g + (size_t)j * kp + cb);
-    K(st)(out + cb, a0 + a1);
   }
   for (int32_t t0 = 0; t0 < n; t0 += CHUNK) {
     int32_t m = n - t0 < CHUNK ? n - t0 : CHUNK;
@@ -277,15 +330,20 @@ INLINE void K(apply)(const fit_ctx *c, const int32_t *idx, const float *w,
         u += s1 * K(ld)(zt + kp + cb);
         u += s2 * K(ld)(zt + 2 * (size_t)kp + cb);
         u += s3 * K(ld)(zt + 3 * (size_t)kp + cb);
-        K(st)(out + cb, K(ld)(out + cb) + u);
+        if (regs) o[cb / ALS_VW] += u;
+        else K(st)(out + cb, K(ld)(out + cb) + u);
       }
     }
     for (; t < m; t++, zt += kp) {
       float st = sbuf[t] = K(dotv)(zt, v, kp);
-      for (int32_t cb = 0; cb < kp; cb += ALS_VW)
-        K(st)(out + cb, K(ld)(out + cb) + st * K(ld)(zt + cb));
+      for (int32_t cb = 0; cb < kp; cb += ALS_VW) {
+        if (regs) o[cb / ALS_VW] += st * K(ld)(zt + cb);
+        else K(st)(out + cb, K(ld)(out + cb) + st * K(ld)(zt + cb));
+      }
     }
   }
+  if (regs)
+    for (int32_t cb = 0; cb < kp; cb += ALS_VW) K(st)(out + cb, o[cb / ALS_VW]);
 }
 
 /* The loss terms of the cells of a row just solved (x), from what the solve
@@ -315,8 +373,9 @@ INLINE double K(row_loss_of)(const fit_ctx *c, work *ws, const int32_t *idx,
   return l;
 }
 
-INLINE void K(solve_row)(const fit_ctx *c, work *ws, int32_t row) {
-  int32_t k = c->k, kp = c->kp;
+/* One row's solve; k and kp are constants in the common instances. */
+INLINE void K(solve_row)(const fit_ctx *c, work *ws, int32_t row, int32_t k,
+                         int32_t kp) {
   float *x = c->s.x + (size_t)row * k;
   const mfm_csr *r = c->s.rows;
   int32_t n = 0;
@@ -364,7 +423,7 @@ INLINE void K(solve_row)(const fit_ctx *c, work *ws, int32_t row) {
   }
   memset(xv, 0, (size_t)kp * 4);
   memcpy(xv, x, (size_t)k * 4);
-  K(apply)(c, idx, w, n, ws->z, ws->s, xv, ap);
+  K(apply)(c, idx, w, n, ws->z, ws->s, xv, ap, k, kp);
   /* Z x follows x through the steps (the applies give Z p), so the loss
      needs no pass of its own over z. */
   float *zx = c->fused_loss && n <= CHUNK ? ws->s + CHUNK : NULL;
@@ -373,7 +432,7 @@ INLINE void K(solve_row)(const fit_ctx *c, work *ws, int32_t row) {
   memcpy(p, res, (size_t)kp * 4);
   float rs = K(dotv)(res, res, kp);
   for (int32_t s = 0; s < c->steps && rs > 1e-20f; s++) {
-    K(apply)(c, idx, w, n, ws->z, ws->s, p, ap);
+    K(apply)(c, idx, w, n, ws->z, ws->s, p, ap, k, kp);
     float pap = K(dotv)(p, ap, kp);
     if (!(pap > 0)) break;
     float step = rs / pap;
@@ -420,7 +479,12 @@ INLINE void K(solve_rows_impl)(fit_ctx *c, int worker) {
         return;
       }
       if (r + 1 < c->s.n) K(prefetch_row)(c, r + 1);
-      K(solve_row)(c, ws, (int32_t)r);
+      /* Instances with the common sizes as constants, whose loops
+         unroll into straight vector code. */
+      if (c->k == 32 && c->kp == 32) K(solve_row)(c, ws, (int32_t)r, 32, 32);
+      else if (c->k == 64 && c->kp == 64)
+        K(solve_row)(c, ws, (int32_t)r, 64, 64);
+      else K(solve_row)(c, ws, (int32_t)r, c->k, c->kp);
     }
   }
 }
