@@ -75,6 +75,36 @@ static double now(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The layout for this fit: the model's last one when the data, T, R, the
+   loss and the seed are the same (its borrowed pointers into X renewed),
+   else a new one, kept in the model for the next fit. */
+static mfm_status layout_for(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
+                             int T, int R, fm_layout **out) {
+  const mfm_fm_params *p = &m->p;
+  uint32_t thr;
+  memcpy(&thr, &p->logistic_threshold, sizeof thr);
+  uint64_t key[4] = {fm_data_hash(X, W),
+                     (uint64_t)T | (uint64_t)R << 8 | (uint64_t)p->loss << 16 |
+                         (uint64_t)(m->i.rows != NULL) << 24,
+                     thr, p->seed};
+  if (m->layout && memcmp(key, m->layout_key, sizeof key) == 0) {
+    fm_layout_rebind(m->layout, X, W);
+    *out = m->layout;
+    return MFM_OK;
+  }
+  fm_layout_drop(m);
+  fm_layout *L = mfm_calloc(1, sizeof *L);
+  mfm_status st = L ? fm_layout_build(m, X, W, T, R, L) : MFM_ENOMEM;
+  if (st != MFM_OK) {
+    mfm_free(L);
+    return st;
+  }
+  m->layout = L;
+  memcpy(m->layout_key, key, sizeof key);
+  *out = L;
+  return MFM_OK;
+}
+
 mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
                       int epochs, int threads, mfm_fit_report *rep,
                       mfm_err *err) {
@@ -111,8 +141,8 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
   int R = T > 1 && warp ? FM_ROUNDS : 1;
 
   int32_t k = m->k, ni = m->i.n;
-  fm_layout L;
-  mfm_status st = fm_layout_build(m, X, W, T, R, &L);
+  fm_layout *L = NULL;
+  mfm_status st = layout_for(m, X, W, T, R, &L);
   fm_tstate *ts = mfm_alloc_aligned((size_t)T, sizeof *ts);
   float *logw = mfm_malloc_array((size_t)p->max_sampled + 1, sizeof(float));
   /* Whole cache lines per thread. */
@@ -123,11 +153,12 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
   atomic_int *stop_at = mfm_malloc_array((size_t)T, sizeof *stop_at);
   /* Per thread: room for the largest group, in whole cache lines, and
      for the plan of the largest cell. */
-  size_t gper = ((size_t)L.max_group * sizeof(fm_sample) + 63) & ~(size_t)63;
+  size_t gper =
+      L ? ((size_t)L->max_group * sizeof(fm_sample) + 63) & ~(size_t)63 : 0;
   fm_sample *gbuf = st == MFM_OK ? mfm_alloc_aligned((size_t)T, gper) : NULL;
   fm_visit *plans =
       st == MFM_OK
-          ? mfm_malloc_array((size_t)T * (size_t)L.max_groups, sizeof *plans)
+          ? mfm_malloc_array((size_t)T * (size_t)L->max_groups, sizeof *plans)
           : NULL;
   if (st != MFM_OK || !ts || !logw || !scratch || !seen || !stop_at ||
       !gbuf || !plans)
@@ -151,14 +182,14 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
     ts[t].seen_n = (int64_t)seen_n;
     ts[t].seen_u = -1;
     ts[t].buf = (fm_sample *)((char *)gbuf + gper * t);
-    ts[t].plan = plans + (size_t)L.max_groups * t;
+    ts[t].plan = plans + (size_t)L->max_groups * t;
     ts[t].rounds = R;
   }
 
   /* The item rows in the layout's numbering for the epochs, and back
      after them whatever happens. */
-  fm_layout_permute(m, &L, 1);
-  fit_ctx ctx = {{m, X, W, L.ix, L.iw, logw, fm_sched_of(p)}, &L, ts, stop_at};
+  fm_layout_permute(m, L, 1);
+  fit_ctx ctx = {{m, X, W, L->ix, L->iw, logw, fm_sched_of(p)}, L, ts, stop_at};
   double loss = 0.0;
   int64_t done = 0, total_done = 0, lcount = 0;
   int ep;
@@ -204,7 +235,7 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
     }
     m->epoch[0]++;
   }
-  fm_layout_permute(m, &L, 0);
+  fm_layout_permute(m, L, 0);
   if (rep) {
     rep->epochs = ep;
     rep->loss = lcount ? loss / (double)lcount : 0.0;
@@ -215,7 +246,6 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
 nomem:
   st = mfm_err_set(err, MFM_ENOMEM, "fm fit: out of memory");
 out:
-  fm_layout_free(&L);
   mfm_free(stop_at);
   mfm_free_aligned(ts);
   mfm_free(logw);

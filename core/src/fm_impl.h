@@ -34,6 +34,12 @@ struct mfm_fm {
   uint64_t rng[MFM_FM_MAX_THREADS * 4]; /* one xoshiro state per thread */
   int64_t epoch[1];
   int cache_valid;
+  /* The last fit's sample layout, kept for the next fit on the same data
+     (a recipe fits one epoch at a time; rebuilding the layout took a
+     third of an epoch on 2 threads at ML-1M size), and what it was
+     built from (fm_fit.c). */
+  struct fm_layout *layout;
+  uint64_t layout_key[4];
 };
 
 /* The schedule, unpacked for the kernels. */
@@ -355,6 +361,9 @@ static inline int32_t fm_cell_item(const fm_cell *c, uint32_t r) {
 }
 
 /* A fit's samples in T x T cells, R slices per group (fm_layout.c).
+   Everything in it is a function of the data, T, R, the loss and the
+   model's seed, so a later fit with the same may reuse it; only gperm is
+   rewritten by the fit (from the identity, at every visit).
    With T > 1 the items are dealt into blocks at random (seeded by the
    model's seed); on the identity-only item side the samples number the
    items by the deal (rank; the item rows are moved to match by
@@ -384,6 +393,17 @@ typedef struct fm_layout {
 mfm_status fm_layout_build(const mfm_fm *m, const mfm_csr *X,
                            const mfm_csr *W, int T, int R, fm_layout *L);
 void fm_layout_free(fm_layout *L);
+
+/* Frees the model's kept layout, if any. */
+void fm_layout_drop(mfm_fm *m);
+
+/* Points the layout's borrowed arrays (T = 1: X's own indices and
+   weights) at X and W, data equal to what it was built from. */
+void fm_layout_rebind(fm_layout *L, const mfm_csr *X, const mfm_csr *W);
+
+/* A 64-bit hash of the interactions and weights (shape and contents),
+   for recognizing the data of the last fit. */
+uint64_t fm_data_hash(const mfm_csr *X, const mfm_csr *W);
 
 /* The id of item i in the layout's samples. */
 static inline int32_t fm_sid(const fm_layout *L, int32_t i) {

@@ -329,6 +329,49 @@ void fm_layout_permute(mfm_fm *m, fm_layout *L, int forward) {
   }
 }
 
+/* Four multiply-xor lanes over 8-byte words (a single chain waits on the
+   multiply's latency), the tail a byte at a time. */
+static void hash_bytes(uint64_t h[4], const void *p, size_t n) {
+  const unsigned char *b = p;
+  size_t q = 0;
+  for (; q + 32 <= n; q += 32)
+    for (int l = 0; l < 4; l++) {
+      uint64_t w;
+      memcpy(&w, b + q + 8 * l, 8);
+      h[l] = (h[l] ^ w) * 0x100000001b3ull + (uint64_t)l;
+    }
+  for (; q < n; q++) h[0] = (h[0] ^ b[q]) * 0x100000001b3ull;
+}
+
+uint64_t fm_data_hash(const mfm_csr *X, const mfm_csr *W) {
+  uint64_t h[4] = {0xcbf29ce484222325ull, 1, 2, 3};
+  const mfm_csr *m[2] = {X, W};
+  for (int e = 0; e < 2; e++) {
+    if (!m[e]) continue;
+    int64_t shape[3] = {m[e]->n_rows, m[e]->n_cols, m[e]->nnz};
+    hash_bytes(h, shape, sizeof shape);
+    hash_bytes(h, m[e]->indptr, ((size_t)m[e]->n_rows + 1) * sizeof(int64_t));
+    hash_bytes(h, m[e]->indices, (size_t)m[e]->nnz * sizeof(int32_t));
+    hash_bytes(h, m[e]->data, (size_t)m[e]->nnz * sizeof(float));
+  }
+  uint64_t z = h[0] ^ (h[1] * 3) ^ (h[2] * 5) ^ (h[3] * 7);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+void fm_layout_rebind(fm_layout *L, const mfm_csr *X, const mfm_csr *W) {
+  if (!L->own_ix) L->ix = X->indices;
+  if (!L->own_iw && !L->own_ix) L->iw = W ? W->data : X->data;
+}
+
+void fm_layout_drop(mfm_fm *m) {
+  if (!m->layout) return;
+  fm_layout_free(m->layout);
+  mfm_free(m->layout);
+  m->layout = NULL;
+}
+
 void fm_layout_free(fm_layout *L) {
   mfm_free(L->cells);
   mfm_free(L->samples);

@@ -101,6 +101,7 @@ static void side_free(fm_side *s) {
 
 void mfm_fm_free(mfm_fm *m) {
   if (!m) return;
+  fm_layout_drop(m);
   side_free(&m->u);
   side_free(&m->i);
   mfm_free(m);
@@ -286,6 +287,7 @@ mfm_status mfm_fm_set_user_features(mfm_fm *m, const mfm_csr *f,
 mfm_status mfm_fm_set_item_features(mfm_fm *m, const mfm_csr *f,
                                     mfm_err *err) {
   m->cache_valid = 0;
+  fm_layout_drop(m); /* it numbered the items for an identity-only side */
   return set_side(&m->i, f, m->p.normalize, m->k, "item", err);
 }
 

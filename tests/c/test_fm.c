@@ -851,6 +851,47 @@ static void test_layout(void) {
   world_free(&w);
 }
 
+/* A fit keeps its layout for the next fit on the same data: a copy of the
+   data (other arrays, same contents) reuses it, its borrowed pointers
+   following the copy (the first copy is freed by then: ASan would see a
+   stale read); other data builds a new one.  Either way the model is the
+   one of fits that built their layouts afresh. */
+static void test_layout_cache(void) {
+  world w = cluster_world(400, 300, 30, 7, 0);
+  world v = cluster_world(400, 300, 30, 8, 0);
+  mfm_fm_loss losses[] = {MFM_FM_WARP, MFM_FM_BPR, MFM_FM_WARP_KOS};
+  for (int T = 1; T <= 2; T++)
+    for (int l = 0; l < 3; l++) {
+      mfm_fm_params p = mfm_fm_params_default();
+      p.loss = losses[l];
+      p.factors = 8;
+      mfm_fm *a, *b;
+      mfm_fm_new(w.nu, w.ni, 0, 0, &p, &a, NULL);
+      mfm_fm_new(w.nu, w.ni, 0, 0, &p, &b, NULL);
+      for (int pass = 0; pass < 2; pass++) {
+        mfm_fm *m = pass ? b : a;
+        mfm_csr *c1, *c2;
+        CHECK(mfm_csr_resize(w.train, w.nu, w.ni, &c1, NULL) == MFM_OK);
+        CHECK(mfm_fm_fit(m, c1, NULL, 1, T, NULL, NULL) == MFM_OK);
+        CHECK(m->layout != NULL);
+        const fm_layout *kept = m->layout;
+        mfm_csr_free(c1);
+        CHECK(mfm_csr_resize(w.train, w.nu, w.ni, &c2, NULL) == MFM_OK);
+        if (pass) fm_layout_drop(m);
+        CHECK(mfm_fm_fit(m, c2, NULL, 1, T, NULL, NULL) == MFM_OK);
+        if (!pass) CHECK(m->layout == kept);
+        mfm_csr_free(c2);
+        if (pass) fm_layout_drop(m);
+        CHECK(mfm_fm_fit(m, v.train, NULL, 1, T, NULL, NULL) == MFM_OK);
+      }
+      CHECK(same_state(a, b));
+      mfm_fm_free(a);
+      mfm_fm_free(b);
+    }
+  world_free(&w);
+  world_free(&v);
+}
+
 /* More threads: the T x T cells are disjoint, so a fit on T threads is
    the same run to run and resumes exactly; WARP learns as much per epoch
    as on one thread (it lost 10-20% before its epochs ran in rounds); k-OS
@@ -1195,6 +1236,7 @@ int main(void) {
   test_determinism();
   test_seen_marks();
   test_layout();
+  test_layout_cache();
   test_threads();
   test_stop_and_errors();
   test_fold_in();
