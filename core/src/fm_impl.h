@@ -389,6 +389,17 @@ typedef struct fm_layout {
   int64_t max_groups; /* groups in the largest cell */
 } fm_layout;
 
+/* The slices a group of n samples is dealt into, for R rounds: R, or
+   fewer so that a slice holds at least FM_MIN_SLICE samples (a visit has
+   a fixed cost: the user's seen items marked, its row fetched).  At 4,
+   WARP on 2 threads used 7% less CPU, with the same precision@10 after 3,
+   10 and 20 epochs as one sample a slice (means of 3 seeds, docs/fm.md). */
+#define FM_MIN_SLICE 4
+static inline int64_t fm_slices(int64_t n, int R) {
+  int64_t s = (n + FM_MIN_SLICE - 1) / FM_MIN_SLICE;
+  return s < R ? (s > 0 ? s : 1) : R;
+}
+
 /* MFM_ENOMEM (nothing left allocated) or MFM_OK. */
 mfm_status fm_layout_build(const mfm_fm *m, const mfm_csr *X,
                            const mfm_csr *W, int T, int R, fm_layout *L);

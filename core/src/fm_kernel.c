@@ -125,8 +125,9 @@ FM_INLINE int kos_block(const mfm_csr *X, const fm_tstate *ts,
 }
 
 /* The visit's plan: the groups in random order, each as this round's
-   slice (slice j holds samples j, j + R, ... of the canonical order, laid
-   out by fm_layout.c), empty slices left out.  One pass whose iterations
+   slice (of S = fm_slices(n, R), slice j holds samples j, j + S, ... of
+   the canonical order, laid out by fm_layout.c; slice j runs in round
+   offset + j), groups with nothing this round left out.  One pass whose iterations
    do not depend on each other, so the cache misses of the random order
    overlap; walking the groups directly waited on each in turn. */
 static void plan_visit(const mfm_csr *X, const fm_cell *c, fm_tstate *ts) {
@@ -137,8 +138,10 @@ static void plan_visit(const mfm_csr *X, const fm_cell *c, fm_tstate *ts) {
     int64_t a = g->a, n = g->n;
     if (R > 1) {
       int64_t j = (ts->round + R - deal_offset(ts, c, gi)) % R;
-      a += j * (n / R) + (j < n % R ? j : n % R);
-      n = n / R + (j < n % R);
+      int64_t S = fm_slices(n, (int)R);
+      if (j >= S) continue;
+      a += j * (n / S) + (j < n % S ? j : n % S);
+      n = n / S + (j < n % S);
       if (n == 0) continue;
     }
     if (ts->kos_pick && !kos_block(X, ts, g)) continue;

@@ -262,9 +262,9 @@ static mfm_status groups_of(const mfm_csr *X, fm_layout *L) {
   return MFM_OK;
 }
 
-/* Deals each group into R slices, every R-th sample of the canonical
-   order, laid out slice after slice, so a round reads its slice in one
-   piece. */
+/* Deals each group into S = fm_slices(n, R) slices, every S-th sample of
+   the canonical order, laid out slice after slice, so a round reads its
+   slice in one piece. */
 static mfm_status deal(fm_layout *L) {
   if (L->R == 1) return MFM_OK;
   fm_sample *tmp = mfm_malloc_array((size_t)L->max_group, sizeof *tmp);
@@ -273,9 +273,9 @@ static mfm_status deal(fm_layout *L) {
     fm_cell *cl = &L->cells[c];
     for (int64_t q = 0; q < cl->ng; q++) {
       fm_sample *s = (fm_sample *)cl->s + cl->grp[q].a;
-      int64_t n = cl->grp[q].n, o = 0;
-      for (int j = 0; j < L->R; j++)
-        for (int64_t e = j; e < n; e += L->R) tmp[o++] = s[e];
+      int64_t n = cl->grp[q].n, o = 0, S = fm_slices(n, L->R);
+      for (int64_t j = 0; j < S; j++)
+        for (int64_t e = j; e < n; e += S) tmp[o++] = s[e];
       memcpy(s, tmp, (size_t)n * sizeof *s);
     }
   }
