@@ -27,7 +27,7 @@ M.defaults = {
   kos_k = 5,               -- warp-kos: the k-th positive ...
   kos_n = 10,              -- ... of n sampled
   seed = 42,               -- everything random derives from it
-  threads = 0,             -- 0 = all cores
+  threads = 0,             -- 0 = all cores; at most 64 are used
   user_identity = true,    -- keep identity features next to side features
   item_identity = true,
   normalize = true,        -- feature weights of each row sum to one
@@ -78,10 +78,11 @@ local function check(o)
   range("epsilon", o.epsilon > 0, "> 0")
   range("user_alpha", o.user_alpha >= 0, ">= 0")
   range("item_alpha", o.item_alpha >= 0, ">= 0")
-  range("max_sampled", o.max_sampled >= 1, ">= 1")
+  range("max_sampled", o.max_sampled >= 1 and o.max_sampled <= 1000000,
+        "in 1..1000000")
   range("kos_n", o.kos_n >= 1 and o.kos_n <= 4096, "in 1..4096")
   range("kos_k", o.kos_k >= 1 and o.kos_k <= o.kos_n, "in 1..kos_n")
-  range("threads", o.threads >= 0 and o.threads <= 64, "in 0..64")
+  range("threads", o.threads >= 0 and o.threads <= 1024, "in 0..1024")
   range("epochs", o.epochs >= 0, ">= 0")
   range("logistic_threshold", o.logistic_threshold == o.logistic_threshold,
         "a number")
@@ -118,10 +119,14 @@ function M.new(opts)
 end
 
 -- The options of the core model.
+local MAX_THREADS = 64 -- the core's MFM_FM_MAX_THREADS
+
 local function core_opts(o)
   local c = {}
   for k in pairs(kinds) do c[k] = o[k] end
   c.epochs = nil
+  -- More threads than the core runs (a 96-vCPU instance) use its most.
+  c.threads = math.min(c.threads, MAX_THREADS)
   for _, k in ipairs { "user_features", "item_features", "n_user_features",
                        "n_item_features" } do
     c[k] = o[k]

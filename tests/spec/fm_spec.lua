@@ -151,7 +151,20 @@ describe("moonfm.fm", function()
     ok, e = pcall(fm.new, { kos_k = 20 })
     assert.is_false(ok)
     assert.matches("kos_k", tostring(e), 1, true)
+    -- The core's bounds are checked here, as hyperparameter errors.
+    ok, e = pcall(fm.new, { max_sampled = 1000001 })
+    assert.is_false(ok)
+    assert.matches("option 'max_sampled' must be in 1..1000000", tostring(e),
+                   1, true)
+    assert.equal("HyperparameterError", e.category)
     assert.equal(8, fm.new({ factors = 8.0 }):params().factors)
+  end)
+
+  it("uses at most the core's 64 threads when asked for more", function()
+    local m <close> = fm.new { factors = 4, threads = 96, epochs = 1 }
+    assert(m:fit(world()))
+    assert.equal(64, m:params().threads)
+    assert.is_false(pcall(fm.new, { threads = 1025 }))
   end)
 
   it("fits, continues with fit_partial and scores", function()
