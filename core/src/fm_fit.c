@@ -1,11 +1,11 @@
 /* Fitting: the samples are laid out in T x T cells (fm_layout.c: users
    in T contiguous blocks of about equal work, items dealt at random into
-   T blocks of about equal work), and an epoch runs
-   T sub-epochs; in sub-epoch s, thread t trains on the interactions of
-   user block t with item block (t + s) mod T, drawing negatives from that
-   item block only.  So two threads never write the same user or item rows
-   (only shared side-feature rows), and cache lines stay with their core:
-   plain Hogwild over the whole tables ran slower on 2 threads than on 1.
+   T blocks of about equal work), and an epoch runs T sub-epochs; in
+   sub-epoch s, thread t trains on the interactions of user block t with
+   item block (t + s) mod T, drawing negatives from that item block only.
+   So two threads never write the same user or item rows (only shared
+   side-feature rows), and cache lines stay with their core: plain
+   Hogwild over the whole tables ran slower on 2 threads than on 1.
    With T = 1 this is plain SGD over a shuffled epoch.
 
    With T > 1, WARP's epoch runs in FM_ROUNDS rounds of T sub-epochs, each
@@ -189,7 +189,8 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
   /* The item rows in the layout's numbering for the epochs, and back
      after them whatever happens. */
   fm_layout_permute(m, L, 1);
-  fit_ctx ctx = {{m, X, W, L->ix, L->iw, logw, fm_sched_of(p)}, L, ts, stop_at};
+  fit_ctx ctx = {{m, X, W, L->ix, L->iw, logw, fm_sched_of(p)}, L, ts,
+                 stop_at};
   double loss = 0.0;
   int64_t done = 0, total_done = 0, lcount = 0;
   int ep;

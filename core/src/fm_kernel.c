@@ -127,9 +127,10 @@ FM_INLINE int kos_block(const mfm_csr *X, const fm_tstate *ts,
 /* The visit's plan: the groups in random order, each as this round's
    slice (of S = fm_slices(n, R), slice j holds samples j, j + S, ... of
    the canonical order, laid out by fm_layout.c; slice j runs in round
-   offset + j), groups with nothing this round left out.  One pass whose iterations
-   do not depend on each other, so the cache misses of the random order
-   overlap; walking the groups directly waited on each in turn. */
+   offset + j), groups with nothing this round left out.  One pass whose
+   iterations do not depend on each other, so the cache misses of the
+   random order overlap; walking the groups directly waited on each in
+   turn. */
 static void plan_visit(const mfm_csr *X, const fm_cell *c, fm_tstate *ts) {
   int64_t R = ts->rounds, np = 0;
   for (int64_t q = 0; q < c->ng; q++) {
