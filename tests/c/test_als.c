@@ -112,7 +112,8 @@ static float max_rel_diff(const float *a, const float *b, size_t n) {
 
 /* One iteration of each solver against the dense double reference, on a
    world whose item rows are longer than a gather chunk (1024). */
-static void test_against_reference(int k, mfm_als_solver solver, int steps) {
+static void test_against_reference(int k, mfm_als_solver solver, int steps,
+                                   float ytol) {
   world d = random_world(1300, 60, 0.85, 7);
   mfm_csr *ui = to_csr(&d);
   mfm_als_params p = mfm_als_params_default();
@@ -135,14 +136,14 @@ static void test_against_reference(int k, mfm_als_solver solver, int steps) {
   CHECK(rep.iterations == 1 && rep.iteration == 1 && rep.seconds >= 0);
   float ex = max_rel_diff(arr[0].data, x, (size_t)d.n * k);
   float ey = max_rel_diff(arr[1].data, y, (size_t)d.m * k);
-  if (ex > 1e-4f || ey > 2e-2f)
+  if (ex > 1e-4f || ey > ytol)
     fprintf(stderr, "k=%d solver=%d: rel err users %g items %g\n", k,
             (int)solver, ex, ey);
   /* The item systems are ill-conditioned after one user step from a tiny
      random start (all user vectors point nearly the same way; condition
      ~1e4), so float32 agrees with the double reference to ~1e-3 there. */
   CHECK(ex <= 1e-4f);
-  CHECK(ey <= 2e-2f);
+  CHECK(ey <= ytol);
   /* The reported loss is the dense loss of the model's factors. */
   double lr = ref_loss(&d, arr[0].data, arr[1].data, k, p.regularization,
                        p.alpha);
@@ -532,10 +533,19 @@ int main(void) {
     if (!mfm_als_kernels_force(isas[i])) continue;
     ran++;
     CHECK(strcmp(mfm_als_kernels_pick().isa, isas[i]) == 0);
-    test_against_reference(5, MFM_ALS_CHOLESKY, 3);
-    test_against_reference(20, MFM_ALS_CHOLESKY, 3);
-    test_against_reference(33, MFM_ALS_CHOLESKY, 3);
-    test_against_reference(20, MFM_ALS_CG, 40);
+    test_against_reference(5, MFM_ALS_CHOLESKY, 3, 2e-2f);
+    test_against_reference(20, MFM_ALS_CHOLESKY, 3, 2e-2f);
+    test_against_reference(33, MFM_ALS_CHOLESKY, 3, 2e-2f);
+    test_against_reference(20, MFM_ALS_CG, 40, 2e-2f);
+    /* 32 and 64 factors run instances with the size as a constant and
+       their sums in registers.  At 64 factors the float32 solutions of
+       the ill-conditioned item systems are 2.3-2.6% from the double
+       reference with the exact solver (the same before the register
+       sums); the user systems agree to 1e-6. */
+    test_against_reference(32, MFM_ALS_CHOLESKY, 3, 2e-2f);
+    test_against_reference(32, MFM_ALS_CG, 40, 2e-2f);
+    test_against_reference(64, MFM_ALS_CHOLESKY, 3, 4e-2f);
+    test_against_reference(64, MFM_ALS_CG, 60, 4e-2f);
     test_fold_in();
   }
   CHECK(ran >= 1);
