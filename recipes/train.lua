@@ -242,6 +242,13 @@ for epoch = start + 1, hp.epochs do
     error(err, 0)
   end
   last_fit = r.seconds
+  if epoch == start + 1 and r.negatives == 0 and hp.algorithm == "fm"
+      and hp.loss == "logistic" then
+    log.warn("loss=logistic: no training value is <= logistic_threshold "
+             .. "(%g), so every label is +1 and the model cannot rank; set "
+             .. "logistic_threshold (e.g. 3.5 for 1-5 ratings) or use "
+             .. "loss=warp or bpr", hp.logistic_threshold)
+  end
   metrics:epoch(epoch, "train", "fit_seconds", r.seconds, "loss")
   if r.loss then metrics:epoch(epoch, "train", "loss", r.loss, "loss") end
   local res = evaluate(model:core(), epoch)

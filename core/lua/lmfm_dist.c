@@ -405,9 +405,9 @@ static int dfm_fit(lua_State *L) {
     lua_pushliteral(L, "stopped");
     return 2;
   }
-  double v[3] = {rep.loss * (double)rep.samples, (double)rep.samples,
-                 rep.seconds};
-  if ((st = mfm_dist_sum_f64(v, 3, &err))) return lmfm_pushfail(L, &err);
+  double v[4] = {rep.loss * (double)rep.samples, (double)rep.samples,
+                 rep.seconds, (double)rep.negatives};
+  if ((st = mfm_dist_sum_f64(v, 4, &err))) return lmfm_pushfail(L, &err);
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, rep.epochs);
   lua_setfield(L, -2, "epochs");
@@ -417,6 +417,8 @@ static int dfm_fit(lua_State *L) {
   lua_setfield(L, -2, "seconds");
   lua_pushinteger(L, (lua_Integer)v[1]);
   lua_setfield(L, -2, "samples");
+  lua_pushinteger(L, (lua_Integer)v[3]);
+  lua_setfield(L, -2, "negatives");
   return 1;
 }
 

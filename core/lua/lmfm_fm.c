@@ -265,6 +265,8 @@ static int fm_fit(lua_State *L) {
   lua_setfield(L, -2, "seconds");
   lua_pushinteger(L, (lua_Integer)rep.samples);
   lua_setfield(L, -2, "samples");
+  lua_pushinteger(L, (lua_Integer)rep.negatives);
+  lua_setfield(L, -2, "negatives");
   return 1;
 }
 

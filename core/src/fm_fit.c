@@ -114,6 +114,7 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
     rep->loss = 0.0;
     rep->seconds = 0.0;
     rep->samples = 0;
+    rep->negatives = 0;
   }
   if (epochs < 0)
     return mfm_err_set(err, MFM_EINVAL, "fm fit: epochs must be >= 0");
@@ -241,6 +242,7 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
     rep->epochs = ep;
     rep->loss = lcount ? loss / (double)lcount : 0.0;
     rep->samples = total_done;
+    rep->negatives = L->negatives;
     rep->seconds = now() - t0;
   }
   goto out;

@@ -385,6 +385,7 @@ typedef struct fm_layout {
   const float *iw;   /* the weights of ix's entries */
   int32_t *own_ix;   /* ix and iw when they are copies */
   float *own_iw;
+  int64_t negatives;  /* logistic: samples labelled -1 */
   int64_t max_group;  /* samples in the largest group */
   int64_t max_groups; /* groups in the largest cell */
 } fm_layout;

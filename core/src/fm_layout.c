@@ -187,6 +187,9 @@ static mfm_status cells_of(const mfm_fm *m, const mfm_csr *X,
   L->samples = mfm_malloc_array((size_t)cnt[T * T] + 1, sizeof *L->samples);
   if (!L->samples) goto out;
   FOR_SAMPLES(L->samples[cnt[cell]++] = sample_of(m, X, W, L, u, q));
+  if (m->p.loss == MFM_FM_LOGISTIC)
+    for (int64_t q = 0; q < cnt[T * T - 1]; q++)
+      L->negatives += L->samples[q].w < 0;
   for (int c = T * T; c > 0; c--) cnt[c] = cnt[c - 1];
   cnt[0] = 0;
   for (int c = 0; c < T * T; c++) {

@@ -629,6 +629,7 @@ function M.fm_fit(model, interactions, o)
     total.epochs = total.epochs + r.epochs
     total.seconds = total.seconds + r.seconds
     total.samples = total.samples + r.samples
+    total.negatives = r.negatives
     total.loss = r.loss
   end
   return total

@@ -67,17 +67,18 @@ local function create(self, train)
 end
 
 -- fit(train [, {epochs = 1, threads = }]) -> report {epoch, epochs,
--- seconds, loss} | nil, "stopped": more epochs (iterations) on train.
+-- seconds, loss[, negatives]} | nil, "stopped": more epochs (iterations)
+-- on train; negatives (fm): the samples labelled -1 by the logistic loss.
 function Model:fit(train, o)
   o = o or {}
   local epochs = o.epochs or 1
   if not self.users then create(self, train) end
   local t0 = core.clock()
-  local loss
+  local loss, negatives
   if self.algorithm == "fm" then
     local r, msg = self.impl:fit_partial(train, { epochs = epochs, threads = o.threads })
     if not r then return nil, msg end
-    loss = r.loss
+    loss, negatives = r.loss, r.negatives
   else
     local rs, msg = self.impl:fit(train, { iterations = epochs, threads = o.threads,
                                            on_iteration = function() end })
@@ -86,7 +87,7 @@ function Model:fit(train, o)
   end
   self.epoch = self.epoch + epochs
   return { epoch = self.epoch, epochs = epochs, seconds = core.clock() - t0,
-           loss = loss }
+           loss = loss, negatives = negatives }
 end
 
 -- evaluate(test [, opts]) -> results (moonfm.evaluate): the training

@@ -70,6 +70,22 @@ describe("moonfm.core fm", function()
     assert.is_number(s[1])
   end)
 
+  it("counts the samples the logistic loss labels -1", function()
+    -- All values 1, threshold 0: every label +1 (the recipe warns).
+    local m <close> = core.fm_new(60, 60, { factors = 4, loss = "logistic",
+                                            threads = 1 })
+    assert.equal(0, m:fit(world(), { epochs = 1 }).negatives)
+    -- Values 1 and 2, threshold 1.5: the 1s are negatives.
+    local x = core.csr(3, 4, { 1, 1, 2, 3 }, { 1, 2, 3, 4 }, { 1, 2, 1, 2 })
+    local n <close> = core.fm_new(3, 4, { factors = 4, loss = "logistic",
+                                          logistic_threshold = 1.5,
+                                          threads = 1 })
+    assert.equal(2, n:fit(x, { epochs = 1 }).negatives)
+    local b <close> = core.fm_new(3, 4, { factors = 4, loss = "bpr",
+                                          threads = 1 })
+    assert.equal(0, b:fit(x, { epochs = 1 }).negatives)
+  end)
+
   it("is bit-identical with one thread and a seed", function()
     local x = world()
     local function run()

@@ -87,12 +87,15 @@ const char *mfm_fm_schedule_name(mfm_fm_schedule s);
 #ifndef MFM_FIT_REPORT_DEFINED
 #define MFM_FIT_REPORT_DEFINED
 /* What a fit did: epochs completed, mean loss per sample of the last
-   epoch, wall seconds, samples (positive interactions) processed. */
+   epoch, wall seconds, samples (positive interactions) processed, and
+   for the logistic loss how many of the data's samples are labelled -1
+   (0: nothing to tell positives from, the model cannot rank). */
 typedef struct mfm_fit_report {
   int32_t epochs;
   double loss;
   double seconds;
   int64_t samples;
+  int64_t negatives;
 } mfm_fit_report;
 #endif
 
