@@ -123,8 +123,9 @@ INLINE float K(dot)(const float *a, const float *b, int32_t n) {
    b += (1 + alpha w_t) y[idx_t] when b is not NULL.  Columns past k stay
    zero (the buffer is zeroed once).  When k is a whole number of vectors
    up to 64 (k == kp) the row is copied a vector at a time and b's sum is
-   held in registers: with a constant k the loops unroll, and loading and
-   storing b for every nonzero had made the gather store-bound. */
+   held in registers: with a constant k the loops unroll, and b was
+   loaded and stored for every nonzero (perf put the gather at a quarter
+   of CG's time, and it ran no faster with every row in L1). */
 INLINE void K(gather)(const int32_t *idx, const float *w, int32_t n,
                    const float *y, int32_t k, int32_t kp, float alpha,
                    float *z, float *b) {
@@ -148,7 +149,7 @@ INLINE void K(gather)(const int32_t *idx, const float *w, int32_t n,
       for (int32_t v = 0; v < k / ALS_VW; v++) {
         VEC yv = K(ld)(yt + v * ALS_VW);
         K(st)(zt + v * ALS_VW, sd * yv);
-        acc[v] += c * yv;
+        if (b) acc[v] += c * yv;
       }
       continue;
     }
@@ -299,8 +300,8 @@ INLINE void K(apply)(const fit_ctx *c, const int32_t *idx, const float *w,
   VEC o[NB];
   for (int32_t b = 0; b < NB; b++) o[b] = (VEC){0};
   if (regs) {
-    /* A row of the Gram matrix at a time, on kp / ALS_VW chains (two
-       chains per column block waited on the FMA latency). */
+    /* A row of the Gram matrix at a time, on kp / ALS_VW chains, not
+       two per column block. */
     for (int32_t j = 0; j < k; j++)
       for (int32_t cb = 0; cb < kp; cb += ALS_VW)
         o[cb / ALS_VW] += v[j] * K(ld)(g + (size_t)j * kp + cb);

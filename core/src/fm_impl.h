@@ -57,6 +57,13 @@ typedef struct fm_sched {
 #define FM_INLINE static inline
 #endif
 
+/* The splitmix64 finalizer: a well-mixed 64-bit hash of z. */
+FM_INLINE uint64_t fm_mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
 /* 1/sqrt(x) for x > 0 without a division: the classic bit trick and one
    Newton step.  It errs low, by up to 1.75e-3; the fast adagrad path
    multiplies it by FM_RSQRT1_CENTRE (folded into the learning rate, so

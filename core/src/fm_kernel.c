@@ -98,18 +98,11 @@ typedef struct walk {
   int64_t g, q, len, done;
 } walk;
 
-/* The splitmix64 finalizer: a well-mixed 64-bit hash of z. */
-FM_INLINE uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 /* The slice of group gi that runs in round 0 of this epoch: a hash, so
    that the deal needs no storage and every round sees the same one. */
 FM_INLINE uint32_t deal_offset(const fm_tstate *ts, const fm_cell *c,
                                uint32_t gi) {
-  uint64_t z = mix64(ts->salt + ((uint64_t)c->id << 32 | gi));
+  uint64_t z = fm_mix64(ts->salt + ((uint64_t)c->id << 32 | gi));
   return (uint32_t)(z % (uint64_t)ts->rounds);
 }
 
@@ -120,7 +113,8 @@ FM_INLINE uint32_t deal_offset(const fm_tstate *ts, const fm_cell *c,
 FM_INLINE int kos_block(const mfm_csr *X, const fm_tstate *ts,
                         const fm_group *g) {
   uint64_t len = (uint64_t)(X->indptr[g->u + 1] - g->x);
-  uint64_t at = ((mix64(ts->kos_salt + (uint64_t)g->u) >> 32) * len) >> 32;
+  uint64_t h = fm_mix64(ts->kos_salt + (uint64_t)g->u) >> 32;
+  uint64_t at = (h * len) >> 32;
   return at >= g->ra && at < g->rb;
 }
 

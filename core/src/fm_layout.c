@@ -188,7 +188,7 @@ static mfm_status cells_of(const mfm_fm *m, const mfm_csr *X,
   if (!L->samples) goto out;
   FOR_SAMPLES(L->samples[cnt[cell]++] = sample_of(m, X, W, L, u, q));
   if (m->p.loss == MFM_FM_LOGISTIC)
-    for (int64_t q = 0; q < cnt[T * T - 1]; q++)
+    for (int64_t q = 0; q < cnt[T * T]; q++)
       L->negatives += L->samples[q].w < 0;
   for (int c = T * T; c > 0; c--) cnt[c] = cnt[c - 1];
   cnt[0] = 0;
@@ -357,10 +357,7 @@ uint64_t fm_data_hash(const mfm_csr *X, const mfm_csr *W) {
     hash_bytes(h, m[e]->indices, (size_t)m[e]->nnz * sizeof(int32_t));
     hash_bytes(h, m[e]->data, (size_t)m[e]->nnz * sizeof(float));
   }
-  uint64_t z = h[0] ^ (h[1] * 3) ^ (h[2] * 5) ^ (h[3] * 7);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return fm_mix64(h[0] ^ (h[1] * 3) ^ (h[2] * 5) ^ (h[3] * 7));
 }
 
 void fm_layout_rebind(fm_layout *L, const mfm_csr *X, const mfm_csr *W) {
