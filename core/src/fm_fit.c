@@ -33,9 +33,12 @@ typedef struct fit_ctx {
   atomic_int *stop_at; /* T: the step in which thread t stopped */
 } fit_ctx;
 
-/* Step (round r, sub-epoch s) of thread t. */
+/* Step (round r, sub-epoch s) of thread t.  Odd rounds run their
+   sub-epochs backwards, so a thread keeps its item block across a round's
+   end instead of fetching another from the other cores' caches. */
 static void run_step(fit_ctx *c, int t, int r, int s) {
   int T = c->L->T;
+  if (r & 1) s = T - 1 - s;
   c->ts[t].round = r;
   fm_run_cell(&c->env, &c->L->cells[t * T + (t + s) % T], &c->ts[t]);
 }
@@ -181,7 +184,7 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
     ts[t].kos_w = b + 6 * k + 2 * p->kos_n;
     ts[t].seen = seen + seen_n * t;
     ts[t].seen_n = (int64_t)seen_n;
-    ts[t].seen_u = -1;
+    ts[t].bits = NULL;
     ts[t].buf = (fm_sample *)((char *)gbuf + gper * t);
     ts[t].plan = plans + (size_t)L->max_groups * t;
     ts[t].rounds = R;

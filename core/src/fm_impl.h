@@ -341,9 +341,11 @@ typedef struct fm_group {
 
 /* A group's slice in a visit of its cell: samples s[a, a + n) of the
    cell, of user u, whose entries of X in the item block are
-   ix[seen_a, seen_b) of the layout. */
+   ix[seen_a, seen_b) of the layout, or the bits of the group's seen row
+   (NULL: none). */
 typedef struct fm_visit {
   int64_t a, seen_a, seen_b;
+  const uint64_t *bits;
   int32_t n, u;
 } fm_visit;
 
@@ -360,6 +362,10 @@ typedef struct fm_cell {
   const int32_t *items;
   int32_t ilo, ni;
   uint32_t id; /* the cell's index, for the deal into rounds */
+  /* Group g's seen row is bits + gbits[g] (ni bits, item ilo + j at bit
+     j), or none when gbits[g] < 0 or gbits is NULL (fm_layout.c). */
+  const int64_t *gbits;
+  const uint64_t *bits;
 } fm_cell;
 
 /* Item r of the cell's block. */
@@ -392,6 +398,8 @@ typedef struct fm_layout {
   const float *iw;   /* the weights of ix's entries */
   int32_t *own_ix;   /* ix and iw when they are copies */
   float *own_iw;
+  uint64_t *bits;     /* the groups' seen rows (cells' bits, gbits) */
+  int64_t *gbits;
   int64_t negatives;  /* logistic: samples labelled -1 */
   int64_t max_group;  /* samples in the largest group */
   int64_t max_groups; /* groups in the largest cell */
@@ -457,13 +465,15 @@ typedef struct fm_tstate {
   float *kos_score;
   int32_t *kos_item;
   float *kos_w;
-  /* The items of the cell's block seen by user seen_u carry the current
-     stamp (n_items bytes): the seen check of a drawn negative is one L1
-     load instead of a binary search. */
+  /* The items of the cell's block seen by the visit's user carry the
+     current stamp (n_items bytes): the seen check of a drawn negative is
+     one L1 load instead of a binary search.  Or, when the group has a
+     seen row, bit i - bits_lo of bits. */
   uint8_t *seen;
   uint8_t stamp;
-  int32_t seen_u;
   int64_t seen_n;
+  const uint64_t *bits;
+  int32_t bits_lo;
   int64_t run_a, run_b; /* its entries in ix of the group being walked */
   fm_visit *plan;       /* the visit's groups (room for the most) */
   int64_t nplan;
@@ -476,16 +486,14 @@ typedef struct fm_tstate {
   fm_sample *buf; /* the current group, shuffled (largest group size) */
 } fm_tstate;
 
-/* Forgets the last user's seen items. */
-FM_INLINE void fm_seen_clear(fm_tstate *ts) { ts->seen_u = -1; }
-
-/* Marks user u's items in the cell's block, where the negatives come
-   from: a new stamp, and the stamp on each of them.  Nothing is cleared
-   (the byte table is wiped once in 255 users); the bitset this replaced
-   cost a read-modify-write per item to set and again to clear, 10% of
-   WARP's time once each user's samples of a cell came in 8 slices. */
-FM_INLINE void fm_seen_user(const int32_t *ix, fm_tstate *ts, int32_t u) {
-  if (ts->seen_u == u) return;
+/* Marks the visit's user's items in the cell's block, where the
+   negatives come from: a new stamp, and the stamp on each of them.
+   Nothing is cleared (the byte table is wiped once in 255 visits); the
+   bitset this replaced cost a read-modify-write per item to set and again
+   to clear, 10% of WARP's time once each user's samples of a cell came in
+   8 slices.  Groups with a seen row of their own skip this. */
+FM_INLINE void fm_seen_visit(const int32_t *ix, fm_tstate *ts) {
+  if (ts->bits) return;
   if (++ts->stamp == 0) {
     memset(ts->seen, 0, (size_t)ts->seen_n);
     ts->stamp = 1;
@@ -494,10 +502,13 @@ FM_INLINE void fm_seen_user(const int32_t *ix, fm_tstate *ts, int32_t u) {
      pointer and bound after each one. */
   uint8_t *seen = ts->seen, stamp = ts->stamp;
   for (int64_t q = ts->run_a, b = ts->run_b; q < b; q++) seen[ix[q]] = stamp;
-  ts->seen_u = u;
 }
 
 FM_INLINE int fm_is_seen(const fm_tstate *ts, int32_t i) {
+  if (ts->bits) {
+    uint32_t j = (uint32_t)(i - ts->bits_lo);
+    return (int)(ts->bits[j >> 6] >> (j & 63)) & 1;
+  }
   return ts->seen[i] == ts->stamp;
 }
 

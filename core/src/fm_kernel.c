@@ -140,21 +140,29 @@ static void plan_visit(const mfm_csr *X, const fm_cell *c, fm_tstate *ts) {
       if (n == 0) continue;
     }
     if (ts->kos_pick && !kos_block(X, ts, g)) continue;
+    const uint64_t *bits =
+        c->gbits && c->gbits[gi] >= 0 ? c->bits + c->gbits[gi] : NULL;
     ts->plan[np++] =
-        (fm_visit){a, g->x + g->ra, g->x + g->rb, (int32_t)n, g->u};
+        (fm_visit){a, g->x + g->ra, g->x + g->rb, bits, (int32_t)n, g->u};
   }
   ts->nplan = np;
 }
 
 /* Asks for what the walk of planned group v will read first: its samples,
-   the user's seen entries and, on the identity-only path, its rows. */
+   the user's seen entries (or the start of its seen row) and, on the
+   identity-only path, its rows. */
 FM_INLINE void prefetch_visit(const fm_fitenv *e, const fm_cell *c,
                               const fm_visit *v) {
 #if defined(__GNUC__) && !defined(FM_NO_PREFETCH)
   const mfm_fm *m = e->m;
   __builtin_prefetch(c->s + v->a, 0);
   __builtin_prefetch(c->s + v->a + v->n - 1, 0);
-  __builtin_prefetch(e->ix + v->seen_a, 0);
+  if (v->bits) {
+    __builtin_prefetch(v->bits, 0);
+    __builtin_prefetch(v->bits + 8, 0);
+  } else {
+    __builtin_prefetch(e->ix + v->seen_a, 0);
+  }
   if (!m->u.rows) {
     int64_t o = (int64_t)v->u * m->k;
     for (int32_t j = 0; j < m->k; j += 16) {
@@ -169,9 +177,11 @@ FM_INLINE void prefetch_visit(const fm_fitenv *e, const fm_cell *c,
 }
 
 /* The next sample of the cell in the epoch's order; NULL at the end, or
-   when the stop flag is raised (then ts->stopped is set). */
+   when the stop flag is raised (then ts->stopped is set).  Losses that
+   draw negatives (seen) have the user's items marked at each visit. */
 FM_INLINE fm_sample *walk_next(const fm_fitenv *e, const fm_cell *c,
-                               fm_tstate *ts, walk *w, mfm_rng *rng) {
+                               fm_tstate *ts, walk *w, mfm_rng *rng,
+                               int seen) {
   while (w->q == w->len) {
     if (w->g == ts->nplan) return NULL;
     const fm_visit *v = &ts->plan[w->g++];
@@ -181,6 +191,8 @@ FM_INLINE fm_sample *walk_next(const fm_fitenv *e, const fm_cell *c,
     memcpy(b, c->s + v->a, (size_t)n * sizeof *b);
     ts->run_a = v->seen_a;
     ts->run_b = v->seen_b;
+    ts->bits = v->bits;
+    if (seen) fm_seen_visit(e->ix, ts);
     w->len = n;
     w->q = 0;
     for (int64_t q = n - 1; q > 0; q--) {
@@ -255,7 +267,7 @@ FM_INLINE void run_logistic(const fm_fitenv *e, const fm_cell *c,
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
-  while ((x = walk_next(e, c, ts, &wk, &ts->rng))) {
+  while ((x = walk_next(e, c, ts, &wk, &ts->rng, 0))) {
     prefetch_next(m, ts, &wk, k);
     float bu, bi, l;
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
@@ -283,9 +295,8 @@ FM_INLINE void run_bpr(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts,
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
-  while ((x = walk_next(e, c, ts, &wk, &rng))) {
+  while ((x = walk_next(e, c, ts, &wk, &rng, 1))) {
     prefetch_next(m, ts, &wk, k);
-    fm_seen_user(e->ix, ts, x->u);
     int32_t n = -1;
     for (int t = 0; t < 32; t++) {
       int32_t cand = draw_ahead(c, m, &rng, &next, 1, k);
@@ -356,9 +367,8 @@ FM_INLINE void run_warp(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts,
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
-  while ((x = walk_next(e, c, ts, &wk, &rng))) {
+  while ((x = walk_next(e, c, ts, &wk, &rng, 1))) {
     prefetch_next(m, ts, &wk, k);
-    fm_seen_user(e->ix, ts, x->u);
     float bu, bp;
     const float *ru = fm_rep(&m->u, k, x->u, sc->ru, &bu);
     const float *rp = fm_rep(&m->i, k, x->i, sc->rp, &bp);
@@ -383,12 +393,11 @@ FM_INLINE void run_kos(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
   double loss = 0.0;
   walk wk = {0, 0, 0, 0};
   const fm_sample *x;
-  while ((x = walk_next(e, c, ts, &wk, &rng))) {
+  while ((x = walk_next(e, c, ts, &wk, &rng, 1))) {
     int32_t u = x->u;
     /* The user's entries in the item block (the group's run). */
     int64_t a = ts->run_a, b = ts->run_b;
     if (b == a) continue;
-    fm_seen_user(e->ix, ts, u);
     float bu;
     const float *ru = fm_rep(&m->u, k, u, sc->ru, &bu);
     int32_t got = 0;
@@ -433,8 +442,7 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",
                              "default")))
 #endif
 void fm_run_cell(const fm_fitenv *e, const fm_cell *c, fm_tstate *ts) {
-  /* The seen marks belong to the last cell's block. */
-  fm_seen_clear(ts);
+  ts->bits_lo = c->ilo;
   if (c->n == 0) return; /* and maybe no items to draw from */
   shuffle_groups(c, &ts->rng);
   plan_visit(e->x, c, ts);

@@ -265,6 +265,50 @@ static mfm_status groups_of(const mfm_csr *X, fm_layout *L) {
   return MFM_OK;
 }
 
+/* With rounds, a group is visited up to R times a cell and epoch, and
+   marking its user's items in the thread's seen table at every visit was
+   half of what WARP's rounds cost (S marks a sample).  So a group gets a
+   seen row of its own, one bit per item of the block, when that row is no
+   larger than its entries of ix (block items <= 32 x its entries): the
+   layout grows by at most a third, and the groups of the heavy users,
+   which hold most samples, check a bit instead.  Only on the
+   identity-only item side, where block b is the ids [ilo, ilo + ni). */
+static mfm_status seen_rows(fm_layout *L) {
+  if (L->R == 1 || !L->rank) return MFM_OK;
+  int C = L->T * L->T;
+  int64_t ngroups = 0, words = 0;
+  for (int c = 0; c < C; c++) ngroups += L->cells[c].ng;
+  L->gbits = mfm_malloc_array((size_t)ngroups + 1, sizeof *L->gbits);
+  if (!L->gbits) return MFM_ENOMEM;
+  for (int c = 0, o = 0; c < C; c++) {
+    fm_cell *cl = &L->cells[c];
+    int64_t w = (cl->ni + 63) / 64, *gb = L->gbits + o;
+    for (int64_t q = 0; q < cl->ng; q++) {
+      const fm_group *g = &cl->grp[q];
+      gb[q] = 2 * w <= (int64_t)(g->rb - g->ra) ? words : -1;
+      words += gb[q] >= 0 ? w : 0;
+    }
+    cl->gbits = gb;
+    o += (int)cl->ng;
+  }
+  L->bits = mfm_calloc((size_t)words + 1, sizeof *L->bits);
+  if (!L->bits) return MFM_ENOMEM;
+  for (int c = 0; c < C; c++) {
+    fm_cell *cl = &L->cells[c];
+    cl->bits = L->bits;
+    for (int64_t q = 0; q < cl->ng; q++) {
+      const fm_group *g = &cl->grp[q];
+      if (cl->gbits[q] < 0) continue;
+      uint64_t *row = L->bits + cl->gbits[q];
+      for (int64_t e = g->x + g->ra; e < g->x + g->rb; e++) {
+        uint32_t j = (uint32_t)(L->ix[e] - cl->ilo);
+        row[j >> 6] |= 1ull << (j & 63);
+      }
+    }
+  }
+  return MFM_OK;
+}
+
 /* Deals each group into S = fm_slices(n, R) slices, every S-th sample of
    the canonical order, laid out slice after slice, so a round reads its
    slice in one piece. */
@@ -295,6 +339,7 @@ mfm_status fm_layout_build(const mfm_fm *m, const mfm_csr *X,
   mfm_status st = L->cells ? cells_of(m, X, W, L) : MFM_ENOMEM;
   if (st == MFM_OK) st = groups_of(X, L);
   if (st == MFM_OK) st = deal(L);
+  if (st == MFM_OK) st = seen_rows(L);
   if (st != MFM_OK) fm_layout_free(L);
   return st;
 }
@@ -384,5 +429,7 @@ void fm_layout_free(fm_layout *L) {
   mfm_free(L->iblk);
   mfm_free(L->own_ix);
   mfm_free(L->own_iw);
+  mfm_free(L->bits);
+  mfm_free(L->gbits);
   memset(L, 0, sizeof *L);
 }

@@ -737,7 +737,7 @@ static void *stop_later(void *arg) {
   return NULL;
 }
 
-/* The seen marks: after fm_seen_user(u) with u's run of X, exactly the
+/* The seen marks: after fm_seen_visit with u's run of X, exactly the
    items of the run are seen, over 1,000 users (the byte stamps wrap and
    the table is wiped 3 times). */
 static void test_seen_marks(void) {
@@ -754,7 +754,6 @@ static void test_seen_marks(void) {
   fm_tstate *ts = mfm_alloc_aligned(1, sizeof *ts);
   ts->seen_n = 320;
   ts->seen = mfm_alloc_aligned(1, 320);
-  ts->seen_u = -1;
   int bad = 0;
   for (int32_t v = 0; v < 3 * NU; v++) {
     int32_t u = v % NU;
@@ -766,8 +765,7 @@ static void test_seen_marks(void) {
     while (e < b && x->indices[e] < hi) e++;
     ts->run_a = a;
     ts->run_b = e;
-    fm_seen_clear(ts);
-    fm_seen_user(x->indices, ts, u);
+    fm_seen_visit(x->indices, ts);
     for (int32_t i = 0; i < NI; i++) {
       int in = 0;
       for (int64_t q = a; q < e; q++) in |= x->indices[q] == i;
@@ -841,6 +839,29 @@ static void test_layout(void) {
     CHECK(memcmp(m->i.emb, emb, wide) == 0);
     CHECK(memcmp(m->i.acc, acc, wide) == 0);
     CHECK(memcmp(m->i.bias, bias, one) == 0);
+    /* The groups' seen rows: where a group has one, an item of the block
+       is seen exactly when it is among the group's entries. */
+    fm_tstate ts = {0};
+    int rows = 0;
+    for (int c = 0; c < 9; c++) {
+      const fm_cell *cl = &L.cells[c];
+      CHECK(cl->gbits != NULL);
+      ts.bits_lo = cl->ilo;
+      for (int64_t q = 0; q < cl->ng; q++) {
+        if (cl->gbits[q] < 0) continue;
+        const fm_group *g = &cl->grp[q];
+        ts.bits = cl->bits + cl->gbits[q];
+        rows++;
+        for (int32_t i = cl->ilo; i < cl->ilo + cl->ni; i++) {
+          int in = 0;
+          for (int64_t e = g->x + g->ra; e < g->x + g->rb; e++)
+            in |= L.ix[e] == i;
+          bad += fm_is_seen(&ts, i) != in;
+        }
+      }
+    }
+    CHECK(rows > 0);
+    CHECK(bad == 0);
     free(emb);
     free(acc);
     free(bias);
