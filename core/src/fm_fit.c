@@ -25,6 +25,8 @@
 #include "moonfm/threads.h"
 
 #define FM_ROUNDS 8
+_Static_assert((FM_ROUNDS & (FM_ROUNDS - 1)) == 0,
+               "the kernel takes rounds modulo with a mask");
 
 typedef struct fit_ctx {
   fm_fitenv env;

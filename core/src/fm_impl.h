@@ -350,14 +350,12 @@ typedef struct fm_visit {
 } fm_visit;
 
 /* The samples of one (user block, item block) cell, in canonical order
-   (grouped by user, then by item), gperm the shuffled order of the
-   groups; the block's ni items are items[0, ni) or, when items is NULL,
+   (grouped by user, then by item), grp its groups; the block's ni items are items[0, ni) or, when items is NULL,
    the ids [ilo, ilo + ni). */
 typedef struct fm_cell {
   const fm_sample *s;
   int64_t n;
   const fm_group *grp;
-  uint32_t *gperm;
   int64_t ng;
   const int32_t *items;
   int32_t ilo, ni;
@@ -375,8 +373,8 @@ static inline int32_t fm_cell_item(const fm_cell *c, uint32_t r) {
 
 /* A fit's samples in T x T cells, R slices per group (fm_layout.c).
    Everything in it is a function of the data, T, R, the loss and the
-   model's seed, so a later fit with the same may reuse it; only gperm is
-   rewritten by the fit (from the identity, at every visit).
+   model's seed, so a later fit with the same may reuse it; fits only
+   read it.
    With T > 1 the items are dealt into blocks at random (seeded by the
    model's seed); on the identity-only item side the samples number the
    items by the deal (rank; the item rows are moved to match by
@@ -388,7 +386,6 @@ typedef struct fm_layout {
   fm_cell *cells; /* T x T */
   fm_sample *samples;
   fm_group *groups;
-  uint32_t *gperm;
   int32_t *bitems;  /* the items, block after block (T > 1) */
   int32_t *rank;    /* item id -> its place in bitems, or NULL */
   uint8_t *done;    /* for fm_layout_permute: n_items flags, a row */

@@ -231,8 +231,7 @@ static mfm_status groups_of(const mfm_csr *X, fm_layout *L) {
     for (int64_t q = 0; q < L->cells[c].n; q++)
       total += q == 0 || L->cells[c].s[q].u != L->cells[c].s[q - 1].u;
   L->groups = mfm_malloc_array((size_t)total + 1, sizeof *L->groups);
-  L->gperm = mfm_malloc_array((size_t)total + 1, sizeof *L->gperm);
-  if (!L->groups || !L->gperm) return MFM_ENOMEM;
+  if (!L->groups) return MFM_ENOMEM;
   int64_t off = 0;
   L->max_group = L->max_groups = 1;
   for (int c = 0; c < C; c++) {
@@ -259,7 +258,6 @@ static mfm_status groups_of(const mfm_csr *X, fm_layout *L) {
     if (ng > L->max_groups) L->max_groups = ng;
     cl->grp = g;
     cl->ng = ng;
-    cl->gperm = L->gperm + off;
     off += ng;
   }
   return MFM_OK;
@@ -269,9 +267,9 @@ static mfm_status groups_of(const mfm_csr *X, fm_layout *L) {
    marking its user's items in the thread's seen table at every visit was
    half of what WARP's rounds cost (S marks a sample).  So a group gets a
    seen row of its own, one bit per item of the block, when that row is no
-   larger than its entries of ix (block items <= 32 x its entries): the
-   layout grows by at most a third, and the groups of the heavy users,
-   which hold most samples, check a bit instead.  Only on the
+   larger than its entries of ix (block items <= 32 x its entries): at
+   most 4 bytes an entry more (samples and ix take 16), and the groups of
+   the heavy users, which hold most samples, check a bit instead.  Only on the
    identity-only item side, where block b is the ids [ilo, ilo + ni). */
 static mfm_status seen_rows(fm_layout *L) {
   if (L->R == 1 || !L->rank) return MFM_OK;
@@ -421,7 +419,6 @@ void fm_layout_free(fm_layout *L) {
   mfm_free(L->cells);
   mfm_free(L->samples);
   mfm_free(L->groups);
-  mfm_free(L->gperm);
   mfm_free(L->bitems);
   mfm_free(L->rank);
   mfm_free(L->done);
