@@ -350,8 +350,8 @@ typedef struct fm_visit {
 } fm_visit;
 
 /* The samples of one (user block, item block) cell, in canonical order
-   (grouped by user, then by item), grp its groups; the block's ni items are items[0, ni) or, when items is NULL,
-   the ids [ilo, ilo + ni). */
+   (grouped by user, then by item), grp its groups; the block's ni items
+   are items[0, ni) or, when items is NULL, the ids [ilo, ilo + ni). */
 typedef struct fm_cell {
   const fm_sample *s;
   int64_t n;

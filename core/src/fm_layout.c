@@ -269,8 +269,8 @@ static mfm_status groups_of(const mfm_csr *X, fm_layout *L) {
    seen row of its own, one bit per item of the block, when that row is no
    larger than its entries of ix (block items <= 32 x its entries): at
    most 4 bytes an entry more (samples and ix take 16), and the groups of
-   the heavy users, which hold most samples, check a bit instead.  Only on the
-   identity-only item side, where block b is the ids [ilo, ilo + ni). */
+   the heavy users, which hold most samples, check a bit instead.  Only on
+   the identity-only item side, where block b is the ids [ilo, ilo + ni). */
 static mfm_status seen_rows(fm_layout *L) {
   if (L->R == 1 || !L->rank) return MFM_OK;
   int C = L->T * L->T;
@@ -278,7 +278,8 @@ static mfm_status seen_rows(fm_layout *L) {
   for (int c = 0; c < C; c++) ngroups += L->cells[c].ng;
   L->gbits = mfm_malloc_array((size_t)ngroups + 1, sizeof *L->gbits);
   if (!L->gbits) return MFM_ENOMEM;
-  for (int c = 0, o = 0; c < C; c++) {
+  int64_t o = 0;
+  for (int c = 0; c < C; c++) {
     fm_cell *cl = &L->cells[c];
     int64_t w = (cl->ni + 63) / 64, *gb = L->gbits + o;
     for (int64_t q = 0; q < cl->ng; q++) {
@@ -287,7 +288,7 @@ static mfm_status seen_rows(fm_layout *L) {
       words += gb[q] >= 0 ? w : 0;
     }
     cl->gbits = gb;
-    o += (int)cl->ng;
+    o += cl->ng;
   }
   L->bits = mfm_calloc((size_t)words + 1, sizeof *L->bits);
   if (!L->bits) return MFM_ENOMEM;
