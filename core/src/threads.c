@@ -158,8 +158,8 @@ static void cpu_relax(void) {
 
 /* A barrier that spins for up to MFM_SPIN_NS before it sleeps: when the
    members' work is balanced they arrive within microseconds of each
-   other, and pthread_barrier_wait, which sleeps at once, added about 10 to
-   40 us a step in this VM to wake the sleeper (bench/bench_team.c). */
+   other, and pthread_barrier_wait, which sleeps at once, added 3 to 40 us
+   a step in this VM to wake the sleeper (bench/bench_team.c). */
 #define MFM_SPIN_NS 100000.0
 void mfm_team_sync(mfm_team *tm) {
   unsigned g = atomic_load_explicit(&tm->gen, memory_order_acquire);
