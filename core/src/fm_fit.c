@@ -91,7 +91,7 @@ static mfm_status layout_for(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
   const mfm_fm_params *p = &m->p;
   uint32_t thr;
   memcpy(&thr, &p->logistic_threshold, sizeof thr);
-  uint64_t key[4] = {fm_data_hash(X, W),
+  uint64_t key[4] = {fm_data_hash(X, W, T),
                      (uint64_t)T | (uint64_t)R << 8 | (uint64_t)p->loss << 16 |
                          (uint64_t)(m->i.rows != NULL) << 24,
                      thr, p->seed};

@@ -426,8 +426,9 @@ void fm_layout_drop(mfm_fm *m);
 void fm_layout_rebind(fm_layout *L, const mfm_csr *X, const mfm_csr *W);
 
 /* A 64-bit hash of the interactions and weights (shape and contents),
-   for recognizing the data of the last fit. */
-uint64_t fm_data_hash(const mfm_csr *X, const mfm_csr *W);
+   for recognizing the data of the last fit; on T threads, the same value
+   for every T. */
+uint64_t fm_data_hash(const mfm_csr *X, const mfm_csr *W, int T);
 
 /* The id of item i in the layout's samples. */
 static inline int32_t fm_sid(const fm_layout *L, int32_t i) {

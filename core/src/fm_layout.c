@@ -17,6 +17,7 @@
 #include "fm_impl.h"
 #include "moonfm/alloc.h"
 #include "moonfm/rng.h"
+#include "moonfm/threads.h"
 
 /* Splits [0, n) into T contiguous ranges of about equal weight; the
    weight of position e is weight[order[e]] (order NULL: the identity). */
@@ -390,18 +391,84 @@ static void hash_bytes(uint64_t h[4], const void *p, size_t n) {
   for (; q < n; q++) h[0] = (h[0] ^ b[q]) * 0x100000001b3ull;
 }
 
-uint64_t fm_data_hash(const mfm_csr *X, const mfm_csr *W) {
+/* The data is hashed in chunks of 1 MB, each apart, and the chunks'
+   hashes are folded in order: the same value on any number of threads,
+   and on T threads about T times as fast (every fit call hashes its
+   data: 0.5 ms at ML-1M size, 5 ms at 10M on one thread, most of what a
+   k-OS epoch costs at ML-1M size besides its steps). */
+#define HASH_CHUNK ((size_t)1 << 20)
+
+typedef struct hash_span {
+  const void *p;
+  size_t n;
+} hash_span;
+
+typedef struct hash_job {
+  hash_span *chunk; /* the chunks, in order */
+  uint64_t *out;
+  size_t n;
+  int T;
+} hash_job;
+
+static uint64_t chunk_hash(hash_span c) {
   uint64_t h[4] = {0xcbf29ce484222325ull, 1, 2, 3};
+  hash_bytes(h, c.p, c.n);
+  return fm_mix64(h[0] ^ (h[1] * 3) ^ (h[2] * 5) ^ (h[3] * 7) ^ c.n);
+}
+
+static void hash_member(void *p, int t) {
+  hash_job *j = p;
+  for (size_t q = (size_t)t; q < j->n; q += (size_t)j->T)
+    j->out[q] = chunk_hash(j->chunk[q]);
+}
+
+uint64_t fm_data_hash(const mfm_csr *X, const mfm_csr *W, int T) {
+  hash_span arr[8];
+  int64_t shape[2][3];
+  int na = 0;
   const mfm_csr *m[2] = {X, W};
   for (int e = 0; e < 2; e++) {
     if (!m[e]) continue;
-    int64_t shape[3] = {m[e]->n_rows, m[e]->n_cols, m[e]->nnz};
-    hash_bytes(h, shape, sizeof shape);
-    hash_bytes(h, m[e]->indptr, ((size_t)m[e]->n_rows + 1) * sizeof(int64_t));
-    hash_bytes(h, m[e]->indices, (size_t)m[e]->nnz * sizeof(int32_t));
-    hash_bytes(h, m[e]->data, (size_t)m[e]->nnz * sizeof(float));
+    shape[e][0] = m[e]->n_rows;
+    shape[e][1] = m[e]->n_cols;
+    shape[e][2] = m[e]->nnz;
+    arr[na++] = (hash_span){shape[e], sizeof shape[e]};
+    arr[na++] = (hash_span){m[e]->indptr,
+                            ((size_t)m[e]->n_rows + 1) * sizeof(int64_t)};
+    arr[na++] = (hash_span){m[e]->indices, (size_t)m[e]->nnz * 4};
+    arr[na++] = (hash_span){m[e]->data, (size_t)m[e]->nnz * sizeof(float)};
   }
-  return fm_mix64(h[0] ^ (h[1] * 3) ^ (h[2] * 5) ^ (h[3] * 7));
+  size_t n = 0;
+  for (int a = 0; a < na; a++) n += (arr[a].n + HASH_CHUNK - 1) / HASH_CHUNK;
+  hash_span *chunk =
+      T > 1 && n > 1 ? mfm_malloc_array(n, sizeof *chunk) : NULL;
+  uint64_t *out = chunk ? mfm_malloc_array(n, sizeof *out) : NULL;
+  size_t q = 0;
+  for (int a = 0; a < na && out; a++)
+    for (size_t o = 0; o < arr[a].n; o += HASH_CHUNK) {
+      size_t len = arr[a].n - o < HASH_CHUNK ? arr[a].n - o : HASH_CHUNK;
+      chunk[q++] = (hash_span){(const char *)arr[a].p + o, len};
+    }
+  hash_job job = {chunk, out, n, T < (int)n ? T : (int)n};
+  if (out && mfm_parallel(job.T, hash_member, &job) != MFM_OK) {
+    mfm_free(out); /* no memory for the threads: none ran */
+    out = NULL;
+  }
+  /* The fold; without threads (or memory for them) the same, a chunk at
+     a time. */
+  uint64_t h = 0x6d6f6f6e666dull;
+  q = 0;
+  for (int a = 0; a < na; a++)
+    for (size_t o = 0; o < arr[a].n; o += HASH_CHUNK, q++) {
+      size_t len = arr[a].n - o < HASH_CHUNK ? arr[a].n - o : HASH_CHUNK;
+      uint64_t c = out ? out[q]
+                       : chunk_hash((hash_span){(const char *)arr[a].p + o,
+                                                len});
+      h = fm_mix64(h ^ c) + q;
+    }
+  mfm_free(chunk);
+  mfm_free(out);
+  return h;
 }
 
 void fm_layout_rebind(fm_layout *L, const mfm_csr *X, const mfm_csr *W) {

@@ -872,6 +872,34 @@ static void test_layout(void) {
   world_free(&w);
 }
 
+/* The data's hash: the same on 1, 2, 3 and 8 threads (it is hashed in
+   chunks of 1 MB, here 3 of the indices and 3 of the values), and a
+   change of one value in a middle chunk, of the weights' presence or of
+   the shape changes it. */
+static void test_data_hash(void) {
+  enum { NU = 2000, NI = 500, PER = 300 };
+  mfm_coo c = {0};
+  for (int32_t u = 0; u < NU; u++)
+    for (int32_t q = 0; q < PER; q++)
+      mfm_coo_push(&c, u, (u * 7 + q * 13) % NI, 1.0f + (float)(q % 5));
+  mfm_csr *x = csr_of(NU, NI, c.n, c.rows, c.cols, c.vals);
+  mfm_csr *y = csr_of(NU + 1, NI, c.n, c.rows, c.cols, c.vals);
+  mfm_coo_free(&c);
+  CHECK(x->nnz * 4 > 2 * (1 << 20));
+  uint64_t h1 = fm_data_hash(x, NULL, 1);
+  CHECK(fm_data_hash(x, NULL, 2) == h1);
+  CHECK(fm_data_hash(x, NULL, 3) == h1);
+  CHECK(fm_data_hash(x, NULL, 8) == h1);
+  CHECK(fm_data_hash(x, x, 2) != h1);
+  CHECK(fm_data_hash(x, x, 2) == fm_data_hash(x, x, 1));
+  CHECK(fm_data_hash(y, NULL, 2) != h1);
+  x->data[x->nnz / 2] += 1.0f;
+  CHECK(fm_data_hash(x, NULL, 1) != h1);
+  CHECK(fm_data_hash(x, NULL, 2) == fm_data_hash(x, NULL, 1));
+  mfm_csr_free(x);
+  mfm_csr_free(y);
+}
+
 /* A fit keeps its layout for the next fit on the same data: a copy of the
    data (other arrays, same contents) reuses it, its borrowed pointers
    following the copy (the first copy is freed by then: ASan would see a
@@ -1257,6 +1285,7 @@ int main(void) {
   test_determinism();
   test_seen_marks();
   test_layout();
+  test_data_hash();
   test_layout_cache();
   test_threads();
   test_stop_and_errors();
