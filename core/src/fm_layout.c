@@ -394,8 +394,8 @@ static void hash_bytes(uint64_t h[4], const void *p, size_t n) {
 /* The data is hashed in chunks of 1 MB, each apart, and the chunks'
    hashes are folded in order: the same value on any number of threads,
    and on T threads about T times as fast (every fit call hashes its
-   data: 0.5 ms at ML-1M size, 5 ms at 10M on one thread, most of what a
-   k-OS epoch costs at ML-1M size besides its steps). */
+   data: on one thread 0.5 ms at ML-1M size, about a tenth of a k-OS
+   epoch there, and 5 ms at 10M). */
 #define HASH_CHUNK ((size_t)1 << 20)
 
 typedef struct hash_span {
@@ -435,7 +435,8 @@ uint64_t fm_data_hash(const mfm_csr *X, const mfm_csr *W, int T) {
     arr[na++] = (hash_span){shape[e], sizeof shape[e]};
     arr[na++] = (hash_span){m[e]->indptr,
                             ((size_t)m[e]->n_rows + 1) * sizeof(int64_t)};
-    arr[na++] = (hash_span){m[e]->indices, (size_t)m[e]->nnz * 4};
+    arr[na++] =
+        (hash_span){m[e]->indices, (size_t)m[e]->nnz * sizeof(int32_t)};
     arr[na++] = (hash_span){m[e]->data, (size_t)m[e]->nnz * sizeof(float)};
   }
   size_t n = 0;
