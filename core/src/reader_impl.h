@@ -146,4 +146,10 @@ static inline int mfm_weight_byte(float w) {
   return w >= 0.0f && w <= 255.0f && (float)(int)w == w && !signbit(w);
 }
 
+/* csr_build.c: mfm_csr_from_coo_inplace, also taking the reader's byte
+   weight codes (n entries, or NULL; consumed) for vals while those are
+   NULL. */
+mfm_status mfm_csr_build(int32_t n_rows, int32_t n_cols, mfm_coo *coo,
+                         unsigned char *codes, mfm_csr **out, mfm_err *err);
+
 #endif
