@@ -1,9 +1,9 @@
 /* libFuzzer target: the hyperparameter coercion, which is Lua
-   (lua/moonfm/hp.lua, its own JSON reader included), run in an embedded
-   Lua 5.4 by fuzz_hp.lua.  Debian's liblua is not instrumented, so a line
+   (lua/moonfm/hp.lua and its JSON reader lua/moonfm/json.lua), run in an
+   embedded Lua 5.4 by fuzz_hp.lua.  Debian's liblua is not instrumented, so a line
    hook feeds libFuzzer the Lua lines executed (pairs of consecutive lines,
-   hashed into extra counters): the search is guided by hp.lua's own
-   coverage.  Any error raised out of hp.lua aborts: that is the finding. */
+   hashed into extra counters): the search is guided by those files' own
+   coverage.  Any error raised out of them aborts: that is the finding. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>

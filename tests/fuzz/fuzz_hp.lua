@@ -1,7 +1,9 @@
--- Driven by fuzz_hp.c: every entry point of moonfm.hp that reads text
--- from outside (hyperparameters.json, SM_HP_* values) on one input.  Each
--- must return (a value, or nil and a message); raising is a finding.
+-- Driven by fuzz_hp.c: every entry point of moonfm.hp and moonfm.json
+-- that reads text from outside (hyperparameters.json, SM_HP_* values) on
+-- one input.  Each must return (a value, or nil and a message); raising is
+-- a finding.
 local hp = require "moonfm.hp"
+local json = require "moonfm.json"
 
 local specs = {
   { type = "int", min = 1, max = 100000 },
@@ -17,7 +19,7 @@ local specs = {
 }
 
 return function(s, sel)
-  local raw = hp.parse_object_text(s)
+  local raw = json.members(s)
   if raw then
     hp.check_limits(raw)
     hp.split_reserved(raw)
@@ -25,8 +27,9 @@ return function(s, sel)
       for _, spec in ipairs(specs) do hp.coerce(v, spec) end
     end
   end
-  hp.json_decode(s)
-  hp.json_decode(s, { bigint = "text" })
+  json.decode(s)
+  json.decode(s, { bigint = "text" })
+  json.elements(s)
   hp.decode(s)
   hp.unquote(s)
   local spec = specs[sel % #specs + 1]
