@@ -10,8 +10,8 @@ local moonfm = require "moonfm"
 local hp = moonfm.hyperparameters {
   factors = { type = "int", default = 64, min = 1, max = 4096 },
   iterations = { type = "int", default = 15, min = 1 },
-  regularization = { type = "float", default = 0.01, min = 0, min_exclusive = true },
-  alpha = { type = "float", default = 1.0, min = 0 },
+  regularization = { type = "float", f32 = true, default = 0.01, min = 0, min_exclusive = true },
+  alpha = { type = "float", f32 = true, default = 1.0, min = 0 },
   solver = { type = "enum", values = { "cg", "cholesky" }, default = "cg" },
   k = { type = "int", default = 10, min = 1 },
   seed = { type = "int", default = 42 },

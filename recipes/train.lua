@@ -20,17 +20,17 @@ local hp = moonfm.hyperparameters {
            default = "warp" },
   factors = { type = "int", default = 32, min = 1, max = 4096 },
   epochs = { type = "int", default = 20, min = 1, max = 100000 },
-  learning_rate = { type = "float", default = 0.05, min = 0, min_exclusive = true },
+  learning_rate = { type = "float", f32 = true, default = 0.05, min = 0, min_exclusive = true },
   schedule = { type = "enum", values = { "adagrad", "adadelta" }, default = "adagrad" },
-  rho = { type = "float", default = 0.95, min = 0, max = 1, min_exclusive = true,
+  rho = { type = "float", f32 = true, default = 0.95, min = 0, max = 1, min_exclusive = true,
           max_exclusive = true },
-  epsilon = { type = "float", default = 1e-6, min = 0, min_exclusive = true },
-  user_alpha = { type = "float", default = 0.0, min = 0 },
-  item_alpha = { type = "float", default = 0.0, min = 0 },
+  epsilon = { type = "float", f32 = true, default = 1e-6, min = 0, min_exclusive = true },
+  user_alpha = { type = "float", f32 = true, default = 0.0, min = 0 },
+  item_alpha = { type = "float", f32 = true, default = 0.0, min = 0 },
   max_sampled = { type = "int", default = 10, min = 1, max = 1000000 },
   kos_k = { type = "int", default = 5, min = 1, max = 4096 },
   kos_n = { type = "int", default = 10, min = 1, max = 4096 },
-  logistic_threshold = { type = "float", default = 0.0 },
+  logistic_threshold = { type = "float", f32 = true, default = 0.0 },
   score_item_bias = { type = "bool", default = true,
                       help = "false ranks without item biases (less popularity)" },
   use_features = { type = "bool", default = true,
@@ -38,8 +38,8 @@ local hp = moonfm.hyperparameters {
   identity_features = { type = "bool", default = true,
                         help = "keep one identity feature per user and item next to side features" },
   normalize_features = { type = "bool", default = true },
-  regularization = { type = "float", default = 0.01, min = 0, min_exclusive = true },
-  alpha = { type = "float", default = 1.0, min = 0 },
+  regularization = { type = "float", f32 = true, default = 0.01, min = 0, min_exclusive = true },
+  alpha = { type = "float", f32 = true, default = 1.0, min = 0 },
   solver = { type = "enum", values = { "cg", "cholesky" }, default = "cg" },
   cg_steps = { type = "int", default = 3, min = 1, max = 100 },
   k = { type = "int", default = 10, min = 1, max = 1000 },
@@ -139,9 +139,15 @@ local model = moonfm.model.new(model_opts)
 model:set_train(train)
 
 -- Resume from the newest valid checkpoint (managed spot training).
-local ck = checkpoint.new { dir = env.checkpoint_dir, keep = hp.checkpoint_keep,
-                            every = hp.checkpoint_every,
-                            enabled = hp.checkpoint_every > 0 and env.is_leader }
+local ck, ck_err = checkpoint.new { dir = env.checkpoint_dir, keep = hp.checkpoint_keep,
+                                    every = hp.checkpoint_every,
+                                    enabled = hp.checkpoint_every > 0 and env.is_leader }
+if not ck then
+  moonfm.errors.config(ck_err .. " (the checkpoint folder: LocalPath in "
+                       .. "checkpointconfig.json, or B/checkpoints)",
+                       "Point LocalPath at a writable folder, or set "
+                       .. "checkpoint_every=0 to keep no checkpoints.")
+end
 local start = 0
 do
   local build
@@ -242,6 +248,14 @@ for epoch = start + 1, hp.epochs do
     error(err, 0)
   end
   last_fit = r.seconds
+  -- A NaN or infinite loss: the model is lost (the file writer would
+  -- refuse it anyway); say so now, not after the remaining epochs.
+  if r.loss and not (math.abs(r.loss) < math.huge) then
+    moonfm.errors.recipe(string.format("training diverged in epoch %d: the "
+                         .. "training loss is %s", epoch, r.loss ~= r.loss and "NaN" or tostring(r.loss)),
+                         "Lower learning_rate (alpha for ALS), or check the "
+                         .. "weights of the training data.")
+  end
   if epoch == start + 1 and r.negatives == 0 and hp.algorithm == "fm"
       and hp.loss == "logistic" then
     log.warn("loss=logistic: no training value is <= logistic_threshold "

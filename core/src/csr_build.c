@@ -4,6 +4,7 @@
    sorted but for a tail; then each row is sorted by column and its
    duplicates summed), so the peak of memory is the COO and the row
    pointers, not two copies of the data. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,7 +173,7 @@ static int merge_tail(const int32_t *rows, int32_t *cols, unsigned char *aux,
    codes (n entries, or NULL) stand for vals while those are NULL, and
    are consumed. */
 mfm_status mfm_csr_build(int32_t n_rows, int32_t n_cols, mfm_coo *coo,
-                         unsigned char *codes, mfm_csr **out,
+                         unsigned char *codes, int32_t bad[2], mfm_csr **out,
                          mfm_err *err) {
   mfm_status st;
   int64_t nnz = coo->n;
@@ -253,6 +254,15 @@ mfm_status mfm_csr_build(int32_t n_rows, int32_t n_cols, mfm_coo *coo,
     for (; p < e; p++) {
       if (w > a->indptr[r] && cols[w - 1] == cols[p]) {
         vals[w - 1] += vals[p];
+        /* Each weight is finite, their sum may not be (3e38 twice). */
+        if (!isfinite(vals[w - 1])) {
+          if (bad) bad[0] = r, bad[1] = cols[p];
+          st = mfm_err_set(err, MFM_EFORMAT,
+                           "the weights of the repeated entries of row %d, "
+                           "column %d sum to a value that is not finite",
+                           (int)r, (int)cols[p]);
+          goto fail;
+        }
       } else {
         cols[w] = cols[p];
         vals[w] = vals[p];
@@ -291,6 +301,6 @@ fail:
 mfm_status mfm_csr_from_coo_inplace(int32_t n_rows, int32_t n_cols,
                                     mfm_coo *coo, mfm_csr **out,
                                     mfm_err *err) {
-  return mfm_csr_build(n_rows, n_cols, coo, NULL, out, err);
+  return mfm_csr_build(n_rows, n_cols, coo, NULL, NULL, out, err);
 }
 

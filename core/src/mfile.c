@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -102,6 +103,28 @@ static mfm_status pad_to(writer *w, uint64_t target, mfm_err *err) {
   return MFM_OK;
 }
 
+/* The place of the first value of n floats that is not finite, or -1.
+   A model with a NaN or an infinity in it scores nothing (the server
+   would answer null), so it is neither written nor read.  Sums of x * 0,
+   which a NaN or an infinity turns into NaN, a block at a time: the loop
+   vectorizes. */
+static int64_t first_nonfinite(const unsigned char *p, int64_t n) {
+  for (int64_t a = 0; a < n; a += 4096) {
+    int64_t b = n - a < 4096 ? n : a + 4096;
+    float s = 0.0f, v;
+    for (int64_t i = a; i < b; i++) {
+      memcpy(&v, p + 4 * i, 4);
+      s += v * 0.0f;
+    }
+    if (s == s) continue;
+    for (int64_t i = a; i < b; i++) {
+      memcpy(&v, p + 4 * i, 4);
+      if (!isfinite(v)) return i;
+    }
+  }
+  return -1;
+}
+
 static mfm_status check_arrays(const char *path, const mfm_array *a, int n,
                                mfm_err *err) {
   for (int i = 0; i < n; i++) {
@@ -126,6 +149,17 @@ static mfm_status check_arrays(const char *path, const mfm_array *a, int n,
     if (nb > 0 && a[i].data == NULL)
       return mfm_err_set(err, MFM_EINVAL, "%s: array '%s' has no data", path,
                          a[i].name);
+    int64_t bad = a[i].dtype == MFM_F32 && nb > 0
+                      ? first_nonfinite(a[i].data, (int64_t)(nb / 4))
+                      : -1;
+    if (bad >= 0)
+      return mfm_err_set(err, MFM_EINVAL,
+                         "%s: not written: array '%s' holds a value that is "
+                         "not finite (row %lld), so the training diverged; "
+                         "lower learning_rate (alpha for ALS) or check the "
+                         "weights of the data",
+                         path, a[i].name,
+                         (long long)(a[i].cols ? bad / a[i].cols : bad));
   }
   return MFM_OK;
 }
@@ -425,6 +459,16 @@ static mfm_status validate(mfm_mfile *f, mfm_err *err) {
                          (unsigned long long)x->nbytes,
                          (unsigned long long)end);
     prev_end = x->offset + x->nbytes;
+    int64_t bad = x->dtype == MFM_F32
+                      ? first_nonfinite(b + x->offset, (int64_t)(x->nbytes / 4))
+                      : -1;
+    if (bad >= 0)
+      return mfm_err_set(err, MFM_EFORMAT,
+                         "%s: array '%s' holds a value that is not finite "
+                         "(row %lld): the model is unusable (saved from a "
+                         "training that diverged, or damaged)",
+                         f->path, x->name,
+                         (long long)(x->cols ? bad / x->cols : bad));
   }
   return MFM_OK;
 }

@@ -690,8 +690,26 @@ mfm_status mfm_reader_finish(mfm_reader *r, mfm_csr **out, mfm_err *err) {
   }
   unsigned char *codes = r->wcode;
   r->wcode = NULL; /* the build consumes them */
-  return mfm_csr_build(mfm_idmap_size(r->users), mfm_idmap_size(r->items),
-                       &r->coo, codes, out, err);
+  int32_t bad[2];
+  mfm_status st2 = mfm_csr_build(mfm_idmap_size(r->users),
+                                 mfm_idmap_size(r->items), &r->coo, codes,
+                                 bad, out, err);
+  if (st2 == MFM_EFORMAT) {
+    size_t un, in;
+    const char *u = mfm_idmap_get(r->users, bad[0], &un);
+    const char *i = mfm_idmap_get(r->items, bad[1], &in);
+    char us[80], is[80];
+    snippet(u ? u : "?", u ? un : 1, us, sizeof us);
+    snippet(i ? i : "?", i ? in : 1, is, sizeof is);
+    st2 = mfm_err_set(err, MFM_EFORMAT,
+                      "%s%s%sthe rows of user '%s' and item '%s' repeat, and "
+                      "their weights sum to more than a 32-bit float holds "
+                      "(3.4e38); give the pair one row with a smaller weight",
+                      r->o.channel ? "channel '" : "",
+                      r->o.channel ? r->o.channel : "",
+                      r->o.channel ? "': " : "", us, is);
+  }
+  return st2;
 }
 
 mfm_status mfm_read_interactions(const char *const *paths,

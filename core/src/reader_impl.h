@@ -148,8 +148,10 @@ static inline int mfm_weight_byte(float w) {
 
 /* csr_build.c: mfm_csr_from_coo_inplace, also taking the reader's byte
    weight codes (n entries, or NULL; consumed) for vals while those are
-   NULL. */
+   NULL.  When repeated entries sum to a weight that is not finite, their
+   row and column go to bad (or NULL) and the status is MFM_EFORMAT. */
 mfm_status mfm_csr_build(int32_t n_rows, int32_t n_cols, mfm_coo *coo,
-                         unsigned char *codes, mfm_csr **out, mfm_err *err);
+                         unsigned char *codes, int32_t bad[2],
+                         mfm_csr **out, mfm_err *err);
 
 #endif

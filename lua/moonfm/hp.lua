@@ -337,6 +337,8 @@ local function in_bounds(v, spec)
 end
 
 -- Coerce text that has already been unquoted (or is an array element).
+local F32_MAX, F32_MIN = 3.4028234663852886e38, 1.1754943508222875e-38
+
 local function coerce_scalar(t, spec)
   local ty = spec.type
   local v
@@ -358,11 +360,19 @@ local function coerce_scalar(t, spec)
   if v == nil or (type(v) == "number" and not in_bounds(v, spec)) then
     return nil, expectation(spec)
   end
+  -- spec.f32: the value goes to a kernel that computes in 32-bit floats,
+  -- where 1e39 would become infinity and 1e-50 zero behind the schema's
+  -- back.
+  if ty == "float" and spec.f32 and (math.abs(v) > F32_MAX or
+                        (v ~= 0 and math.abs(v) < F32_MIN)) then
+    return nil, expectation(spec) .. " that a 32-bit float holds (0, or "
+      .. "a magnitude from 1.2e-38 to 3.4e38)"
+  end
   return v
 end
 
 local function element_spec(spec)
-  return { type = spec.of, values = spec.values, min = spec.min,
+  return { type = spec.of, values = spec.values, f32 = spec.f32, min = spec.min,
            max = spec.max, min_exclusive = spec.min_exclusive,
            max_exclusive = spec.max_exclusive }
 end
@@ -531,7 +541,7 @@ end
 local schema_mt = { __name = "moonfm.HyperparameterSchema" }
 local decl_fields = { type = true, default = true, required = true, min = true,
                       max = true, min_exclusive = true, max_exclusive = true,
-                      help = true, values = true, of = true }
+                      help = true, values = true, of = true, f32 = true }
 
 -- Is a Lua value a valid value of decl?  Returns the normalised value
 -- (int defaults given as 64.0 become 64) or nil, why.
@@ -612,7 +622,7 @@ local function build_schema(decls, level)
       if not decl_fields[f] then
         bad(key, "unknown field '" .. tostring(f) .. "' (known: type, " ..
             "default, required, min, max, min_exclusive, max_exclusive, " ..
-            "values, of, help)")
+            "values, of, f32, help)")
       end
     end
     if not all_types[d.type] then

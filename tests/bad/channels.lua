@@ -138,4 +138,15 @@ return {
     files = { [TRAIN] = false },
     setup = function(b) mkfifo_writer(b, "") end,
     code = 3, first = DE .. "channel 'train' has no interactions" },
+  -- Each weight fits a float, their sum does not: no infinite weight may
+  -- reach the model (it would train to NaN and save it).
+  { id = "channels/repeated-rows-sum-overflows",
+    files = { [TRAIN] = "user,item,rating\nu1,i1,3e38\nu1,i1,3e38\nu2,i2,1\n" },
+    code = 3, first = DE .. "channel 'train': the rows of user 'u1' and item 'i1' repeat" },
+  -- Finite weights, but ALS's confidence 1 + alpha * 3e38 is not: the loss
+  -- is NaN after the first epoch, and the job says so there.
+  { id = "channels/als-weight-diverges",
+    hp = { epochs = "3", algorithm = "als", alpha = "10" },
+    files = { [TRAIN] = "user,item,rating\nu1,i1,3e38\nu2,i2,1\nu1,i2,2\nu3,i1,1\n" },
+    code = 1, first = "^RecipeError: training diverged in epoch 1" },
 }

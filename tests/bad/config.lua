@@ -54,4 +54,7 @@ return {
   { id = "config/rc-huge-duplicate-host-list",
     config = { [RC] = '{"current_host": "algo-1", "hosts": ["algo-1"' .. (', "h"'):rep(100000) .. "]}" },
     code = 2, first = "^ConfigError: .*hosts%[3%] repeats host 'h'" },
+  { id = "config/checkpoint-path-is-a-file",
+    config = { ["checkpointconfig.json"] = '{"LocalPath": "/etc/passwd"}' },
+    code = 2, first = "^ConfigError: checkpoint: /etc/passwd is not a directory" },
 }

@@ -42,6 +42,13 @@ return {
   { id = "hp/101-entries", hp = many, code = 0, stderr = "101 hyperparameters given" },
   { id = "hp/invalid-utf8-value", hp = '{"epochs": "1", "loss": "w\255\254rp"}',
     code = 2, first = HPE .. ".*loss" },
+  -- The kernels compute in 32-bit floats (hp.lua F32_MAX, F32_MIN).
+  { id = "hp/float32-underflow", hp = hp { learning_rate = "1e-50" }, code = 2,
+    first = HPE .. ".*learning_rate.*32%-bit float" },
+  { id = "hp/float32-overflow", hp = hp { item_alpha = "1e39" }, code = 2,
+    first = HPE .. ".*item_alpha.*32%-bit float" },
+  { id = "hp/float32-overflow-als", hp = hp { algorithm = "als", alpha = "1e39" },
+    code = 2, first = HPE .. ".*alpha.*32%-bit float" },
   { id = "hp/json-number-tolerated", hp = '{"epochs": 1, "factors": 8}', code = 0 },
   { id = "hp/unknown-key-tolerated", hp = hp { epoch = "3" }, code = 0,
     stderr = "epoch" },

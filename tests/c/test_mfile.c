@@ -5,6 +5,7 @@
    previous file intact, allocation failures, and the .npy / id exports. */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -442,6 +443,13 @@ static void p_entry_res(unsigned char *b, size_t n) {
   entry_at(b, 0)[90] = 1;
 }
 
+/* A NaN at row 2 of item_factors (3 columns), with a valid checksum. */
+static void p_nan(unsigned char *b, size_t n) {
+  unsigned char *e = entry_at(b, 1);
+  float v = NAN;
+  memcpy(b + rd64(e + 72) + 4 * 2 * rd64(e + 64), &v, 4);
+}
+
 static void test_forged(void) {
   char good[600];
   path_in(good, sizeof good, tmpdir, "good.moonfm");
@@ -471,6 +479,43 @@ static void test_forged(void) {
   expect_refused("empty name", p_noname, "name is empty");
   expect_refused("name garbage", p_namegarbage, "bytes after the name");
   expect_refused("entry reserved", p_entry_res, "reserved fields");
+  expect_refused("nan", p_nan,
+                 "'item_factors' holds a value that is not finite (row 2)");
+}
+
+/* A model with a NaN or an infinity is not written (a diverged training,
+   which would otherwise be served as nulls), and nothing is left. */
+static void test_nonfinite(void) {
+  char dir[560], path[600];
+  path_in(dir, sizeof dir, tmpdir, "nonfinite");
+  mkdir(dir, 0755);
+  path_in(path, sizeof path, dir, "model.moonfm");
+  float v[5000 * 2];
+  for (int i = 0; i < 10000; i++) v[i] = (float)i;
+  mfm_array a;
+  memset(&a, 0, sizeof a);
+  strcpy(a.name, "user_factors");
+  a.dtype = MFM_F32;
+  a.rows = 5000;
+  a.cols = 2;
+  a.data = v;
+  mfm_err err;
+  CHECK(mfm_mfile_write(path, 0, "{}", 2, &a, 1, &err) == MFM_OK);
+  float bad[] = {INFINITY, -INFINITY, NAN};
+  for (int k = 0; k < 3; k++) {
+    v[2 * 4711 + 1] = bad[k];
+    mfm_status st = mfm_mfile_write(path, 0, "{}", 2, &a, 1, &err);
+    int ok = st == MFM_EINVAL &&
+             strstr(err.msg, "'user_factors' holds a value that is not "
+                             "finite (row 4711)") != NULL;
+    if (!ok) fprintf(stderr, "nonfinite %d: status %d, '%s'\n", k, st, err.msg);
+    CHECK(ok);
+    CHECK(count_tmp(dir) == 0);
+  }
+  /* The file written before is intact. */
+  mfm_mfile *f;
+  CHECK(mfm_mfile_open(path, MFM_MFILE_READ, &f, &err) == MFM_OK);
+  mfm_mfile_free(f);
 }
 
 /* Failed writes leave the previous file as it was and no temporaries. */
@@ -641,6 +686,7 @@ int main(void) {
   test_truncation();
   test_bitflips();
   test_forged();
+  test_nonfinite();
   test_disk_full();
   test_file_size_limit();
   test_alloc_failures();

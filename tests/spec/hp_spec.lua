@@ -199,6 +199,20 @@ describe("moonfm.hp", function()
         assert.is_nil(float(s), s)
       end
     end)
+    it("with f32 = true, rejects what a 32-bit float cannot hold", function()
+      local spec = { type = "float", f32 = true, min = 0 }
+      assert.are.equal(3e38, hp.coerce("3e38", spec))
+      assert.are.equal(0.0, hp.coerce("0", spec))
+      assert.are.equal(1.2e-38, hp.coerce("1.2e-38", spec))
+      for _, s in ipairs { "1e39", "3.5e38", "1e-50", "1e-39" } do
+        local v, msg = hp.coerce(s, spec)
+        assert.is_nil(v, s)
+        assert.truthy(msg:find("32-bit float", 1, true), s)
+      end
+      local list = { type = "list", of = "float", f32 = true }
+      assert.is_nil((hp.coerce("[1, 1e39]", list)))
+      assert.are.same({ 1.0, 2.0 }, hp.coerce("[1, 2]", list))
+    end)
     it("does not depend on the C locale", function()
       local old = os.setlocale(nil, "numeric")
       local comma
