@@ -20,20 +20,26 @@
 #include <lualib.h>
 
 #include "host.h"
+#include "moonfm/fileio.h"
 #include "lmfm.h"
 
 /* ---- signals --------------------------------------------------------- */
 
 static volatile sig_atomic_t signals_seen;
 
+/* Both ways out leave no half-written file behind (rules 65, 93). */
 static void on_alarm(int sig) {
   (void)sig;
+  mfm_atomic_unlink_all();
   _exit(143); /* rule 74: stop handling took too long */
 }
 
 static void on_stop(int sig) {
   (void)sig;
-  if (signals_seen++ > 0) _exit(143); /* rule 76: second signal */
+  if (signals_seen++ > 0) {
+    mfm_atomic_unlink_all();
+    _exit(143); /* rule 76: second signal */
+  }
   mfm_stop_request();
   alarm(MFM_STOP_DEADLINE_SECONDS);
 }

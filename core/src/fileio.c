@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,8 +11,40 @@
 
 #include "moonfm/alloc.h"
 
+/* The temporaries being written, for mfm_atomic_unlink_all: a second
+   SIGTERM ends the process at once (rule 76), and a half-written model
+   must not be left for SageMaker to upload.  A slot is 0 free, 1 being
+   filled, 2 holding a path; a file beyond the slots is not listed. */
+#define TMP_SLOTS 8
+#define TMP_PATH_MAX 4096
+static atomic_int tmp_state[TMP_SLOTS];
+static char tmp_path[TMP_SLOTS][TMP_PATH_MAX];
+
+static int tmp_list(const char *path) {
+  if (strlen(path) >= TMP_PATH_MAX) return -1;
+  for (int i = 0; i < TMP_SLOTS; i++) {
+    int free_slot = 0;
+    if (atomic_compare_exchange_strong(&tmp_state[i], &free_slot, 1)) {
+      strcpy(tmp_path[i], path);
+      atomic_store(&tmp_state[i], 2);
+      return i;
+    }
+  }
+  return -1;
+}
+
+static void tmp_unlist(int slot) {
+  if (slot >= 0) atomic_store(&tmp_state[slot], 0);
+}
+
+void mfm_atomic_unlink_all(void) {
+  for (int i = 0; i < TMP_SLOTS; i++)
+    if (atomic_load(&tmp_state[i]) == 2) unlink(tmp_path[i]);
+}
+
 struct mfm_atomic_file {
   int fd;
+  int slot;       /* in the list above, or -1 */
   uint64_t size;
   char *path;     /* target */
   char *tmp;      /* temporary, same folder */
@@ -46,6 +79,7 @@ mfm_status mfm_atomic_open(const char *path, mfm_atomic_file **out,
   base = base ? base + 1 : path;
   if (!f || !dir) goto nomem;
   f->fd = -1;
+  f->slot = -1;
   f->path = dupstr(path);
   size_t n = strlen(dir) + strlen(MFM_TMP_PREFIX) + strlen(base) + 16;
   f->tmp = mfm_malloc(n);
@@ -62,6 +96,7 @@ mfm_status mfm_atomic_open(const char *path, mfm_atomic_file **out,
                        path, strerror(e));
   }
   fchmod(f->fd, 0644);
+  f->slot = tmp_list(f->tmp);
   f->dir = dir; /* kept: commit must not allocate after the rename */
   *out = f;
   return MFM_OK;
@@ -113,6 +148,8 @@ mfm_status mfm_atomic_commit(mfm_atomic_file *f, mfm_err *err) {
                      strerror(errno));
   } else {
     f->fd = -1;
+    tmp_unlist(f->slot);
+    f->slot = -1;
     if (rename(f->tmp, f->path) != 0) {
       st = mfm_err_set(err, MFM_EIO, "cannot rename into %s: %s", f->path,
                        strerror(errno));
@@ -131,6 +168,7 @@ mfm_status mfm_atomic_commit(mfm_atomic_file *f, mfm_err *err) {
 void mfm_atomic_abort(mfm_atomic_file *f) {
   if (!f) return;
   if (f->fd >= 0) close(f->fd);
+  tmp_unlist(f->slot);
   if (f->tmp) unlink(f->tmp);
   mfm_free(f->tmp);
   mfm_free(f->path);

@@ -104,6 +104,22 @@ static void test_atomic(void) {
   memset(buf, 0, sizeof buf);
   CHECK(f && fread(buf, 1, sizeof buf, f) == 5);
   if (f) fclose(f);
+  /* The second-SIGTERM path (rule 76) removes every temporary still being
+     written, committed files stay, and the writers can still be closed. */
+  mfm_atomic_file *w[3];
+  char other[640];
+  snprintf(other, sizeof other, "%s/other.txt", dir);
+  CHECK(mfm_atomic_open(path, &w[0], &err) == MFM_OK);
+  CHECK(mfm_atomic_open(other, &w[1], &err) == MFM_OK);
+  CHECK(mfm_atomic_open(other, &w[2], &err) == MFM_OK);
+  CHECK(mfm_atomic_commit(w[2], &err) == MFM_OK);
+  CHECK(count_entries(dir) == 4);
+  mfm_atomic_unlink_all();
+  CHECK(count_entries(dir) == 2); /* out.txt and the committed other.txt */
+  mfm_atomic_abort(w[0]);
+  mfm_atomic_abort(w[1]);
+  CHECK(count_entries(dir) == 2);
+  unlink(other);
   /* A folder that does not exist is an I/O error naming the path. */
   CHECK(mfm_write_atomic("/nonexistent-dir/x", "a", 1, &err) == MFM_EIO);
   CHECK(strstr(err.msg, "/nonexistent-dir/x") != NULL);

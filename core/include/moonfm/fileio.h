@@ -29,6 +29,10 @@ mfm_status mfm_atomic_commit(mfm_atomic_file *f, mfm_err *err);
 /* Removes the temporary file and frees f; accepts NULL. */
 void mfm_atomic_abort(mfm_atomic_file *f);
 
+/* Removes every temporary file still being written; async-signal-safe,
+   for a process about to _exit (a second SIGTERM, rule 76). */
+void mfm_atomic_unlink_all(void);
+
 /* The whole sequence for one buffer. */
 mfm_status mfm_write_atomic(const char *path, const void *data, size_t n,
                             mfm_err *err);
