@@ -2,9 +2,9 @@
 -- a training job under the base directory B and describes the job: paths,
 -- hosts, channels, raw hyperparameters.  Reading only; the job runner
 -- (moonfm.job) decides what to do with it.
-local cjson = require("cjson").new()
 local lfs = require "lfs"
 local errors = require "moonfm.errors"
+local json = require "moonfm.json"
 
 local M = {}
 
@@ -26,46 +26,57 @@ local function read_all(path)
   return s
 end
 
--- "at character N" (cjson) -> "line L, column C".
-local function position(text, msg)
-  local n = tonumber(msg:match("character (%d+)"))
-  if not n then return msg end
-  local line, col = 1, 1
-  for i = 1, math.min(n - 1, #text) do
-    if text:byte(i) == 10 then line, col = line + 1, 1 else col = col + 1 end
+-- What a decoded JSON value is, for messages ("found an array").
+local function kind(v)
+  if v == nil then return "nothing" end
+  if v == json.null then return "null" end
+  local t = type(v)
+  if t == "table" then
+    local mt = getmetatable(v)
+    if mt == json.array_mt then return #v == 0 and "an empty array" or "an array" end
+    if mt == json.bigint_mt then return "a number" end
+    return "an object"
   end
-  return string.format("%s (line %d, column %d)", msg, line, col)
+  if t == "number" then return "a number" end
+  if t == "boolean" then return "a boolean" end
+  return "a string"
+end
+M.kind = kind
+
+-- A decoded value in a message: strings quoted, numbers and booleans as
+-- written, anything else by its kind.
+local function shown(v)
+  local t = type(v)
+  if t == "string" then return string.format("%q", v) end
+  if t == "number" or t == "boolean" then return tostring(v) end
+  return kind(v)
 end
 
 -- Reads a JSON object file; nil when the file is absent.  A file that is
--- not a JSON object is a ConfigError naming the file and position (rule 16).
+-- not a JSON object is a ConfigError naming the file and position (rule
+-- 16).  The strict reader (moonfm.json) names the line and column itself.
 function M.read_json_object(path)
   if not exists(path) then return nil end
   local text, err = read_all(path)
   if not text then
     errors.config(string.format("cannot read %s: %s", path, err))
   end
-  local ok, value = pcall(cjson.decode, text)
-  if not ok then
-    local msg = tostring(value):gsub("^.-:%d+: ", "")
-    errors.config(string.format("%s is not valid JSON: %s", path,
-                                position(text, msg)),
+  if text:sub(1, 3) == "\239\187\191" then text = text:sub(4) end
+  local value, msg = json.decode(text)
+  if value == nil then
+    errors.config(string.format("%s is not valid JSON: %s", path, msg),
                   "Fix the file or remove it; see docs/container.md.")
   end
-  if type(value) ~= "table" or (next(value) == nil and text:match("^%s*%[")) or
-     (#value > 0) then
-    -- cjson decodes null as a light userdata: name it as JSON does.
-    local found = value == cjson.null and "null" or
-      type(value) == "table" and "an array" or type(value)
+  if getmetatable(value) ~= json.object_mt then
     errors.config(string.format("%s must hold a JSON object ({...}), found %s",
-                                path, found))
+                                path, kind(value)))
   end
   return value
 end
 
 local function config_type_error(file, key, expected, got)
   errors.config(string.format("%s: key '%s' must be %s, found %s", file, key,
-                              expected, got == nil and "nothing" or type(got)))
+                              expected, kind(got)))
 end
 
 -- ---- resourceconfig.json (section 3) ---------------------------------
@@ -172,12 +183,16 @@ local function read_channels(cfgdir, datadir, warnings)
     local function field(key, valid, default)
       local v = c[key]
       if v == nil then return default end
+      if type(v) ~= "string" and not valid then
+        errors.config(string.format("%s: channel '%s': %s = %s must be a string",
+          file, name, key, shown(v)))
+      end
       if type(v) ~= "string" or (valid and not valid[v]) then
         local allowed = {}
         for k in pairs(valid or {}) do allowed[#allowed + 1] = k end
         table.sort(allowed)
         errors.config(string.format("%s: channel '%s': %s = %s is not one of %s",
-          file, name, key, cjson.encode(v), table.concat(allowed, ", ")))
+          file, name, key, shown(v), table.concat(allowed, ", ")))
       end
       return v
     end

@@ -77,7 +77,8 @@ describe("moonfm.env", function()
     spit(p, '{\n  "a": 1,\n  "b": }')
     local e = raises("ConfigError", function() env.read_json_object(p) end)
     assert.matches(p .. " is not valid JSON", e.message, 1, true)
-    assert.matches("(line 3, column 8)", e.message, 1, true)
+    assert.matches("line 3, column 8: expected a JSON value, found '}'",
+                   e.message, 1, true)
     spit(p, "")
     e = raises("ConfigError", function() env.read_json_object(p) end)
     assert.matches("line 1, column 1", e.message, 1, true)
@@ -85,9 +86,9 @@ describe("moonfm.env", function()
 
   it("read_json_object: arrays, null and scalars are not objects", function()
     local p = tmp .. "/arr.json"
-    for text, found in pairs { ["[1, 2]"] = "an array", ["  []"] = "an array",
-                               ["null"] = "null", ["42"] = "number",
-                               ['"s"'] = "string" } do
+    for text, found in pairs { ["[1, 2]"] = "an array", ["  []"] = "an empty array",
+                               ["null"] = "null", ["42"] = "a number",
+                               ['"s"'] = "a string", ["true"] = "a boolean" } do
       spit(p, text)
       local e = raises("ConfigError", function() env.read_json_object(p) end)
       assert.matches("must hold a JSON object ({...}), found " .. found,
@@ -95,6 +96,19 @@ describe("moonfm.env", function()
     end
     spit(p, "{}")
     assert.same({}, env.read_json_object(p))
+  end)
+
+  it("config type errors name JSON kinds, never Lua types", function()
+    local b = tree()
+    local cfg = b .. "/input/config"
+    spit(cfg .. "/resourceconfig.json", '{"current_host": "algo-1", "hosts": []}')
+    local e = raises("ConfigError", function() env.load(b) end)
+    assert.matches("found an empty array", e.message, 1, true)
+    spit(cfg .. "/resourceconfig.json",
+         '{"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": null}')
+    e = raises("ConfigError", function() env.load(b) end)
+    assert.matches("found null", e.message, 1, true)
+    assert.is_nil(e.message:find("userdata", 1, true))
   end)
 
   it("parse_content_type: media type and parameters", function()
