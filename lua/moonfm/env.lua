@@ -288,11 +288,18 @@ function M.mkdir_p(path)
   local sofar = path:sub(1, 1) == "/" and "" or "."
   for part in path:gmatch("[^/]+") do
     sofar = sofar .. "/" .. part
-    if lfs.attributes(sofar, "mode") == nil then
+    local mode = lfs.attributes(sofar, "mode")
+    if mode == nil then
       local ok, err = lfs.mkdir(sofar)
       if not ok and lfs.attributes(sofar, "mode") ~= "directory" then
         return nil, string.format("cannot create %s: %s", sofar, err)
       end
+    elseif mode ~= "directory" then
+      if sofar == path or sofar == "./" .. path then
+        return nil, string.format("%s exists and is not a folder", path)
+      end
+      return nil, string.format("cannot create %s: %s is not a folder", path,
+                                sofar)
     end
   end
   return true

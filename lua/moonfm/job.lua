@@ -181,12 +181,15 @@ end
 local function train(host)
   local base = env.base_dir()
   local output_dir = base .. "/output"
-  -- Rule 12, first: the failure file needs output/.
-  for _, d in ipairs { base .. "/model", output_dir, output_dir .. "/data" } do
+  -- Rule 12, first: the failure file needs output/, so it comes first
+  -- and model/ can fail into it.
+  for _, d in ipairs { output_dir, output_dir .. "/data", base .. "/model" } do
     local ok, err = env.mkdir_p(d)
     if not ok then
-      failure.report(nil, "ConfigError", err, "Check that " .. base ..
-                     " is writable (SAGEMAKER_BASE_DIR).")
+      local out = d:sub(1, #output_dir) ~= output_dir and output_dir or nil
+      failure.report(out, "ConfigError", err, "Check that " .. base ..
+                     " is writable (SAGEMAKER_BASE_DIR) and that nothing "
+                     .. "but folders has these names.")
       return errors.exit_codes.ConfigError
     end
   end

@@ -57,4 +57,8 @@ return {
   { id = "config/checkpoint-path-is-a-file",
     config = { ["checkpointconfig.json"] = '{"LocalPath": "/etc/passwd"}' },
     code = 2, first = "^ConfigError: checkpoint: /etc/passwd is not a directory" },
+  -- Rule 12: model/ is made (and so checked) before the recipe runs, not
+  -- found unusable at the save after all the training.
+  { id = "config/model-is-a-file", files = { model = "x" },
+    code = 2, first = "^ConfigError: .*/model exists and is not a folder" },
 }
