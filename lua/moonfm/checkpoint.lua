@@ -213,6 +213,18 @@ function Checkpoints:resume(opts)
   if not self.enabled then return nil end
   for _, c in ipairs(self:list()) do
     local model, info = modelfile.load(c.path, opts)
+    -- save writes the epoch and step into both the name and the header;
+    -- a file where they differ was not written by it (a negative epoch
+    -- in the header failed the job later on).
+    if model then
+      local he, hs = info.header.epoch, info.header.step
+      if (he ~= nil and math.tointeger(he) ~= c.epoch) or
+         (hs ~= nil and math.tointeger(hs) ~= c.step) then
+        model, info = nil, string.format("its header says epoch %s, step %s, "
+          .. "its name epoch %d, step %d", tostring(he), tostring(hs),
+          c.epoch, c.step)
+      end
+    end
     if model then
       info.epoch = math.tointeger(info.header.epoch) or c.epoch
       info.step = math.tointeger(info.header.step) or c.step

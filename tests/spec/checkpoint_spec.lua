@@ -218,6 +218,19 @@ describe("moonfm.checkpoint", function()
     assert.is_nil(ck:resume { raw = true })
   end)
 
+  it("skips a checkpoint whose header and name disagree on the epoch",
+     function()
+    local dir = fresh_dir()
+    local ck = new { dir = dir, keep = 5 }
+    assert.truthy(ck:save(1, model(1), header))
+    assert.truthy(ck:save(2, model(2), header))
+    -- epoch 2's file under the name of epoch 3 (valid checksum)
+    os.rename(dir .. "/checkpoint-000002.moonfm", dir .. "/checkpoint-000003.moonfm")
+    local _, info = ck:resume { raw = true }
+    assert.equals(1, info.epoch)
+    assert.is_true(ck.log:has("its header says epoch 2, step 0, its name epoch 3"))
+  end)
+
   it("resumes extras such as a random generator state", function()
     local dir = fresh_dir()
     local ck = new { dir = dir }
