@@ -228,6 +228,11 @@ end
 
 -- Train, one epoch at a time: metrics, checkpoint, early stopping, stop flag.
 local objective = evals[1] and evals[1].split
+if hp.early_stopping_patience > 0 and not objective then
+  log.warn("early_stopping_patience=%d needs a validation or test channel to "
+           .. "compare epochs; without one every epoch is trained",
+           hp.early_stopping_patience)
+end
 local best, best_epoch, since_best, best_res = -math.huge, 0, 0, nil
 local p = progress.new { epochs = hp.epochs }
 local function save(reason)

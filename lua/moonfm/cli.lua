@@ -45,8 +45,10 @@ end
 local function usage_error(msg)
   local base = require("moonfm.env").base_dir()
   local out = base .. "/output"
+  -- Rule 62 knows six categories; a wrong command line is a ConfigError
+  -- there (docs/container.md).
   failure.report(lfs.attributes(out, "mode") == "directory" and out or nil,
-                 "UsageError", msg, "Run `moonfm --help` for usage.")
+                 "ConfigError", msg, "Run `moonfm --help` for usage.")
   return 2
 end
 

@@ -81,7 +81,9 @@ local function check(o)
   range("max_sampled", o.max_sampled >= 1 and o.max_sampled <= 1000000,
         "in 1..1000000")
   range("kos_n", o.kos_n >= 1 and o.kos_n <= 4096, "in 1..4096")
-  range("kos_k", o.kos_k >= 1 and o.kos_k <= o.kos_n, "in 1..kos_n")
+  range("kos_k", o.kos_k >= 1 and o.kos_k <= o.kos_n,
+        ("in 1..kos_n (kos_n is %s; raise kos_n or lower kos_k)"):format(
+          tostring(o.kos_n)))
   range("threads", o.threads >= 0 and o.threads <= 1024, "in 0..1024")
   range("epochs", o.epochs >= 0, ">= 0")
   range("logistic_threshold", o.logistic_threshold == o.logistic_threshold,
