@@ -38,7 +38,10 @@ end
 -- Recursive, following symlinks (a directory reached twice through links
 -- is read once), skipping hidden names and moonfm's temporary files.
 function M.list_files(dir)
-  if lfs.attributes(dir, "mode") ~= "directory" then
+  local mode = lfs.attributes(dir, "mode")
+  if mode == nil then
+    return nil, dir .. " does not exist"
+  elseif mode ~= "directory" then
     return nil, dir .. ": not a directory"
   end
   local out, seen, bad = {}, {}, nil

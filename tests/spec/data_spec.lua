@@ -86,7 +86,12 @@ describe("moonfm.data", function()
     it("fails on a missing folder", function()
       local files, msg = data.list_files(tmp .. "/nope")
       assert.is_nil(files)
-      assert.matches("not a directory", msg, 1, true)
+      assert.matches("/nope does not exist", msg, 1, true)
+      local f = tmp .. "/a-file"
+      io.open(f, "w"):close()
+      files, msg = data.list_files(f)
+      assert.is_nil(files)
+      assert.matches("a-file: not a directory", msg, 1, true)
     end)
   end)
 
