@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -105,21 +104,22 @@ static mfm_status pad_to(writer *w, uint64_t target, mfm_err *err) {
 
 /* The place of the first value of n floats that is not finite, or -1.
    A model with a NaN or an infinity in it scores nothing (the server
-   would answer null), so it is neither written nor read.  Sums of x * 0,
-   which a NaN or an infinity turns into NaN, a block at a time: the loop
-   vectorizes. */
+   would answer null), so it is neither written nor read.  The exponent
+   bits all set mark both; OR-ed over a block of integers, which the
+   compiler vectorizes (a float sum could not be reordered). */
 static int64_t first_nonfinite(const unsigned char *p, int64_t n) {
+  const uint32_t e = 0x7f800000u;
   for (int64_t a = 0; a < n; a += 4096) {
     int64_t b = n - a < 4096 ? n : a + 4096;
-    float s = 0.0f, v;
+    uint32_t any = 0, u;
     for (int64_t i = a; i < b; i++) {
-      memcpy(&v, p + 4 * i, 4);
-      s += v * 0.0f;
+      memcpy(&u, p + 4 * i, 4);
+      any |= (u & e) == e;
     }
-    if (s == s) continue;
+    if (!any) continue;
     for (int64_t i = a; i < b; i++) {
-      memcpy(&v, p + 4 * i, 4);
-      if (!isfinite(v)) return i;
+      memcpy(&u, p + 4 * i, 4);
+      if ((u & e) == e) return i;
     }
   }
   return -1;
