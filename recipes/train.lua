@@ -256,8 +256,9 @@ for epoch = start + 1, hp.epochs do
   -- A NaN or infinite loss: the model is lost (the file writer would
   -- refuse it anyway); say so now, not after the remaining epochs.
   if r.loss and not (math.abs(r.loss) < math.huge) then
+    local shown = r.loss ~= r.loss and "NaN" or tostring(r.loss)
     moonfm.errors.recipe(string.format("training diverged in epoch %d: the "
-                         .. "training loss is %s", epoch, r.loss ~= r.loss and "NaN" or tostring(r.loss)),
+                         .. "training loss is %s", epoch, shown),
                          "Lower learning_rate (alpha for ALS), or check the "
                          .. "weights of the training data.")
   end
