@@ -129,10 +129,15 @@ static mfm_status load_idmap(const mfm_mfile *f, const char *prefix,
                        "or size (%lld offsets for %d ids)", path, prefix,
                        (long long)o.rows, (int)n);
   mfm_status st = mfm_idmap_from_view(b.data, b.rows, o.data, n, out, err);
-  if (st != MFM_OK && st != MFM_ENOMEM)
+  if (st != MFM_OK && st != MFM_ENOMEM && err) {
+    /* A copy: err->msg as an argument of the call that writes err->msg
+       came out repeated or empty. */
+    char why[sizeof err->msg];
+    snprintf(why, sizeof why, "%s", err->msg);
     return mfm_err_set(err, MFM_EFORMAT, "%s: id map %s: %s", path, prefix,
-                       err ? err->msg : "invalid");
-  return st;
+                       why);
+  }
+  return st != MFM_OK && st != MFM_ENOMEM ? MFM_EFORMAT : st;
 }
 
 /* seen.indptr (i64, n_users + 1) and seen.indices (i32): the training

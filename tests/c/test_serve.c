@@ -504,6 +504,21 @@ static void test_load_hybrid(void) {
   CHECK(mfm_mfile_write(path, 0, hdr, strlen(hdr), a, n, NULL) == MFM_OK);
   CHECK(mfm_serve_model_load(dir, &m, &err) == MFM_EFORMAT && !m);
   CHECK(strstr(err.msg, "user_features.indptr") != NULL);
+  /* a damaged id map: its reason, said once (the message was its own
+     argument and came out repeated and empty) */
+  n += 6;
+  for (int q = 0; q < n; q++) {
+    if (strcmp(a[q].name, "users.offsets") != 0) continue;
+    int64_t off[HU + 1];
+    memcpy(off, a[q].data, sizeof off);
+    off[1] = 100;
+    a[q].data = off;
+    CHECK(mfm_mfile_write(path, 0, hdr, strlen(hdr), a, n, NULL) == MFM_OK);
+    CHECK(mfm_serve_model_load(dir, &m, &err) == MFM_EFORMAT && !m);
+    const char *at = strstr(err.msg, "id map users: ");
+    CHECK(at && !strstr(at + 1, "id map users: ") &&
+          strstr(at, "offset 1 (100) is out of order"));
+  }
 out:
   mfm_idmap_free(users);
   mfm_idmap_free(items);
