@@ -41,7 +41,6 @@ local function kind(v)
   if t == "boolean" then return "a boolean" end
   return "a string"
 end
-M.kind = kind
 
 -- A decoded value in a message: strings quoted, numbers and booleans as
 -- written, anything else by its kind.
@@ -61,8 +60,7 @@ function M.read_json_object(path)
   if not text then
     errors.config(string.format("cannot read %s: %s", path, err))
   end
-  if text:sub(1, 3) == "\239\187\191" then text = text:sub(4) end
-  local value, msg = json.decode(text)
+  local value, msg = json.decode(json.strip_bom(text))
   if value == nil then
     errors.config(string.format("%s is not valid JSON: %s", path, msg),
                   "Fix the file or remove it; see docs/container.md.")
@@ -183,13 +181,14 @@ local function read_channels(cfgdir, datadir, warnings)
     local function field(key, valid, default)
       local v = c[key]
       if v == nil then return default end
-      if type(v) ~= "string" and not valid then
-        errors.config(string.format("%s: channel '%s': %s = %s must be a string",
-          file, name, key, shown(v)))
-      end
-      if type(v) ~= "string" or (valid and not valid[v]) then
+      if not valid then
+        if type(v) ~= "string" then
+          errors.config(string.format("%s: channel '%s': %s = %s must be a "
+            .. "string", file, name, key, shown(v)))
+        end
+      elseif type(v) ~= "string" or not valid[v] then
         local allowed = {}
-        for k in pairs(valid or {}) do allowed[#allowed + 1] = k end
+        for k in pairs(valid) do allowed[#allowed + 1] = k end
         table.sort(allowed)
         errors.config(string.format("%s: channel '%s': %s = %s is not one of %s",
           file, name, key, shown(v), table.concat(allowed, ", ")))

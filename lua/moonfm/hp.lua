@@ -17,7 +17,6 @@ M.null = json.null
 M.array_mt = json.array_mt
 M.object_mt = json.object_mt
 M.bigint_mt = json.bigint_mt
-M.line_col = json.line_col
 M.json_decode = json.decode
 
 -- SageMaker's limits on CreateTrainingJob.HyperParameters (rule 42).

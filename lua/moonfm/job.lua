@@ -186,7 +186,7 @@ local function train(host)
   for _, d in ipairs { output_dir, output_dir .. "/data", base .. "/model" } do
     local ok, err = env.mkdir_p(d)
     if not ok then
-      local out = d:sub(1, #output_dir) ~= output_dir and output_dir or nil
+      local out = d == base .. "/model" and output_dir or nil
       failure.report(out, "ConfigError", err, "Check that " .. base ..
                      " is writable (SAGEMAKER_BASE_DIR) and that nothing "
                      .. "but folders has these names.")

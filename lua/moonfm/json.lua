@@ -200,7 +200,7 @@ end
 
 -- Line and column (both from 1; the column counts UTF-8 characters when
 -- the line is valid UTF-8, bytes otherwise) of byte position pos.
-function M.line_col(s, pos)
+local function line_col(s, pos)
   local line, start = 1, 1
   for nl in s:sub(1, pos - 1):gmatch("()\n") do
     line, start = line + 1, nl + 1
@@ -208,7 +208,6 @@ function M.line_col(s, pos)
   local col = utf8.len(s, start, pos - 1) or (pos - start)
   return line, col + 1
 end
-local line_col = M.line_col
 
 -- decode(text [, opts]) -> value | nil, msg, pos
 -- Strict RFC 8259.  Integers become Lua integers (floats beyond the 64-bit
@@ -352,12 +351,19 @@ local function read_members(s)
   end
 end
 
+-- strip_bom(text) -> text without a leading UTF-8 byte order mark, which
+-- editors on Windows write and RFC 8259 lets a reader ignore.
+function M.strip_bom(text)
+  if text:sub(1, 3) == "\239\187\191" then return text:sub(4) end
+  return text
+end
+
 -- members(text) -> raw, duplicates | nil, msg, pos
 -- The members of a JSON object text as raw strings: string values decoded,
 -- every other value as its compact source text (64 stays "64", 64.0 stays
 -- "64.0", [1, 2] becomes "[1,2]").  Later duplicates win (like Python).
 function M.members(text)
-  if text:sub(1, 3) == "\239\187\191" then text = text:sub(4) end
+  text = M.strip_bom(text)
   local raw, x, pos = protect(pcall(read_members, text))
   if raw == nil then
     local line, col = line_col(text, pos)
