@@ -1,23 +1,25 @@
 #include "moonfm/alloc.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-/* Fault injection state: tests only, so plain (non-atomic) counters. */
-static size_t fail_at;
-static size_t count;
+/* Fault injection state, for tests.  Relaxed atomics: threads allocate
+   at once (the count was a data race under ThreadSanitizer). */
+static atomic_size_t fail_at;
+static atomic_size_t count;
 
 static int should_fail(void) {
-  count++;
-  return fail_at != 0 && count == fail_at;
+  size_t c = atomic_fetch_add_explicit(&count, 1, memory_order_relaxed) + 1;
+  size_t f = atomic_load_explicit(&fail_at, memory_order_relaxed);
+  return f != 0 && c == f;
 }
 
 size_t mfm_alloc_fail_at(size_t nth) {
-  size_t made = count;
-  count = 0;
-  fail_at = nth;
+  size_t made = atomic_exchange_explicit(&count, 0, memory_order_relaxed);
+  atomic_store_explicit(&fail_at, nth, memory_order_relaxed);
   return made;
 }
 

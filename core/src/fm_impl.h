@@ -388,7 +388,9 @@ typedef struct fm_layout {
   fm_group *groups;
   int32_t *bitems;  /* the items, block after block (T > 1) */
   int32_t *rank;    /* item id -> its place in bitems, or NULL */
-  uint8_t *done;    /* for fm_layout_permute: n_items flags, a row */
+  /* For fm_layout_permute, per pair of item tables: n_items flags, a
+     row. */
+  uint8_t *done;
   float *tmp;
   uint8_t *iblk;    /* each item's block (T > 1) */
   const int32_t *ix; /* X's indices, each row in block order */
@@ -437,7 +439,10 @@ static inline int32_t fm_sid(const fm_layout *L, int32_t i) {
 
 /* Moves the item rows of m to the layout's numbering (forward) or back;
    nothing when the layout keeps the ids.  Cannot fail (its buffers come
-   with the layout). */
+   with the layout).  The item tables come in FM_TABLE_PAIRS pairs (rows
+   and biases: the parameters, adagrad's or adadelta's sums, adadelta's
+   steps); a pair moves on a thread of the layout's T. */
+#define FM_TABLE_PAIRS 3
 void fm_layout_permute(mfm_fm *m, fm_layout *L, int forward);
 
 typedef struct fm_fitenv {

@@ -1,5 +1,6 @@
 /* The foundation: status messages, allocation and its fault injection, the
    random generator, atomic writes, the parallel runner. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,13 +174,65 @@ static void test_team(void) {
   CHECK(atomic_load(&c.calls) == 4 && atomic_load(&c.early) == 0);
   for (int j = 0; j < 4; j++) CHECK(atomic_load(&c.done[j]) == 200);
   /* Without its bookkeeping the team does not run at all. */
-  for (size_t n = 1; n <= 3; n++) {
-    team_ctx d = {0};
-    mfm_alloc_fail_at(n);
-    CHECK(mfm_team_run(4, team_member, &d) == MFM_ENOMEM);
-    mfm_alloc_fail_at(0);
-    CHECK(atomic_load(&d.calls) == 0);
+  team_ctx d = {0};
+  mfm_alloc_fail_at(1);
+  CHECK(mfm_team_run(4, team_member, &d) == MFM_ENOMEM);
+  mfm_alloc_fail_at(0);
+  CHECK(atomic_load(&d.calls) == 0);
+}
+
+/* The pool of workers: calls in a row, calls that need more workers than
+   it has, a call from inside a job and calls from two threads at once
+   (those two take threads of their own) all run every index once. */
+typedef struct sum_ctx {
+  atomic_long sum;
+  int nested;
+} sum_ctx;
+
+/* Adds i + 1; a nested one adds 100 times what a call of 3 inside adds
+   (CHECK is for the main thread only). */
+static void add_index(void *p, int i) {
+  sum_ctx *c = p;
+  atomic_fetch_add(&c->sum, i + 1);
+  if (c->nested) {
+    sum_ctx in = {0};
+    if (mfm_parallel(3, add_index, &in) == MFM_OK)
+      atomic_fetch_add(&c->sum, 100 * atomic_load(&in.sum));
   }
+}
+
+static long calls_sum(int calls, int n) {
+  long bad = 0;
+  for (int k = 0; k < calls; k++) {
+    sum_ctx c = {0};
+    if (mfm_parallel(n, add_index, &c) != MFM_OK ||
+        atomic_load(&c.sum) != (long)n * (n + 1) / 2)
+      bad++;
+  }
+  return bad;
+}
+
+static void *calls_thread(void *p) {
+  *(long *)p = calls_sum(500, 2);
+  return NULL;
+}
+
+static void test_pool(void) {
+  CHECK(calls_sum(2000, 2) == 0);
+  CHECK(calls_sum(20, 7) == 0); /* more workers than there were */
+  CHECK(calls_sum(20, 3) == 0);
+  sum_ctx c = {0, 1};
+  CHECK(mfm_parallel(2, add_index, &c) == MFM_OK);
+  CHECK(atomic_load(&c.sum) == 3 + 2 * 600);
+  long bad[2] = {-1, -1};
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, calls_thread, &bad[0]) == 0);
+  calls_thread(&bad[1]);
+  pthread_join(t, NULL);
+  CHECK(bad[0] == 0 && bad[1] == 0);
+  team_ctx d = {0};
+  CHECK(mfm_team_run(4, team_member, &d) == MFM_OK);
+  CHECK(atomic_load(&d.calls) == 4 && atomic_load(&d.early) == 0);
 }
 
 static void test_stop(void) {
@@ -197,6 +250,7 @@ int main(void) {
   test_atomic();
   test_parallel();
   test_team();
+  test_pool();
   test_stop();
   DONE("base");
 }

@@ -822,23 +822,26 @@ static void test_layout(void) {
       }
     CHECK(bad == 0);
     size_t one = (size_t)ni * sizeof(float), wide = one * (size_t)k;
-    float *emb = malloc(wide), *acc = malloc(wide), *bias = malloc(one);
+    float *emb = malloc(wide), *acc = malloc(wide), *bias = malloc(one),
+          *acc_b = malloc(one);
     memcpy(emb, m->i.emb, wide);
     memcpy(acc, m->i.acc, wide);
     memcpy(bias, m->i.bias, one);
+    memcpy(acc_b, m->i.acc_b, one);
     fm_layout_permute(m, &L, 1);
     for (int32_t j = 0; j < ni; j++) {
       int32_t i = L.bitems[j];
       size_t row = (size_t)k * sizeof(float);
       bad += memcmp(m->i.emb + (int64_t)j * k, emb + (int64_t)i * k, row) != 0;
       bad += memcmp(m->i.acc + (int64_t)j * k, acc + (int64_t)i * k, row) != 0;
-      bad += m->i.bias[j] != bias[i];
+      bad += m->i.bias[j] != bias[i] || m->i.acc_b[j] != acc_b[i];
     }
     CHECK(bad == 0);
     fm_layout_permute(m, &L, 0);
     CHECK(memcmp(m->i.emb, emb, wide) == 0);
     CHECK(memcmp(m->i.acc, acc, wide) == 0);
     CHECK(memcmp(m->i.bias, bias, one) == 0);
+    CHECK(memcmp(m->i.acc_b, acc_b, one) == 0);
     /* The groups' seen rows: where a group has one, an item of the block
        is seen exactly when it is among the group's entries. */
     fm_tstate ts = {0};
@@ -865,6 +868,7 @@ static void test_layout(void) {
     free(emb);
     free(acc);
     free(bias);
+    free(acc_b);
     free(seen);
     fm_layout_free(&L);
     mfm_fm_free(m);
