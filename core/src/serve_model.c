@@ -446,10 +446,15 @@ static mfm_status load_fm(owned *o, json_t *h, mfm_serve_parts *sp,
   return MFM_OK;
 }
 
-/* The model file of a folder: model.moonfm, else the only *.moonfm. */
+/* The model file of a folder: model.moonfm, else the only *.moonfm; or
+   dir itself when it is a file. */
 static mfm_status find_file(const char *dir, char *path, size_t cap,
                             mfm_err *err) {
   struct stat sb;
+  if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) {
+    snprintf(path, cap, "%s", dir);
+    return MFM_OK;
+  }
   snprintf(path, cap, "%s/model.moonfm", dir);
   if (stat(path, &sb) == 0) return MFM_OK;
   DIR *d = opendir(dir);

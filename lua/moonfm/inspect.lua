@@ -1,11 +1,15 @@
 -- `moonfm inspect FILE`: prints what a model file or checkpoint holds and
 -- exits 0 when it is valid, 3 with one line "<path>: <reason>" on stderr
--- when it is not.
+-- when it is not.  A model is also loaded as `moonfm serve` loads it (id
+-- maps, training items, the kind's arrays): for the kinds serve answers
+-- from, a model it would refuse is not valid.
 --
 -- Output: kind, version, users, items, factors, metrics first, then the
--- type (model or checkpoint and its epoch), size and checksum, the arrays
--- and the whole header as indented JSON.
+-- type (model or checkpoint and its epoch), whether serve would answer
+-- from it, size and checksum, the arrays and the whole header as
+-- indented JSON.
 local cjson = require "cjson"
+local core = require "moonfm.core"
 local modelfile = require "moonfm.modelfile"
 
 local M = {}
@@ -13,6 +17,11 @@ local M = {}
 M.EXIT_VALID = 0
 M.EXIT_INVALID = 3
 M.EXIT_USAGE = 2
+
+-- The kinds `moonfm train` writes and `moonfm serve` answers from: one of
+-- these that serve refuses is damaged.  Other kinds (models saved through
+-- moonfm.modelfile by a recipe of one's own) only get a "serve:" line.
+M.SERVED = { fm = true, als = true }
 
 -- Shortest text that reads back as the same number.
 local function num(v)
@@ -65,6 +74,19 @@ function M.pretty(v, indent)
          indent .. "}"
 end
 
+-- A metric as the recipes' logger keeps it (moonfm.metrics
+-- logger:summary(): split, name, kind, epochs = {{epoch, value}...},
+-- final): its final value, else its last epoch's; the whole history is
+-- in the header below.
+local function metric_value(v)
+  if type(v.final) == "number" then return num(v.final) end
+  local last = v.epochs[#v.epochs]
+  if type(last) == "table" and type(last.value) == "number" then
+    local e = type(last.epoch) == "number" and num(last.epoch) or "?"
+    return num(last.value) .. " (epoch " .. e .. ")"
+  end
+end
+
 -- Metrics as "name=value" pairs, nested tables flattened with spaces:
 -- { validation = { ["ndcg@10"] = 0.3 } } -> "validation ndcg@10=0.3".
 local function flatten(t, prefix, out)
@@ -75,7 +97,10 @@ local function flatten(t, prefix, out)
     local v = t[k]
     k = tostring(k)
     local name = prefix and (prefix .. " " .. k) or k
-    if type(v) == "table" then
+    if type(v) == "table" and type(v.epochs) == "table" then
+      local value = metric_value(v)
+      if value then out[#out + 1] = name .. "=" .. value end
+    elseif type(v) == "table" then
       flatten(v, name, out)
     elseif type(v) == "number" then
       out[#out + 1] = name .. "=" .. num(v)
@@ -123,6 +148,16 @@ function M.lines(s)
   else
     out[#out + 1] = "type: model"
   end
+  if s.serve then
+    local v = s.serve
+    local can = {}
+    if v.fold_in then can[#can + 1] = "fold-in" end
+    if v.features then can[#can + 1] = "feature users" end
+    out[#out + 1] = "serve: ready" .. (#can > 0 and " (" ..
+                    table.concat(can, ", ") .. ")" or "")
+  elseif s.serve_refused then
+    out[#out + 1] = "serve: refused: " .. s.serve_refused
+  end
   out[#out + 1] = string.format("file: %s, %d bytes, crc32 %08x", s.path,
                                 s.size, s.checksum)
   out[#out + 1] = string.format("arrays: %d", #s.arrays)
@@ -143,11 +178,25 @@ function M.main(path, out, err)
     err:write("usage: moonfm inspect FILE\n")
     return M.EXIT_USAGE
   end
+  local prefix = path .. ": "
   local s, msg = modelfile.inspect(path)
+  if s and not s.checkpoint then
+    local why
+    s.serve, why = core.serve_check(path)
+    if not s.serve then
+      why = tostring(why)
+      if why:sub(1, #prefix) == prefix then why = why:sub(#prefix + 1) end
+      if M.SERVED[s.header.kind] then
+        s, msg = nil, why
+      else
+        s.serve_refused = why
+      end
+    end
+  end
   if not s then
-    -- One line: the message already starts with the path.
+    -- One line, starting with the path.
     msg = tostring(msg):gsub("[\r\n]+", " ")
-    if msg:sub(1, #path + 1) ~= path .. ":" then msg = path .. ": " .. msg end
+    if msg:sub(1, #prefix) ~= prefix then msg = prefix .. msg end
     err:write(msg, "\n")
     return M.EXIT_INVALID
   end

@@ -482,6 +482,66 @@ describe("moonfm.inspect", function()
     assert.matches("user_factors%s+f32%s+4 x 3", out.text)
   end)
 
+  -- A model whose users.offsets go back (the ids overlap): the file's
+  -- checksums hold, but serve refuses it.
+  local function damaged_model(kind)
+    local m = make_model()
+    for _, a in ipairs(m.arrays) do
+      if a.name == "users.offsets" then
+        a.data = string.pack("<i8i8i8i8i8", 0, 5, 3, 20, 24)
+      end
+    end
+    local h = {}
+    for k, v in pairs(header) do h[k] = v end
+    h.kind = kind
+    local p = tmp .. "/insp-" .. kind .. ".moonfm"
+    assert.is_true(modelfile.save(p, m, h))
+    return p
+  end
+
+  it("says whether serve would answer from the model", function()
+    local p = tmp .. "/insp-serve.moonfm"
+    assert.is_true(save_model(p))
+    local out = sink()
+    assert.equals(0, inspect.main(p, out, sink()))
+    assert.matches("\nserve: ready\n", out.text, 1, true)
+    -- A kind of one's own: the refusal is a line of the report.
+    p = damaged_model("test")
+    out = sink()
+    assert.equals(0, inspect.main(p, out, sink()))
+    assert.matches("\nserve: refused: id map users: [^\n]*out of order",
+                   out.text)
+    assert.not_matches(p, out.text:match("serve: [^\n]*"), 1, true)
+  end)
+
+  it("exits 3 for an fm or als model that serve would refuse", function()
+    local p = damaged_model("als")
+    local out, err = sink(), sink()
+    assert.equals(3, inspect.main(p, out, err))
+    assert.equals("", out.text)
+    assert.matches("^" .. p:gsub("%p", "%%%0") ..
+                   ": id map users: [^\n]*out of order[^\n]*\n$", err.text)
+  end)
+
+  it("gives a logged metric's final or last epoch's value, not its history",
+     function()
+    local h = {}
+    for k, v in pairs(header) do h[k] = v end
+    h.metrics = {
+      ["test:auc"] = { split = "test", name = "auc", kind = "score",
+                       epochs = { { epoch = 1, value = 0.5 },
+                                  { epoch = 2, value = 0.75 } } },
+      ["train:loss"] = { split = "train", name = "loss", kind = "loss",
+                         epochs = { { epoch = 1, value = 3 } }, final = 2.5 },
+    }
+    local p = tmp .. "/insp-metrics.moonfm"
+    assert.is_true(modelfile.save(p, make_model(), h))
+    local out = sink()
+    assert.equals(0, inspect.main(p, out, sink()))
+    assert.matches("\nmetrics: test:auc=0.75 (epoch 2), train:loss=2.5\n",
+                   out.text, 1, true)
+  end)
+
   it("says checkpoint and epoch for a checkpoint", function()
     local p = tmp .. "/insp-ck.moonfm"
     local h = {}

@@ -70,7 +70,8 @@ mfm_status mfm_serve_model_new(const mfm_serve_parts *p,
                                mfm_serve_model **out, mfm_err *err);
 
 /* Loads the model of a model folder (dir borrowed): the file
-   model.moonfm, or the only *.moonfm file in it, mapped read-only and
+   model.moonfm, or the only *.moonfm file in it; or dir is the model file
+   itself (moonfm inspect checks a file that way).  Mapped read-only and
    never written.  Reads the id maps (users.*, items.*), the factors
    (user_factors/item_factors, or the fm model's identity embeddings),
    the training items (seen.indptr, seen.indices, optional) and sets the
