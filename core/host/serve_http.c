@@ -4,6 +4,7 @@
    /execution-parameters, and a graceful stop on SIGTERM: quiesce (close
    the listening socket), let requests in flight finish, then stop. */
 #include <microhttpd.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,15 +36,31 @@ typedef struct req {
   size_t n, cap;
   int too_big;
   int counted;
+  struct timespec t0; /* its headers came */
 } req;
+
+static double since(const struct timespec *t0) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)(t.tv_sec - t0->tv_sec) + (t.tv_nsec - t0->tv_nsec) * 1e-9;
+}
 
 static void log_line(const char *fmt, const char *a) {
   fprintf(stderr, fmt, a);
   fflush(stderr);
 }
 
+/* Set by a handler that closes its connection on purpose, having said
+   why: libmicrohttpd's own line for it, in the same thread right after,
+   would call it an internal error. */
+static _Thread_local int closing_on_purpose;
+
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
   (void)cls;
+  if (closing_on_purpose) {
+    closing_on_purpose = 0;
+    return;
+  }
   char line[512];
   vsnprintf(line, sizeof line, fmt, ap);
   size_t n = strlen(line);
@@ -79,6 +96,21 @@ static enum MHD_Result text(mfm_http *h, struct MHD_Connection *con,
               strlen(msg), 0);
 }
 
+/* A formatted text reply (its own buffer: the worker threads answer at
+   once). */
+__attribute__((format(printf, 4, 5))) static enum MHD_Result
+textf(mfm_http *h, struct MHD_Connection *con, int status, const char *fmt,
+      ...) {
+  char *msg = mfm_malloc(256);
+  if (!msg) return MHD_NO;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, 256, fmt, ap);
+  va_end(ap);
+  return respond(h, con, status, "text/plain; charset=utf-8", msg,
+                 strlen(msg), 1);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -92,6 +124,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
     *con_cls = q;
     atomic_fetch_add(&h->in_flight, 1);
     q->counted = 1;
+    clock_gettime(CLOCK_MONOTONIC, &q->t0);
     const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
                                                  "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > h->c.max_body) q->too_big = 1;
@@ -103,6 +136,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
        and answer 413 at the end. */
     size_t n = *upload_size;
     *upload_size = 0;
+    /* The idle timeout does not end a body sent a byte at a time: the
+       whole body gets as long as a connection may idle.  libmicrohttpd
+       takes no answer before the body's end, so the connection is
+       closed. */
+    if (since(&q->t0) > (double)h->c.timeout) {
+      char line[256];
+      snprintf(line, sizeof line, "serve: %.16s %.64s: the request body took "
+               "more than %d s (SAGEMAKER_MODEL_SERVER_TIMEOUT); closing "
+               "the connection\n", method, url, h->c.timeout);
+      log_line("%s", line);
+      closing_on_purpose = 1;
+      return MHD_NO;
+    }
     if (!post || q->too_big) return MHD_YES;
     if (q->n + n > h->c.max_body) {
       q->too_big = 1;
@@ -140,12 +186,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
   if (strcmp(url, "/invocations") != 0)
     return text(h, con, 404, "not found (POST /invocations, GET /ping)\n");
   if (!post) return text(h, con, 405, "use POST /invocations\n");
-  if (q->too_big) {
-    static char msg[128];
-    snprintf(msg, sizeof msg, "request body larger than %zu bytes (set "
-             "SAGEMAKER_MAX_PAYLOAD_IN_MB for more)\n", h->c.max_body);
-    return text(h, con, 413, msg);
-  }
+  if (q->too_big)
+    return textf(h, con, 413, "request body larger than %zu bytes (set "
+                 "SAGEMAKER_MAX_PAYLOAD_IN_MB for more)\n", h->c.max_body);
   if (!atomic_load(&h->ready))
     return text(h, con, 503, "loading the model\n");
   mfm_serve_reply r;

@@ -108,6 +108,25 @@ describe("moonfm serve", function()
     assert.equal(0, stop(s))
   end)
 
+  it("closes a connection whose body trickles past the timeout", function()
+    local s = start(base, { SAGEMAKER_MODEL_SERVER_TIMEOUT = "2" })
+    local slow = e2e.tmpdir("slow-body") .. "/5kb"
+    e2e.write(slow, ("x"):rep(5000))
+    -- 1,000 bytes a second (curl sends them at once, then waits): 5 s for
+    -- the body, no gap as long as the 2 s a connection may idle.
+    local t0 = core.clock()
+    local st = curl(s.port, "/invocations", { type = J, file = slow,
+                                              rate = 1000 })
+    assert.equal(0, st) -- closed without an answer
+    assert.is_true(core.clock() - t0 < 4.5)
+    assert.equal(200, (curl(s.port, "/ping")))
+    assert.equal(0, stop(s))
+    assert.matches("POST /invocations: the request body took more than 2 s "
+                   .. "(SAGEMAKER_MODEL_SERVER_TIMEOUT); closing the "
+                   .. "connection\n", e2e.read(s.dir .. "/err"), 1, true)
+    assert.not_matches("internal error", e2e.read(s.dir .. "/err"), 1, true)
+  end)
+
   it("says 503 on /ping while the model loads, then 200", function()
     local s = start(base, { MOONFM_SERVE_LOAD_DELAY_MS = "1500" })
     assert.equal(503, (curl(s.port, "/ping")))

@@ -108,6 +108,7 @@ function M.curl(port, path, o)
   if o.type then args[#args + 1] = "-H " .. q("Content-Type: " .. o.type) end
   if o.accept then args[#args + 1] = "-H " .. q("Accept: " .. o.accept) end
   if o.chunked then args[#args + 1] = "-H 'Transfer-Encoding: chunked'" end
+  if o.rate then args[#args + 1] = "--limit-rate " .. o.rate end
   if o.body then
     e2e.write(d .. "/req", o.body)
     o.file = d .. "/req"
