@@ -110,9 +110,11 @@ static void read_opts(lua_State *L, int t, mfm_read_opts *o,
   const char *d = lmfm_optstr(L, t, "delimiter", NULL);
   if (d) {
     if (strcmp(d, "tab") == 0 || strcmp(d, "\\t") == 0) d = "\t";
-    if (strlen(d) != 1 || !strchr(",\t;| ", d[0]))
+    if (strcmp(d, "::") == 0) d = ":"; /* the reader's name for "::" */
+    else if (strcmp(d, ":") == 0) d = "";
+    if (strlen(d) != 1 || !strchr(",\t;| :", d[0]))
       luaL_error(L, "option 'delimiter' must be one of \",\", \"\\t\", "
-                 "\";\", \"|\", \" \"");
+                 "\";\", \"|\", \" \", \"::\"");
     o->delimiter = d[0];
   }
   if (!lua_isnoneornil(L, t)) {
@@ -172,7 +174,7 @@ static void push_report(lua_State *L, const mfm_read_report *r) {
 #undef SETI
   if (r->delimiter) {
     char d[2] = {r->delimiter, 0};
-    lua_pushstring(L, d);
+    lua_pushstring(L, r->delimiter == ':' ? "::" : d);
     lua_setfield(L, -2, "delimiter");
   }
   if (r->header >= 0) {

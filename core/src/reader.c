@@ -28,8 +28,8 @@ mfm_read_opts mfm_read_opts_default(void) {
 const char *mfm_read_opts_check(const mfm_read_opts *o) {
   if (o->format < MFM_FORMAT_CSV || o->format > MFM_FORMAT_SPARSE)
     return "unknown format";
-  if (o->delimiter && !strchr(",\t;| ", o->delimiter))
-    return "delimiter must be one of ',', tab, ';', '|', space";
+  if (o->delimiter && !strchr(",\t;| :", o->delimiter))
+    return "delimiter must be one of ',', tab, ';', '|', space, '::'";
   if (o->header < -1 || o->header > 1)
     return "header must be -1 (detect), 0 (absent) or 1 (present)";
   for (int c = 0; c < MFM_N_COLS; c++) {

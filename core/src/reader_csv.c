@@ -35,6 +35,27 @@ int mfm_reader_known_col(const char *s, size_t n) {
   return -1;
 }
 
+/* The next "::" in [s, e) (delimiter ':'), or e: a single ':' belongs to
+   its field. */
+static const char *find_colons(const char *s, const char *e) {
+  for (const char *q = s; (q = memchr(q, ':', (size_t)(e - q))); q++)
+    if (q + 1 < e && q[1] == ':') return q;
+  return e;
+}
+
+/* The iterator's next start after a field that ends at q (a separator,
+   or e): past the separator (one byte, two colons for ':', a run of
+   blanks for ' '), which may leave an empty last field; NULL at the
+   line's end. */
+static const char *next_start(const char *q, const char *e, char delim) {
+  if (q >= e) return NULL;
+  if (delim == ' ') {
+    while (q < e && mfm_is_space(*q)) q++;
+    return q < e ? q : NULL;
+  }
+  return q + (delim == ':' ? 2 : 1);
+}
+
 /* Field iterator over one line [*sp, e).  Returns 1 with the field in
    *fp and *fn, 0 when the line has no more fields, -1 on a quoting error
    (*why says which).  *sp is NULL once the last field was given. */
@@ -87,22 +108,19 @@ static int next_field(mfm_reader *r, const char **sp, const char *e,
     }
     s = close + 1;
     while (s < e && (*s == ' ' || (*s == '\t' && delim != '\t'))) s++;
-    if (s < e && *s != delim) {
+    if (s < e && (*s != delim || (delim == ':' && find_colons(s, e) != s))) {
       *why = "unexpected text after a closing quote";
       return -1;
     }
-    if (delim == ' ') {
-      while (s < e && mfm_is_space(*s)) s++;
-      *sp = s < e ? s : NULL;
-    } else {
-      *sp = s < e ? s + 1 : NULL;
-    }
+    *sp = next_start(s, e, delim);
     return 1;
   }
   const char *q;
   if (delim == ' ') {
     q = s;
     while (q < e && !mfm_is_space(*q)) q++;
+  } else if (delim == ':') {
+    q = find_colons(s, e);
   } else {
     q = memchr(s, delim, (size_t)(e - s));
     if (!q) q = e;
@@ -111,12 +129,7 @@ static int next_field(mfm_reader *r, const char **sp, const char *e,
   while (t > s && (t[-1] == ' ' || (t[-1] == '\t' && delim != '\t'))) t--;
   *fp = s;
   *fn = (size_t)(t - s);
-  if (delim == ' ') {
-    while (q < e && mfm_is_space(*q)) q++;
-    *sp = q < e ? q : NULL;
-  } else {
-    *sp = q < e ? q + 1 : NULL;
-  }
+  *sp = next_start(q, e, delim);
   return 1;
 }
 
@@ -132,6 +145,7 @@ static char detect_delimiter(const char *s, const char *e) {
   }
   for (int k = 0; k < 4; k++)
     if (count[k]) return cands[k];
+  if (find_colons(s, e) != e) return ':'; /* MovieLens' ratings.dat */
   for (const char *p = s; p < e; p++)
     if (*p == ' ') return ' ';
   return ',';
@@ -227,7 +241,9 @@ static mfm_status set_positions(mfm_reader *r, const char *s, const char *e,
     snprintf(msg, sizeof msg, "the %s has %d field%s, too few for a user "
              "and an item column (is the delimiter '%s' right?)",
              is_header ? "header" : "first row", n, n == 1 ? "" : "s",
-             r->delim == '\t' ? "\\t" : (char[]){r->delim, 0});
+             r->delim == '\t'  ? "\\t"
+             : r->delim == ':' ? "::"
+                               : (char[]){r->delim, 0});
     return fail_at(r, MFM_EFORMAT, err, msg);
   }
   if (r->pos[MFM_COL_USER] == r->pos[MFM_COL_ITEM])

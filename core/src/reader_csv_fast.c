@@ -105,7 +105,8 @@ static inline int same_short(const char *a, const char *b, size_t n) {
 void mfm_reader_csv_fast_layout(mfm_reader *r) {
   r->fast_cols = 0;
   memset(r->role, 0, sizeof r->role);
-  if (!FAST_OK || r->delim == ' ' || r->max_pos > MFM_FAST_MAX_COLS)
+  if (!FAST_OK || r->delim == ' ' || r->delim == ':' ||
+      r->max_pos > MFM_FAST_MAX_COLS)
     return;
   for (int c = MFM_COL_USER; c <= MFM_COL_WEIGHT; c++) {
     int k = r->pos[c];

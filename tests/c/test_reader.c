@@ -187,6 +187,26 @@ static void csv_basics(void) {
   run_text(&r, "a  b   2\n c d 1 \n", &o);
   CHECK(r.st == MFM_OK && wt(&r, "a", "b") == 2 && wt(&r, "c", "d") == 1);
   run_free(&r);
+
+  /* MovieLens' ratings.dat: "::" between fields, detected; a single ':'
+     stays in its field, quotes work as with any delimiter. */
+  o.delimiter = 0;
+  run_text(&r, "1::1193::5::978300760\n1::661::3::978302109\n"
+               "2:x::\"it::em\"::4::978300001\n", &o);
+  CHECK(r.st == MFM_OK && r.rep.delimiter == ':' && r.rep.header == 0);
+  CHECK(wt(&r, "1", "1193") == 5 && wt(&r, "1", "661") == 3);
+  CHECK(wt(&r, "2:x", "it::em") == 4 && r.x->nnz == 3);
+  run_free(&r);
+  o.delimiter = ':';
+  run_text(&r, "a::b\nc::d::\n", &o); /* "d::": an empty weight field */
+  CHECK(r.st == MFM_OK && wt(&r, "a", "b") == 1 && wt(&r, "c", "d") == 1);
+  run_free(&r);
+  run_text(&r, "\"a\":b::c::1\n", &o);
+  CHECK(r.st == MFM_EFORMAT && has(r.err.msg, "after a closing quote"));
+  run_free(&r);
+  run_text(&r, "a:b:c\n", &o);
+  CHECK(r.st == MFM_EFORMAT && has(r.err.msg, "delimiter '::'"));
+  run_free(&r);
 }
 
 static void csv_columns(void) {

@@ -128,6 +128,20 @@ describe("moonfm.data", function()
       assert.is_true(rep.raw_bytes < rep.bytes + 64)
     end)
 
+    it("reads MovieLens' ratings.dat (\"::\"), detected or asked for",
+       function()
+      local c = channel("train")
+      write(c.path .. "/ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n")
+      local x, rep = data.read(c)
+      assert.equals("::", rep.delimiter)
+      assert.equals(5, weight(x, "1", "1193"))
+      assert.equals(3, weight(x, "1", "661"))
+      x, rep = data.read(c, { delimiter = "::" })
+      assert.equals("::", rep.delimiter)
+      assert.equals(2, x:nnz())
+      assert.has_error(function() data.read(c, { delimiter = ":" }) end)
+    end)
+
     it("reads columns by name and content_params", function()
       local c = channel("train", { content_type = "text/csv",
                                    content_params = { header = "present" } })

@@ -83,7 +83,9 @@ enum { MFM_COL_USER, MFM_COL_ITEM, MFM_COL_WEIGHT, MFM_COL_TIME,
 
 typedef struct mfm_read_opts {
   mfm_format format;
-  char delimiter;      /* CSV: ',', '\t', ';', '|', ' '; 0 = detect */
+  char delimiter;      /* CSV: ',', '\t', ';', '|', ' ', or ':' for the
+                          two-character "::" of MovieLens' .dat files;
+                          0 = detect */
   int header;          /* CSV: 1 present, 0 absent, -1 detect */
   /* Columns: 1-based positions (CSV), or names (CSV with a header, keys of
      JSON lines).  position 0 and name NULL: the default (CSV: 1, 2, then 3
