@@ -8,7 +8,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static const char delims[] = {0, ',', '\t', ';', '|', ' ', 0, 0};
+  static const char delims[] = {0, ',', '\t', ';', '|', ' ', ':', 0};
   mfm_read_opts o = mfm_read_opts_default();
   uint8_t c;
   if (size < 1) return 0;
