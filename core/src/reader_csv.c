@@ -6,15 +6,24 @@
 
 #include "reader_impl.h"
 
-/* Names a header may use for each column (compared without case). */
-static const char *const known[MFM_N_COLS][12] = {
-  {"user", "user_id", "userid", "uid", "user id", "customer_id",
-   "customer", "visitor_id", "session_id", NULL},
-  {"item", "item_id", "itemid", "iid", "item id", "product_id", "product",
-   "movie_id", "movieid", "article_id", NULL},
+/* Names a header (or a JSON key) may use for each column, compared
+   without case: the generic ones, then those of public datasets people
+   try first (MovieLens, Amazon reviews, Yelp, Goodreads, Book-Crossing,
+   Last.fm, RetailRocket, Steam, anime), so their files read as they
+   come. */
+static const char *const known[MFM_N_COLS][24] = {
+  {"user", "user_id", "userid", "uid", "user id", "user-id", "customer_id",
+   "customerid", "customer", "visitor_id", "visitorid", "session_id",
+   "reviewerid", "member_id", "account_id", "client_id", NULL},
+  {"item", "item_id", "itemid", "iid", "item id", "product_id",
+   "productid", "product", "movie_id", "movieid", "article_id", "asin",
+   "business_id", "book_id", "bookid", "isbn", "artist_id", "artistid",
+   "track_id", "song_id", "anime_id", "game_id", "sku", NULL},
   {"weight", "rating", "score", "value", "count", "quantity",
-   "confidence", "label", NULL},
-  {"timestamp", "time", "ts", "date", "datetime", "event_time", NULL},
+   "confidence", "label", "overall", "stars", "book-rating", "plays",
+   "playcount", "play_count", "hours", NULL},
+  {"timestamp", "time", "ts", "date", "datetime", "event_time",
+   "unixreviewtime", "created_at", NULL},
 };
 
 static int same_nocase(const char *a, size_t n, const char *b) {

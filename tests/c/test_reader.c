@@ -188,9 +188,15 @@ static void csv_basics(void) {
   CHECK(r.st == MFM_OK && wt(&r, "a", "b") == 2 && wt(&r, "c", "d") == 1);
   run_free(&r);
 
+  /* Book-Crossing's header names its columns. */
+  o.delimiter = 0;
+  run_text(&r, "\"User-ID\";\"ISBN\";\"Book-Rating\"\n\"7\";\"034545104X\";\"6\"\n",
+           &o);
+  CHECK(r.st == MFM_OK && r.rep.header == 1 && wt(&r, "7", "034545104X") == 6);
+  run_free(&r);
+
   /* MovieLens' ratings.dat: "::" between fields, detected; a single ':'
      stays in its field, quotes work as with any delimiter. */
-  o.delimiter = 0;
   run_text(&r, "1::1193::5::978300760\n1::661::3::978302109\n"
                "2:x::\"it::em\"::4::978300001\n", &o);
   CHECK(r.st == MFM_OK && r.rep.delimiter == ':' && r.rep.header == 0);
@@ -392,6 +398,16 @@ static void jsonl(void) {
   CHECK(r.rep.rows == 4 && r.rep.blank == 1);
   CHECK(wt(&r, "u1", "2") == 5.5f);
   CHECK(wt(&r, "12345678901234567890123", "x\xc3\xa9\"") == 1);
+  run_free(&r);
+
+  /* Public datasets' own keys: Amazon reviews, Yelp. */
+  run_text(&r,
+           "{\"reviewerID\":\"A1\",\"asin\":\"B07\",\"overall\":4.0,"
+           "\"unixReviewTime\":1400000000,\"reviewTime\":\"02 13, 2014\"}\n"
+           "{\"user_id\":\"A2\",\"business_id\":\"B07\",\"stars\":2,"
+           "\"date\":\"2016-03-09 20:07:00\"}\n",
+           &o);
+  CHECK(r.st == MFM_OK && wt(&r, "A1", "B07") == 4 && wt(&r, "A2", "B07") == 2);
   run_free(&r);
 
   static const struct {
