@@ -198,6 +198,18 @@ end
 local function read_paths(channel, paths, names, ropts, what)
   local t0 = core.clock()
   ropts.channel = channel.name
+  -- A named pipe in a File-mode folder is read like a file: the read
+  -- waits until something writes to it, so say so before waiting.
+  if channel.mode ~= "Pipe" then
+    for k, p in ipairs(paths) do
+      if lfs.attributes(p, "mode") == "named pipe" then
+        log.warn("channel '%s': %s is a named pipe; reading waits until a "
+                 .. "writer opens it (for SageMaker's Pipe mode, set the "
+                 .. "channel's TrainingInputMode to Pipe)", channel.name,
+                 names[k])
+      end
+    end
+  end
   ropts.file_names = names
   if channel.record_wrapper and channel.record_wrapper ~= "None" then
     ropts.record_wrapper = channel.record_wrapper

@@ -276,6 +276,24 @@ describe("moonfm.data", function()
     end)
   end)
 
+  it("warns before reading a named pipe in a File-mode channel", function()
+    local c = channel("train")
+    sh("mkdir -p '" .. c.path .. "'")
+    assert(core.mkfifo(c.path .. "/fifo.csv"))
+    sh("sh -c 'sleep 0.2; printf \"user,item\\na,b\\n\" > " .. c.path
+       .. "/fifo.csv' &")
+    local log = require "moonfm.log"
+    local warn, said = log.warn, {}
+    log.warn = function(fmt, ...) said[#said + 1] = fmt:format(...) end
+    local ok, x = pcall(data.read, c)
+    log.warn = warn
+    assert.is_true(ok, tostring(x))
+    assert.equals(1, x:nnz())
+    assert.equals(1, #said)
+    assert.matches("channel 'train': fifo.csv is a named pipe; reading "
+                   .. "waits until a writer opens it", said[1], 1, true)
+  end)
+
   describe("Pipe mode", function()
     it("reads epochs from FIFOs fed by another process, then a regular "
        .. "file", function()
