@@ -235,13 +235,17 @@ static mfm_status set_positions(mfm_reader *r, const char *s, const char *e,
     }
     if (!r->pos[c] && c + 1 <= n) {
       /* Positional defaults: 1, 2, and 3, 4 when the rows have them and
-         no column found by name took that place. */
+         no column found by name took that place.  Under a header whose
+         user and item are named elsewhere than 1 and 2, the columns are
+         not in that order, so the third is not a weight (RetailRocket's
+         "timestamp,visitorid,event,itemid": "event" is not). */
       int taken = 0;
       for (int d = 0; d < c; d++) taken |= r->pos[d] == c + 1;
-      if (is_header && any_known && c >= MFM_COL_WEIGHT)
-        for (int k = c + 1; k < MFM_N_COLS; k++)
-          for (int j = 0; j < nn; j++)
-            taken |= j == c && mfm_reader_known_col(names[j], lens[j]) >= 0;
+      if (is_header && any_known && c >= MFM_COL_WEIGHT) {
+        for (int j = 0; j < nn; j++)
+          taken |= j == c && mfm_reader_known_col(names[j], lens[j]) >= 0;
+        taken |= r->pos[MFM_COL_USER] != 1 || r->pos[MFM_COL_ITEM] != 2;
+      }
       if (!taken) r->pos[c] = c + 1;
     }
   }

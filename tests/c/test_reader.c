@@ -188,6 +188,14 @@ static void csv_basics(void) {
   CHECK(r.st == MFM_OK && wt(&r, "a", "b") == 2 && wt(&r, "c", "d") == 1);
   run_free(&r);
 
+  /* RetailRocket's events: user and item named at 2 and 4, so the third
+     column ("event") is no weight. */
+  o.delimiter = 0;
+  run_text(&r, "timestamp,visitorid,event,itemid,transactionid\n"
+               "1433221332117,257597,view,355908,\n", &o);
+  CHECK(r.st == MFM_OK && wt(&r, "257597", "355908") == 1);
+  run_free(&r);
+
   /* Book-Crossing's header names its columns. */
   o.delimiter = 0;
   run_text(&r, "\"User-ID\";\"ISBN\";\"Book-Rating\"\n\"7\";\"034545104X\";\"6\"\n",
