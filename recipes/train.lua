@@ -54,6 +54,17 @@ local hp = moonfm.hyperparameters {
                help = "also evaluate the popularity baseline" },
   bad_rows = { type = "enum", values = { "fail", "skip" }, default = "fail" },
   max_bad_rows = { type = "int", default = 1000, min = 0 },
+  -- The layout of the train/validation/test files, for the few moonfm
+  -- cannot tell by itself (docs/data.md: most need none of these).
+  delimiter = { type = "enum", values = { "auto", ",", "tab", ";", "|", "space", "::" },
+                default = "auto", help = "CSV delimiter; auto detects it" },
+  header = { type = "enum", values = { "auto", "present", "absent" }, default = "auto" },
+  user_column = { type = "string", default = "",
+                  help = "a header name or a 1-based position; empty: the usual names, else 1" },
+  item_column = { type = "string", default = "",
+                  help = "a header name or a 1-based position; empty: the usual names, else 2" },
+  weight_column = { type = "string", default = "",
+                    help = "a header name, a 1-based position, or none (every row weighs 1)" },
 }
 
 local K = hp.k
@@ -80,7 +91,27 @@ local log, metrics = moonfm.log, moonfm.metrics()
 
 -- Data.  Test sets use the training id maps without growing them: unseen
 -- ids are counted and reported, never silently dropped.
-local read_opts = { bad_rows = hp.bad_rows, max_bad_rows = hp.max_bad_rows }
+local function column(key, none_ok)
+  local v = hp[key]
+  if v == "" then return nil end
+  if none_ok and v == "none" then return false end
+  local pos = math.tointeger(tonumber(v))
+  if tonumber(v) and not (pos and pos >= 1) then
+    moonfm.errors.hyperparameter(string.format(
+      "hyperparameter '%s' = %q: a position must be an integer >= 1", key, v),
+      "Give a 1-based column number, or the column's header name.")
+  end
+  return pos or v
+end
+local read_opts = {
+  bad_rows = hp.bad_rows, max_bad_rows = hp.max_bad_rows,
+  delimiter = hp.delimiter ~= "auto" and (({ tab = "\t", space = " " })[hp.delimiter]
+                                          or hp.delimiter) or nil,
+  header = ({ present = true, absent = false })[hp.header],
+  columns = { user = column("user_column"), item = column("item_column"),
+              weight = column("weight_column", true) },
+}
+if next(read_opts.columns) == nil then read_opts.columns = nil end
 local train = moonfm.read(ch.train, read_opts)
 if train:nnz() == 0 then
   moonfm.errors.data("channel 'train' has no interactions",
@@ -109,7 +140,10 @@ for _, s in ipairs(splits) do
     local x = moonfm.read(ch[s], { users = train:users(), items = train:items(),
                                    grow_users = false, grow_items = false,
                                    bad_rows = hp.bad_rows,
-                                   max_bad_rows = hp.max_bad_rows })
+                                   max_bad_rows = hp.max_bad_rows,
+                                   delimiter = read_opts.delimiter,
+                                   header = read_opts.header,
+                                   columns = read_opts.columns })
     evals[#evals + 1] = { split = s, data = x }
   end
 end

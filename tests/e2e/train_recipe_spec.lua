@@ -144,6 +144,39 @@ describe("recipes/train.lua", function()
     assert.matches("skipped 1", err, 1, true)
   end)
 
+  it("reads a layout it cannot tell by itself through the layout hyperparameters",
+     function()
+    -- Steam-200k's rows: user, "game", behaviour, hours, 0; no header.
+    local d = e2e.tmpdir("layout")
+    local rows = {}
+    for u = 1, 30 do
+      for i = 1, 8 do
+        rows[#rows + 1] = ('%d;"Game %d";play;%d.5;0'):format(u, (u * 7 + i * 3) % 40, i)
+      end
+    end
+    e2e.write(d .. "/train.csv", table.concat(rows, "\n") .. "\n")
+    local function train(...)
+      local b = e2e.tmpdir("layout-run")
+      local code, _, err = run({ "run", "train.lua", "epochs=1", "--channel",
+                                 "train=" .. d .. "/train.csv", "--base-dir", b, ... })
+      return code, err, b
+    end
+    -- Detected: ';', and the third column as a weight, which fails.
+    local code, err = train()
+    assert.are.equal(3, code, err)
+    assert.matches('weight "play" is not a number', err, 1, true)
+    code, err = train("header=absent", "weight_column=4", "delimiter=;")
+    assert.are.equal(0, code, err)
+    assert.matches("30 users, 40 items", err, 1, true)
+    code, err = train("header=absent", "weight_column=none", "item_column=2")
+    assert.are.equal(0, code, err)
+    local b
+    code, err, b = train("weight_column=0")
+    assert.are.equal(2, code, err)
+    assert.matches("^HyperparameterError: hyperparameter 'weight_column' = \"0\"",
+                   (e2e.failure(b)))
+  end)
+
   it("rejects bad hyperparameters all at once (rule 40)", function()
     local b = e2e.tmpdir("badhp")
     local code = run({ "run", "train.lua", "epochs=0", "loss=hinge", "factors=1.5",
