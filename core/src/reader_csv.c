@@ -241,11 +241,9 @@ static mfm_status set_positions(mfm_reader *r, const char *s, const char *e,
          "timestamp,visitorid,event,itemid": "event" is not). */
       int taken = 0;
       for (int d = 0; d < c; d++) taken |= r->pos[d] == c + 1;
-      if (is_header && any_known && c >= MFM_COL_WEIGHT) {
-        for (int j = 0; j < nn; j++)
-          taken |= j == c && mfm_reader_known_col(names[j], lens[j]) >= 0;
-        taken |= r->pos[MFM_COL_USER] != 1 || r->pos[MFM_COL_ITEM] != 2;
-      }
+      if (is_header && any_known && c >= MFM_COL_WEIGHT)
+        taken |= (c < nn && mfm_reader_known_col(names[c], lens[c]) >= 0) ||
+                 r->pos[MFM_COL_USER] != 1 || r->pos[MFM_COL_ITEM] != 2;
       if (!taken) r->pos[c] = c + 1;
     }
   }
