@@ -283,9 +283,9 @@ static int l_serve(lua_State *L) {
   return 1;
 }
 
-/* core.serve_check(path) -> {kind, users, items, factors, seen, fold_in,
-   features} | nil, msg: whether serve would answer from the model file or
-   folder at path, with the loader's own checks (moonfm inspect). */
+/* core.serve_check(path) -> {fold_in = bool, features = bool} | nil, msg:
+   whether serve would answer from the model file or folder at path, by
+   the loader's own checks, and what it could do (moonfm inspect). */
 static int l_serve_check(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   mfm_serve_model *m;
@@ -294,22 +294,12 @@ static int l_serve_check(lua_State *L) {
     return lmfm_pushfail(L, &err);
   mfm_serve_info info;
   mfm_serve_model_info(m, &info);
-  lua_createtable(L, 0, 7);
-  lua_pushstring(L, info.kind);
-  lua_setfield(L, -2, "kind");
-  lua_pushinteger(L, info.n_users);
-  lua_setfield(L, -2, "users");
-  lua_pushinteger(L, info.n_items);
-  lua_setfield(L, -2, "items");
-  lua_pushinteger(L, info.factors);
-  lua_setfield(L, -2, "factors");
-  lua_pushinteger(L, (lua_Integer)info.n_seen);
-  lua_setfield(L, -2, "seen");
+  lua_createtable(L, 0, 2);
   lua_pushboolean(L, info.fold_in);
   lua_setfield(L, -2, "fold_in");
   lua_pushboolean(L, info.features);
   lua_setfield(L, -2, "features");
-  mfm_serve_model_free(m); /* info.kind was borrowed: copied above */
+  mfm_serve_model_free(m);
   return 1;
 }
 

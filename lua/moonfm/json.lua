@@ -123,6 +123,19 @@ end
 
 local parse_value
 
+-- After an element of an array or object: true and the index past its
+-- closing byte `close`, or false and the index of the next element.
+local function after_element(s, i, close, what)
+  i = skip_ws(s, i)
+  local c = s:byte(i)
+  if c == close then return true, i + 1 end
+  if c ~= 44 then
+    fail(i, ("expected ',' or '%s' in %s, found %s"):format(
+      string.char(close), what, char_at(s, i)))
+  end
+  return false, skip_ws(s, i + 1)
+end
+
 local function parse_array(s, i, depth, o)
   local t, n = setmetatable({}, M.array_mt), 0
   i = skip_ws(s, i + 1)
@@ -132,13 +145,9 @@ local function parse_array(s, i, depth, o)
     v, i = parse_value(s, i, depth + 1, o)
     n = n + 1
     t[n] = v
-    i = skip_ws(s, i)
-    local c = s:byte(i)
-    if c == 93 then return t, i + 1 end
-    if c ~= 44 then
-      fail(i, "expected ',' or ']' in an array, found " .. char_at(s, i))
-    end
-    i = skip_ws(s, i + 1)
+    local done
+    done, i = after_element(s, i, 93, "an array")
+    if done then return t, i end
   end
 end
 
@@ -158,13 +167,9 @@ local function parse_object(s, i, depth, o)
     end
     v, i = parse_value(s, skip_ws(s, i + 1), depth + 1, o)
     t[k] = v
-    i = skip_ws(s, i)
-    local c = s:byte(i)
-    if c == 125 then return t, i + 1 end
-    if c ~= 44 then
-      fail(i, "expected ',' or '}' in an object, found " .. char_at(s, i))
-    end
-    i = skip_ws(s, i + 1)
+    local done
+    done, i = after_element(s, i, 125, "an object")
+    if done then return t, i end
   end
 end
 
