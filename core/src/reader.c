@@ -154,6 +154,87 @@ static int where(const mfm_reader *r, char *buf, size_t n) {
   return k;
 }
 
+/* A document's first line (s..e, after any UTF-8 BOM, without its '\n')
+   that is no text moonfm reads: compressed or binary formats other than
+   gzip, UTF-16, JSON that is not one object per line, lines ended by CR
+   alone.  Fails with the document's place and what to do; MFM_OK when
+   the line may be parsed (spec rule 62: one clear message, not a row
+   error on bytes that were never rows). */
+mfm_status mfm_reader_check_doc(mfm_reader *r, const char *s, const char *e,
+                                int jsonl, mfm_err *err) {
+  /* text: the magic is also text ("BZh", "PAR1", "ORC"), so the next
+     bytes must be some no text has; fix: 1 compressed, 0 another format. */
+  static const struct {
+    const char *magic;
+    size_t n;
+    int text, compressed;
+    const char *what;
+  } magics[] = {
+      {"BZh", 3, 1, 1, "bzip2-compressed"},
+      {"\xfd" "7zXZ\0", 6, 0, 1, "xz-compressed"},
+      {"\x28\xb5\x2f\xfd", 4, 0, 1, "zstd-compressed"},
+      {"\x04\x22\x4d\x18", 4, 0, 1, "lz4-compressed"},
+      {"PK\x03\x04", 4, 0, 0, "a zip archive"},
+      {"7z\xbc\xaf\x27\x1c", 6, 0, 0, "a 7-zip archive"},
+      {"PAR1", 4, 1, 0, "a Parquet file"},
+      {"ORC", 3, 1, 0, "an ORC file"},
+      {"Obj\x01", 4, 0, 0, "an Avro file"},
+  };
+  size_t n = (size_t)(e - s);
+  const char *what = NULL, *fix = NULL;
+  for (size_t i = 0; i < sizeof magics / sizeof magics[0]; i++) {
+    size_t m = magics[i].n;
+    if (n < m || memcmp(s, magics[i].magic, m) != 0) continue;
+    if (magics[i].text) {
+      if (m == 3 && s[0] == 'B') { /* bzip2: BZh, a level, "1AY&SY" */
+        if (n < 10 || memcmp(s + 4, "1AY&SY", 6) != 0) continue;
+      } else {
+        unsigned char next = n > m ? (unsigned char)s[m] : 0x20;
+        if (next >= 0x20 || next == '\t') continue;
+      }
+    }
+    what = magics[i].what;
+    fix = magics[i].compressed
+              ? "decompress it, or compress it with gzip, which moonfm reads"
+              : "export the data as CSV or JSON lines (gzip-compressed if "
+                "you like)";
+    break;
+  }
+  if (!what && n >= 2 &&
+      (((unsigned char)s[0] == 0xff && (unsigned char)s[1] == 0xfe) ||
+       ((unsigned char)s[0] == 0xfe && (unsigned char)s[1] == 0xff))) {
+    what = "UTF-16 (it starts with a UTF-16 byte order mark)";
+    fix = "save it as UTF-8";
+  }
+  if (!what) {
+    const char *cr = memchr(s, '\r', n);
+    if (cr && cr + 1 < e) {
+      what = "text whose lines end with a carriage return (CR) alone, as "
+             "old Mac programs write (e.g. Excel's \"CSV (Macintosh)\")";
+      fix = "convert the line ends to LF or CRLF, e.g. tr '\\r' '\\n'";
+    }
+  }
+  if (!what && jsonl) {
+    const char *t = s;
+    while (t < e && (*t == ' ' || *t == '\t' || *t == '\r')) t++;
+    const char *u = e;
+    while (u > t && (u[-1] == ' ' || u[-1] == '\t' || u[-1] == '\r')) u--;
+    if (t < u && *t == '[') {
+      what = "one JSON array, not JSON lines (one object per line)";
+      fix = "write one object per line, e.g. jq -c '.[]' FILE";
+    } else if (u - t == 1 && *t == '{') {
+      what = "JSON written over several lines, not JSON lines (one object "
+             "per line)";
+      fix = "write each object on one line, e.g. jq -c . FILE";
+    }
+  }
+  if (!what) return MFM_OK;
+  char loc[512];
+  where(r, loc, sizeof loc);
+  return mfm_err_set(err, MFM_EFORMAT, "%s: the file is %s; %s", loc, what,
+                     fix);
+}
+
 /* The first bytes of a row, quoted, with control and non-ASCII bytes
    escaped so the message stays one clean line. */
 static void snippet(const char *s, size_t n, char *out, size_t cap) {

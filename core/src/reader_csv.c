@@ -401,11 +401,8 @@ mfm_status mfm_reader_csv_lines(mfm_reader *r, const char *p,
     r->doc_fresh = 0;
     if (fresh) {
       if (e - s >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0) s += 3;
-      if (e - s >= 2 && ((unsigned char)s[0] == 0xff ||
-                         (unsigned char)s[0] == 0xfe) &&
-          ((unsigned char)s[1] == 0xfe || (unsigned char)s[1] == 0xff))
-        return fail_at(r, MFM_EFORMAT, err, "the file is UTF-16 (it starts "
-                       "with a UTF-16 byte order mark); save it as UTF-8");
+      st = mfm_reader_check_doc(r, s, e, 0, err);
+      if (st != MFM_OK) return st;
     }
     const char *t = s;
     while (t < e && mfm_is_space(*t)) t++;

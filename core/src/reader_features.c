@@ -65,6 +65,10 @@ mfm_status mfm_reader_sparse_lines(mfm_reader *r, const char *p,
     if (e > s && e[-1] == '\r') e--;
     if (r->doc_fresh && e - s >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0)
       s += 3;
+    if (r->doc_fresh) {
+      mfm_status st = mfm_reader_check_doc(r, s, e, 0, err);
+      if (st != MFM_OK) return st;
+    }
     r->doc_fresh = 0;
     const char *t = s;
     while (t < e && mfm_is_space(*t)) t++;

@@ -133,6 +133,13 @@ void mfm_reader_csv_fast_layout(mfm_reader *r);
 mfm_status mfm_reader_scratch(mfm_reader *r, size_t n, mfm_err *err);
 
 
+/* Fails (MFM_EFORMAT, with the place and a fix) when a document's first
+   line s..e (BOM removed) shows a file moonfm cannot read as text: another
+   compression or binary format, UTF-16, CR-only line ends, or (jsonl) a
+   JSON array or an object over several lines. */
+mfm_status mfm_reader_check_doc(mfm_reader *r, const char *s, const char *e,
+                                int jsonl, mfm_err *err);
+
 /* The column (MFM_COL_*) a header name usually means, or -1. */
 int mfm_reader_known_col(const char *s, size_t n);
 

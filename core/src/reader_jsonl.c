@@ -288,13 +288,16 @@ mfm_status mfm_reader_jsonl_lines(mfm_reader *r, const char *p,
     r->line++;
     if (r->doc_fresh && e - s >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0)
       s += 3;
+    mfm_status st;
+    if (r->doc_fresh && (st = mfm_reader_check_doc(r, s, e, 1, err)) != MFM_OK)
+      return st;
     r->doc_fresh = 0;
     const char *t = ws(s, e);
     if (t == e) {
       r->rep.blank++;
       continue;
     }
-    mfm_status st = jrow(r, s, e, nl - line_n, line_n, err);
+    st = jrow(r, s, e, nl - line_n, line_n, err);
     if (st != MFM_OK) return st;
   }
   return MFM_OK;

@@ -138,6 +138,34 @@ return {
     files = { [TRAIN] = false },
     setup = function(b) mkfifo_writer(b, "") end,
     code = 3, first = DE .. "channel 'train' has no interactions" },
+  -- Found by the hostile-input campaign of 2026-12-05 (spec rule 62): files
+  -- that are not text moonfm reads failed with a row error on bytes that
+  -- were never rows ("expected at least 2 fields", "expected a JSON
+  -- object ... pass bad_rows=skip") or with "has no interactions".
+  { id = "channel/bzip2-file", files = { [TRAIN] = false,
+      ["input/data/train/r.csv.bz2"] = "BZh91AY&SY\x9a\x1e\x02\x11\0\0\1" },
+    code = 3, first = DE .. ".*r%.csv%.bz2, line 1: the file is bzip2%-compressed" },
+  { id = "channel/xz-file", files = { [TRAIN] = "\xfd7zXZ\0\0\4\xe6\xd6\xb4\x46" },
+    code = 3, first = DE .. ".*the file is xz%-compressed" },
+  { id = "channel/zstd-file", files = { [TRAIN] = "\x28\xb5\x2f\xfd\x04\x58\x89" },
+    code = 3, first = DE .. ".*the file is zstd%-compressed" },
+  { id = "channel/zip-file", files = { [TRAIN] = "PK\3\4\20\0\0\0\8\0" },
+    code = 3, first = DE .. ".*the file is a zip archive" },
+  { id = "channel/parquet-file", files = { [TRAIN] = "PAR1\x15\4\x15\0" },
+    code = 3, first = DE .. ".*the file is a Parquet file" },
+  { id = "channel/magic-like-ids-tolerated",
+    files = { [TRAIN] = "PAR1,BZh9\nORC,i2\nu3,i1\n" }, code = 0 },
+  { id = "channel/cr-only-line-ends", files = { [TRAIN] = "user,item\ru1,i1\ru2,i2\r" },
+    code = 3, first = DE .. ".*line 1: the file is text whose lines end with a carriage return" },
+  { id = "channel/jsonl-utf16", config = JSONL,
+    files = { [TRAIN] = "\255\254{\0\"\0u\0\"\0:\0\"\0x\0\"\0}\0\n\0" },
+    code = 3, first = DE .. ".*UTF%-16" },
+  { id = "channel/json-array-file", files = { [TRAIN] = false,
+      ["input/data/train/data.json"] = '[{"user": "u1", "item": "i1"},\n {"user": "u2", "item": "i2"}]\n' },
+    code = 3, first = DE .. ".*data%.json, line 1: the file is one JSON array, not JSON lines" },
+  { id = "channel/jsonl-pretty-printed", config = JSONL,
+    files = { [TRAIN] = '{\n  "user": "u1",\n  "item": "i1"\n}\n' },
+    code = 3, first = DE .. ".*line 1: the file is JSON written over several lines" },
   -- Each weight fits a float, their sum does not: no infinite weight may
   -- reach the model (it would train to NaN and save it).
   { id = "channels/repeated-rows-sum-overflows",
