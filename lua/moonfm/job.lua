@@ -91,8 +91,22 @@ local function short_traceback(tb)
   return "traceback:\n  " .. table.concat(keep, "\n  ")
 end
 
+-- os.exit(0) in a recipe: raised so that the recipe's end still goes
+-- through train() (rule 57's outputs check, the success file).
+local EXIT_OK = setmetatable({}, { __tostring = function() return "os.exit(0)" end })
+
+-- os.exit while the recipe runs: Lua's would end the process with no
+-- failure file and any status (rules 56, 58, 66).
+local function recipe_exit(code)
+  if code == nil or code == true or code == 0 then error(EXIT_OK, 0) end
+  errors.raise("RecipeError", string.format("the recipe called os.exit(%s)",
+    tostring(code)), "Raise an error (error(\"why\")) to fail the job, or "
+    .. "return from the recipe to finish it: moonfm then writes the failure "
+    .. "file and the exit status.")
+end
+
 local function handler(e)
-  if errors.is(e) then return e end
+  if errors.is(e) or e == EXIT_OK then return e end
   local msg = e
   if type(e) ~= "string" then
     local mt = getmetatable(e)
@@ -200,6 +214,7 @@ local function train(host)
   end
   local job = { outputs = {}, declared_metrics = {}, host = host }
   local t0 = core.clock()
+  local os_exit = os.exit
   local ok, err = xpcall(function()
     local e = env.load(base)
     job.env = e
@@ -218,8 +233,11 @@ local function train(host)
     M.current = job
     local recipe, lerr = loadfile(job.recipe, "t")
     if not recipe then errors.raise("RecipeError", lerr) end
+    os.exit = recipe_exit
     recipe()
   end, handler)
+  os.exit = os_exit
+  if not ok and err == EXIT_OK then ok, err = true, nil end
   M.current = nil
   -- Lua skips the message handler for memory errors (LUA_ERRMEM).
   if not ok and not errors.is(err) then err = classify(err) end

@@ -57,6 +57,16 @@ return {
   { id = "config/checkpoint-path-is-a-file",
     config = { ["checkpointconfig.json"] = '{"LocalPath": "/etc/passwd"}' },
     code = 2, first = "^ConfigError: checkpoint: /etc/passwd is not a directory" },
+  -- Found by the hostile-input campaign of 2026-12-05: os.exit in a recipe
+  -- ended the process with its own status, no failure file and no message
+  -- (rules 56, 58, 66); os.exit(0) skipped rule 57's outputs check.
+  { id = "config/recipe-calls-os-exit", files = { ["code/exit.lua"] = "os.exit(7)\n" },
+    env = { SAGEMAKER_PROGRAM = "exit.lua" },
+    code = 1, first = "^RecipeError: the recipe called os%.exit%(7%)" },
+  { id = "config/recipe-os-exit-0-before-saving",
+    files = { ["code/exit0.lua"] = 'require("moonfm").declare_output("model.moonfm")\nos.exit(0)\n' },
+    env = { SAGEMAKER_PROGRAM = "exit0.lua" },
+    code = 1, first = "^RecipeError: the recipe finished without writing model%.moonfm" },
   -- Rule 12: model/ is made (and so checked) before the recipe runs, not
   -- found unusable at the save after all the training.
   { id = "config/model-is-a-file", files = { model = "x" },
