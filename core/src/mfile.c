@@ -629,13 +629,17 @@ static mfm_status need(const mfm_mfile *f, const char *name, int64_t rows,
   const entry *x = &f->e[j];
   if (x->dtype != MFM_F32 || (rows >= 0 && x->rows != rows) ||
       (cols >= 0 && x->cols != cols) || x->rows > INT32_MAX ||
-      x->cols > INT32_MAX)
+      x->cols > INT32_MAX) {
+    /* -1 is "any": said in words, never as a count. */
+    char nr[32] = "any number of", nc[32] = "any number of";
+    if (rows >= 0) snprintf(nr, sizeof nr, "%lld", (long long)rows);
+    if (cols >= 0) snprintf(nc, sizeof nc, "%lld", (long long)cols);
     return mfm_err_set(err, MFM_EFORMAT,
                        "%s: array '%s' is %s %lld x %lld; expected f32 with "
-                       "%lld rows and %lld columns",
+                       "%s rows and %s columns",
                        f->path, name, dtype_name(x->dtype),
-                       (long long)x->rows, (long long)x->cols,
-                       (long long)rows, (long long)cols);
+                       (long long)x->rows, (long long)x->cols, nr, nc);
+  }
   *out = x;
   return MFM_OK;
 }

@@ -304,10 +304,17 @@ static mfm_status read_exclude(const json_t *v, const where *at, int *x,
 static mfm_status instance(mfm_serve_worker *w, const json_t *o,
                            const where *at, opts d, mfm_err *err) {
   const mfm_serve_parts *p = &w->m->p;
-  if (!json_is_object(o))
-    return mfm_err_set(err, MFM_EINVAL, "%s: must be an object such as "
+  if (!json_is_object(o)) {
+    /* The place without the separator it ends with ("instances[2].",
+       "line 3: "), else "request". */
+    int n = (int)strlen(at->s);
+    while (n > 0 && (at->s[n - 1] == '.' || at->s[n - 1] == ':' ||
+                     at->s[n - 1] == ' '))
+      n--;
+    return mfm_err_set(err, MFM_EINVAL, "%.*s: must be an object such as "
                        "{\"user\": \"u1\", \"k\": 10}",
-                       at->s[0] ? at->s : "request");
+                       n ? n : 7, n ? at->s : "request");
+  }
   if (w->n_inst >= MFM_SERVE_MAX_INSTANCES)
     return mfm_err_set(err, MFM_EINVAL, "request: more than %d instances",
                        MFM_SERVE_MAX_INSTANCES);
@@ -534,6 +541,12 @@ static mfm_status csv_line(mfm_serve_worker *w, const char *s, size_t n,
 mfm_status mfm_serve_decode(mfm_serve_worker *w, const char *body,
                             size_t len, mfm_serve_format fmt, mfm_err *err) {
   w->n_inst = w->n_ids = w->n_reps = w->n_res = 0;
+  /* A UTF-8 byte order mark (Windows editors, PowerShell) is no part of
+     the request, as in training files (docs/data.md). */
+  if (len >= 3 && memcmp(body, "\xef\xbb\xbf", 3) == 0) {
+    body += 3;
+    len -= 3;
+  }
   switch (fmt) {
   case MFM_SERVE_JSON: return decode_json(w, body, len, err);
   case MFM_SERVE_JSONLINES: return each_line(w, body, len, jsonl_line, err);

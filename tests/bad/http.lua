@@ -39,6 +39,14 @@ return {
     reply = "unsupported Content-Type" },
   { id = "http/unsupported-accept", body = '{"user": "u1"}', type = J, accept = "text/html",
     status = 406, reply = "unsupported Accept" },
+  -- Found by the hostile-input campaign of 2026-12-05: a UTF-8 byte order
+  -- mark (Windows tools) made a good request fail ("near '\239\187\191'",
+  -- "unknown user id '???u1'"), and a non-object instance was named
+  -- "instances[0].:".
+  { id = "http/json-utf8-bom-tolerated", body = '\239\187\191{"user": "u1"}', type = J, status = 200 },
+  { id = "http/csv-utf8-bom-tolerated", body = "\239\187\191u1\nu2\n", type = "text/csv", status = 200 },
+  { id = "http/instance-not-an-object", body = '{"instances": [{"user": "u1"}, "u2"]}', type = J,
+    status = 400, reply = "instances[1]: must be an object" },
   { id = "http/type-with-garbage-params", body = '{"user": "u1"}',
     type = "application/json; charset=\255; ;;==", status = 200 },
 }
