@@ -144,7 +144,15 @@ for _, s in ipairs(splits) do
                                    delimiter = read_opts.delimiter,
                                    header = read_opts.header,
                                    columns = read_opts.columns })
-    evals[#evals + 1] = { split = s, data = x }
+    -- An empty split (an empty file, or only ids unseen in training)
+    -- would print NaN metrics every epoch: say it once, evaluate without.
+    if x:nnz() == 0 then
+      log.warn("channel '%s' has no interactions of known users and items; "
+               .. "its metrics are skipped (check the file, or the split "
+               .. "that made it)", s)
+    else
+      evals[#evals + 1] = { split = s, data = x }
+    end
   end
 end
 

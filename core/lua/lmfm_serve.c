@@ -303,7 +303,19 @@ static int l_serve_check(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg serve_funcs[] = {
-    {"serve", l_serve}, {"serve_check", l_serve_check}, {NULL, NULL}};
+/* core.serve_accept(text) -> "json" | "jsonlines" | nil: the answer type
+   an Accept value picks (nil: none moonfm writes; any type picks json). */
+static int l_serve_accept(lua_State *L) {
+  mfm_serve_format f = mfm_serve_accept(luaL_checkstring(L, 1), MFM_SERVE_JSON);
+  if (f == MFM_SERVE_JSON) lua_pushliteral(L, "json");
+  else if (f == MFM_SERVE_JSONLINES) lua_pushliteral(L, "jsonlines");
+  else lua_pushnil(L);
+  return 1;
+}
+
+static const luaL_Reg serve_funcs[] = {{"serve", l_serve},
+                                       {"serve_check", l_serve_check},
+                                       {"serve_accept", l_serve_accept},
+                                       {NULL, NULL}};
 
 void lmfm_open_serve(lua_State *L) { luaL_setfuncs(L, serve_funcs, 0); }

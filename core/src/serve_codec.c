@@ -353,6 +353,10 @@ static mfm_status instance(mfm_serve_worker *w, const json_t *o,
                "not both");
   int32_t k = p->factors.k;
   if (inter || feats) {
+    /* A user next to them only names the new user (a batch's line may
+       carry its id); the model's row for that id is not used. */
+    if (user && !json_is_string(user) && !json_is_integer(user))
+      return bad(err, at, "user", "must be a string or an integer");
     mfm_serve_rep_fn fn = inter ? p->fold_in : p->from_features;
     void *ctx = inter ? p->fold_in_ctx : p->features_ctx;
     const char *field = inter ? "interactions" : "features";

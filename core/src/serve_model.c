@@ -462,20 +462,41 @@ static mfm_status find_file(const char *dir, char *path, size_t cap,
     return mfm_err_set(err, MFM_EIO, "%s: cannot open the model folder (is "
                        "the model unpacked there?)", dir);
   int found = 0;
+  /* What is there instead, for the message: an archive not unpacked, a
+     model one folder down, or any entry. */
+  char tgz[256] = "", sub[256] = "", any[256] = "";
   struct dirent *e;
   while ((e = readdir(d))) {
-    size_t l = strlen(e->d_name);
-    if (l > 7 && strcmp(e->d_name + l - 7, ".moonfm") == 0 &&
-        strncmp(e->d_name, ".moonfm-tmp-", 12) != 0 &&
-        strncmp(e->d_name, "checkpoint-", 11) != 0) {
-      if (found++ == 0) snprintf(path, cap, "%s/%s", dir, e->d_name);
+    const char *nm = e->d_name;
+    size_t l = strlen(nm);
+    if (l > 7 && strcmp(nm + l - 7, ".moonfm") == 0 &&
+        strncmp(nm, ".moonfm-tmp-", 12) != 0 &&
+        strncmp(nm, "checkpoint-", 11) != 0) {
+      if (found++ == 0) snprintf(path, cap, "%s/%s", dir, nm);
+    } else if (nm[0] != '.') {
+      if (!any[0]) snprintf(any, sizeof any, "%s", nm);
+      if (l > 7 && strcmp(nm + l - 7, ".tar.gz") == 0)
+        snprintf(tgz, sizeof tgz, "%s", nm);
+      char in[4096];
+      snprintf(in, sizeof in, "%s/%s/model.moonfm", dir, nm);
+      if (!sub[0] && stat(in, &sb) == 0) snprintf(sub, sizeof sub, "%s", nm);
     }
   }
   closedir(d);
   if (found == 1) return MFM_OK;
+  if (found == 0 && tgz[0])
+    return mfm_err_set(err, MFM_EIO, "%s: no model file (model.moonfm) in "
+                       "the model folder, but an archive, %s; SageMaker "
+                       "unpacks it there; to serve locally, unpack it "
+                       "(tar -xzf %s)", dir, tgz, tgz);
+  if (found == 0 && sub[0])
+    return mfm_err_set(err, MFM_EIO, "%s: no model file (model.moonfm) in "
+                       "the model folder, but one in %s/; point the model "
+                       "folder there, or move the file up", dir, sub);
   if (found == 0)
     return mfm_err_set(err, MFM_EIO, "%s: no model file (model.moonfm) in "
-                       "the model folder; did training save one?", dir);
+                       "the model folder (%s%s); did training save one?",
+                       dir, any[0] ? "it holds e.g. " : "it is empty", any);
   return mfm_err_set(err, MFM_EIO, "%s: %d .moonfm files and no "
                      "model.moonfm; cannot tell which to serve", dir, found);
 }

@@ -349,8 +349,13 @@ local function coerce_scalar(t, spec)
     for _, allowed in ipairs(spec.values) do
       if t == allowed then return t end
     end
+    -- Rule 37 wants the exact bytes; say what keeps a near miss out.
+    local bare = trim(t)
     for _, allowed in ipairs(spec.values) do
-      if t:lower() == allowed:lower() then
+      if bare == allowed then
+        return nil, expectation(spec) .. " (remove the spaces around the value)"
+      end
+      if bare:lower() == allowed:lower() then
         return nil, expectation(spec) .. " (values are case-sensitive)"
       end
     end

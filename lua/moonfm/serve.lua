@@ -66,6 +66,14 @@ function M.config(base)
     mct, strategy, mb)
   c.batch = (getenv("SAGEMAKER_BATCH") or ""):lower() == "true"
   c.default_accept = getenv("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT")
+  -- Refused at start: taken as JSON, it would answer another type than
+  -- the one the deployment asked for, silently.
+  if c.default_accept and c.default_accept:find("%S")
+     and not core.serve_accept(c.default_accept) then
+    return nil, "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT must be "
+      .. "application/json or application/jsonlines (the types moonfm "
+      .. "answers in), got '" .. c.default_accept .. "'"
+  end
   -- A custom handler: MOONFM_SERVE_HANDLER, else model/code/serve.lua.
   local h = getenv("MOONFM_SERVE_HANDLER")
   if not h then

@@ -30,6 +30,12 @@ return {
   { id = "http/unknown-item", body = '{"instances": [{"user": "u1", "items": ["zz"]}]}',
     type = J, status = 400, reply = "unknown item id 'zz'" },
   { id = "http/interactions-unknown", body = '{"interactions": ["zz"]}', type = J, status = 400 },
+  -- A user next to interactions names the new user (a batch line's id);
+  -- it is still checked.
+  { id = "http/interactions-named-user", body = '{"user": "new-7", "interactions": ["i1"]}',
+    type = J, status = 200, reply = "items" },
+  { id = "http/interactions-user-not-an-id", body = '{"user": [1], "interactions": ["i1"]}',
+    type = J, status = 400, reply = "user: must be a string or an integer" },
   { id = "http/jsonlines-bad-line", body = '{"user": "u1"}\n{"user": \n', type = JL, status = 400 },
   { id = "http/csv-empty-line", body = "u1\n\n\n", type = "text/csv", status = 200 },
   { id = "http/csv-binary", body = "\0\1\2\3", type = "text/csv", status = 400 },

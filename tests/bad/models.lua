@@ -80,6 +80,14 @@ cases[#cases + 1] = {
   setup = function(b) os.execute("mkdir -p " .. b .. "/model") end,
   code = 1, stderr = "no model file",
 }
+cases[#cases + 1] = {
+  id = "model/serve-archive-not-unpacked", args = { "serve" },
+  setup = function(b)
+    os.execute("mkdir -p " .. b .. "/model && tar -czf " .. b
+               .. "/model/model.tar.gz -C /etc hostname")
+  end,
+  code = 1, stderr = "tar -xzf model.tar.gz",
+}
 -- The server listens before it loads: keep it off the default port.
 for _, c in ipairs(cases) do
   if c.args and c.args[1] == "serve" then

@@ -532,11 +532,33 @@ static void test_load_errors(void) {
   const char *tmp = getenv("MFM_TEST_TMP");
   char dir[512];
   snprintf(dir, sizeof dir, "%s/serve-empty", tmp ? tmp : "/tmp");
-  char cmd[600];
-  snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+  char cmd[1100];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
   CHECK(system(cmd) == 0);
   CHECK(mfm_serve_model_load(dir, &m, &err) == MFM_EIO && !m);
   CHECK(strstr(err.msg, "no model file") != NULL);
+  CHECK(strstr(err.msg, "it is empty") != NULL);
+  /* What is there instead is named: an archive not unpacked, a model
+     one folder down, any other entry. */
+  snprintf(cmd, sizeof cmd, "cd '%s' && mkdir -p run1 && touch notes.txt",
+           dir);
+  CHECK(system(cmd) == 0);
+  CHECK(mfm_serve_model_load(dir, &m, &err) == MFM_EIO && !m);
+  CHECK(strstr(err.msg, "it holds e.g. ") != NULL);
+  snprintf(cmd, sizeof cmd, "touch '%s/run1/model.moonfm'", dir);
+  CHECK(system(cmd) == 0);
+  CHECK(mfm_serve_model_load(dir, &m, &err) == MFM_EIO && !m);
+  CHECK(strstr(err.msg, "but one in run1/") != NULL);
+  snprintf(cmd, sizeof cmd, "touch '%s/model.tar.gz'", dir);
+  CHECK(system(cmd) == 0);
+  CHECK(mfm_serve_model_load(dir, &m, &err) == MFM_EIO && !m);
+  CHECK(strstr(err.msg, "tar -xzf model.tar.gz") != NULL);
+  /* The only *.moonfm is the model, whatever else the folder holds (an
+     empty file here, so the load fails on it). */
+  snprintf(cmd, sizeof cmd, "touch '%s/zz.moonfm'", dir);
+  CHECK(system(cmd) == 0);
+  CHECK(mfm_serve_model_load(dir, &m, &err) != MFM_OK && !m);
+  CHECK(strstr(err.msg, "zz.moonfm") != NULL);
   CHECK(mfm_serve_model_load("/nonexistent/model", &m, &err) == MFM_EIO);
 }
 

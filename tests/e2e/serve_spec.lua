@@ -154,6 +154,12 @@ describe("moonfm serve", function()
       assert.equal(2, code)
       assert.matches("SAGEMAKER_BIND_TO_PORT", err, 1, true)
     end
+    -- An answer type moonfm does not write is refused at start, not
+    -- replaced by JSON on every request.
+    local code, _, err = e2e.run({ "serve" }, { env = {
+      SAGEMAKER_BASE_DIR = base, SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT = "text/csv" } })
+    assert.equal(2, code)
+    assert.matches("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT must be", err, 1, true)
     local empty = e2e.tmpdir("nomodel")
     local s = start(empty)
     local code = wait_exit(s, 10)

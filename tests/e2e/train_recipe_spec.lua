@@ -177,6 +177,22 @@ describe("recipes/train.lua", function()
                    (e2e.failure(b)))
   end)
 
+  it("says once that an empty test split is skipped, instead of NaN metrics each epoch",
+     function()
+    local d = e2e.tmpdir("empty-test")
+    e2e.write(d .. "/test.csv", "")
+    local b = d .. "/tree"
+    local code, out, err = run({ "run", "train.lua", "epochs=2", "--channel",
+                                 "train=" .. SAMPLE .. "/train.csv", "--channel",
+                                 "test=" .. d .. "/test.csv", "--base-dir", b })
+    assert.are.equal(0, code, err)
+    local _, n = err:gsub("channel 'test' has no interactions", "")
+    assert.are.equal(1, n, err)
+    assert.is_nil(err:find("is nan", 1, true), err)
+    assert.is_nil(out:find("test precision", 1, true), out)
+    assert.is_true(e2e.exists(b .. "/model/model.moonfm"))
+  end)
+
   it("rejects bad hyperparameters all at once (rule 40)", function()
     local b = e2e.tmpdir("badhp")
     local code = run({ "run", "train.lua", "epochs=0", "loss=hinge", "factors=1.5",
