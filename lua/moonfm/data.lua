@@ -193,11 +193,27 @@ local function summarize(name, x, rep, secs, what)
   end
 end
 
+-- Names of files that come with a dataset but hold no rows (an unpacked
+-- download, e.g. MovieLens' README): read as data, they fail on their
+-- prose, so say first why they are read at all.
+local function looks_like_docs(name)
+  local base = name:match("[^/]*$"):lower()
+  return base:match("^readme") or base:match("^license") or base:match("^licence")
+    or base:match("%.md$") or base:match("%.pdf$") or base:match("%.html?$")
+end
+
 -- Reads paths into an Interactions; raises DataError on a bad row or an
 -- unreadable file; returns nil, "stopped" when the stop flag ended it.
 local function read_paths(channel, paths, names, ropts, what)
   local t0 = core.clock()
   ropts.channel = channel.name
+  for _, n in ipairs(names) do
+    if looks_like_docs(n) then
+      log.warn("channel '%s': %s looks like documentation, but every file "
+               .. "in a channel's folder is read as data; move it out of "
+               .. "the channel", channel.name, n)
+    end
+  end
   -- A named pipe in a File-mode folder is read like a file: the read
   -- waits until something writes to it, so say so before waiting.
   if channel.mode ~= "Pipe" then
@@ -217,6 +233,13 @@ local function read_paths(channel, paths, names, ropts, what)
   local x, rep, kind = core.read_interactions(paths, ropts)
   if not x then
     if kind == "stopped" then return nil, "stopped" end
+    for _, n in ipairs(names) do
+      if looks_like_docs(n) and rep:find("file " .. n .. ",", 1, true) then
+        rep = rep .. " (" .. n .. " looks like documentation: move it out "
+              .. "of the channel's folder, whose every file is read as data)"
+        break
+      end
+    end
     errors.raise("DataError", rep)
   end
   summarize(channel.name, x, rep, core.clock() - t0, what)

@@ -166,6 +166,12 @@ return {
   { id = "channel/jsonl-pretty-printed", config = JSONL,
     files = { [TRAIN] = '{\n  "user": "u1",\n  "item": "i1"\n}\n' },
     code = 3, first = DE .. ".*line 1: the file is JSON written over several lines" },
+  -- An unpacked download's README in the channel is read as data too:
+  -- the row error says so.
+  { id = "channel/readme-in-channel",
+    files = { ["input/data/train/README"] = "Ratings of our shop\nexported nightly by the etl job\n" },
+    code = 3, first = DE .. ".*file README, line 2.*README looks like documentation",
+    stderr = "README looks like documentation, but every file" },
   -- Each weight fits a float, their sum does not: no infinite weight may
   -- reach the model (it would train to NaN and save it).
   { id = "channels/repeated-rows-sum-overflows",
