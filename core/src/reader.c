@@ -299,10 +299,15 @@ mfm_status mfm_reader_check_id(mfm_reader *r, const char *line,
   *ok = 0;
   if (n == 0)
     return mfm_reader_bad(r, line, line_n, col, what, err, "empty id");
+  /* A NUL in the row itself means a binary or UTF-16 file; one only in
+     the id came from a JSON escape (\u0000). */
   if (memchr(id, '\0', n))
     return mfm_reader_bad(r, line, line_n, col, what, err,
-                          "NUL byte in id (the file looks binary or "
-                          "UTF-16; save it as UTF-8 text)");
+                          memchr(line, '\0', line_n)
+                              ? "NUL byte in id (the file looks binary or "
+                                "UTF-16; save it as UTF-8 text)"
+                              : "an id may not hold a NUL character "
+                                "(\\u0000); remove it from the id");
   *ok = 1;
   return MFM_OK;
 }

@@ -408,6 +408,12 @@ static void jsonl(void) {
   CHECK(wt(&r, "12345678901234567890123", "x\xc3\xa9\"") == 1);
   run_free(&r);
 
+  /* A NUL from an escape is the id's fault, not the file's encoding. */
+  run_text(&r, "{\"user\":\"a\\u0000b\",\"item\":\"i1\"}\n", &o);
+  CHECK(r.st == MFM_EFORMAT && has(r.err.msg, "may not hold a NUL") &&
+        !has(r.err.msg, "UTF-16"));
+  run_free(&r);
+
   /* Public datasets' own keys: Amazon reviews, Yelp. */
   run_text(&r,
            "{\"reviewerID\":\"A1\",\"asin\":\"B07\",\"overall\":4.0,"
