@@ -105,6 +105,19 @@ local function content_type(channel)
   return ct and ct:lower():gsub("%s", ""), params
 end
 
+-- The format a file's name says ("csv", "jsonl", "sparse"), or nil.
+local function name_format(name)
+  local f = name:lower():gsub("%.gz$", "")
+  if f:match("%.jsonl$") or f:match("%.json$") or f:match("%.ndjson$") then
+    return "jsonl"
+  elseif f:match("%.libsvm$") or f:match("%.svm$") or f:match("%.libfm$") then
+    return "sparse"
+  elseif f:match("%.csv$") or f:match("%.tsv$") then
+    return "csv"
+  end
+end
+local format_names = { csv = "CSV", jsonl = "JSON lines", sparse = "libsvm rows" }
+
 -- format, delimiter, header for read_interactions.  opts win over the
 -- content type, which wins over file names; CSV with detection last.
 local function pick_format(channel, opts, files)
@@ -122,12 +135,25 @@ local function pick_format(channel, opts, files)
     delim = delim or known[2]
   end
   if not format and files and files[1] then
-    local f = files[1]:lower():gsub("%.gz$", "")
-    if f:match("%.jsonl$") or f:match("%.json$") or f:match("%.ndjson$") then
-      format = "jsonl"
-    elseif f:match("%.libsvm$") or f:match("%.svm$") or f:match("%.libfm$") then
-      format = "sparse"
-    elseif f:match("%.tsv$") then
+    -- One read takes one format, named by the first file: files whose
+    -- names say another would fail on their first row with a parse error.
+    local first, first_kind
+    for _, name in ipairs(files) do
+      local kind = name_format(name)
+      if kind and not first then
+        first, first_kind = name, kind
+      elseif kind and kind ~= first_kind then
+        errors.raise("DataError", string.format(
+          "channel '%s' mixes file formats: %s (%s) and %s (%s); a channel "
+          .. "is read in one format: put them in separate channels, or "
+          .. "convert one", channel.name, first, format_names[first_kind],
+          name, format_names[kind]))
+      end
+    end
+    local kind = name_format(files[1])
+    if kind == "jsonl" or kind == "sparse" then
+      format = kind
+    elseif files[1]:lower():gsub("%.gz$", ""):match("%.tsv$") then
       delim = delim or "\t"
     end
   end

@@ -166,6 +166,11 @@ return {
   { id = "channel/jsonl-pretty-printed", config = JSONL,
     files = { [TRAIN] = '{\n  "user": "u1",\n  "item": "i1"\n}\n' },
     code = 3, first = DE .. ".*line 1: the file is JSON written over several lines" },
+  -- One read, one format: a JSON lines file next to the CSV one failed on
+  -- its first row as CSV ("unexpected text after a closing quote").
+  { id = "channel/mixed-formats",
+    files = { ["input/data/train/z.jsonl"] = '{"user": "u9", "item": "i9"}\n' },
+    code = 3, first = DE .. "channel 'train' mixes file formats: part%-0%.csv %(CSV%) and z%.jsonl" },
   -- An unpacked download's README in the channel is read as data too:
   -- the row error says so.
   { id = "channel/readme-in-channel",
