@@ -284,11 +284,15 @@ typedef struct opts {
 
 static mfm_status read_k(const json_t *v, const where *at, int32_t *k,
                          mfm_err *err) {
-  if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-      json_integer_value(v) > MFM_SERVE_MAX_K)
+  /* 10.0 is 10: clients that keep numbers as floats (Python with numpy,
+     JavaScript) send it so. */
+  double x = json_is_integer(v) ? (double)json_integer_value(v)
+             : json_is_real(v)  ? json_real_value(v)
+                                : 0.0;
+  if (!(x >= 1 && x <= MFM_SERVE_MAX_K) || x != (double)(int32_t)x)
     return mfm_err_set(err, MFM_EINVAL, "%sk: must be an integer from 1 to "
                        "%d", at->s, MFM_SERVE_MAX_K);
-  *k = (int32_t)json_integer_value(v);
+  *k = (int32_t)x;
   return MFM_OK;
 }
 

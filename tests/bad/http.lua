@@ -21,6 +21,8 @@ return {
   { id = "http/k-negative", body = '{"user": "u1", "k": -1}', type = J, status = 400, reply = "k" },
   { id = "http/k-huge", body = '{"user": "u1", "k": 1e300}', type = J, status = 400, reply = "k" },
   { id = "http/k-fraction", body = '{"user": "u1", "k": 2.5}', type = J, status = 400, reply = "k" },
+  { id = "http/k-integral-float", body = '{"user": "u1", "k": 2.0}', type = J, status = 200,
+    reply = "items" },
   { id = "http/id-is-object", body = '{"user": {"id": "u1"}}', type = J, status = 400, reply = "user" },
   { id = "http/id-huge-number", body = '{"user": 1e999}', type = J, status = 400 },
   { id = "http/too-many-instances", body = '{"instances": [' .. table.concat(many, ",") .. "]}",
