@@ -545,7 +545,8 @@ end
 local schema_mt = { __name = "moonfm.HyperparameterSchema" }
 local decl_fields = { type = true, default = true, required = true, min = true,
                       max = true, min_exclusive = true, max_exclusive = true,
-                      help = true, values = true, of = true, f32 = true }
+                      help = true, values = true, of = true, f32 = true,
+                      aliases = true }
 
 -- Is a Lua value a valid value of decl?  Returns the normalised value
 -- (int defaults given as 64.0 become 64) or nil, why.
@@ -626,7 +627,7 @@ local function build_schema(decls, level)
       if not decl_fields[f] then
         bad(key, "unknown field '" .. tostring(f) .. "' (known: type, " ..
             "default, required, min, max, min_exclusive, max_exclusive, " ..
-            "values, of, f32, help)")
+            "values, of, f32, help, aliases)")
       end
     end
     if not all_types[d.type] then
@@ -692,7 +693,27 @@ local function build_schema(decls, level)
     end
     out[key] = decl
   end
-  return setmetatable({ decls = out, keys = sorted_keys(out) }, schema_mt)
+  -- Other names of a key (another library's, e.g. LightFM's
+  -- no_components for factors): given instead, they set the key.
+  local alias = {}
+  for key, d in pairs(out) do
+    if d.aliases ~= nil then
+      if type(d.aliases) ~= "table" then bad(key, "aliases must be a list of names") end
+      for _, a in ipairs(d.aliases) do
+        if type(a) ~= "string" or a == "" or M.is_reserved(a) then
+          bad(key, "an alias must be a non-empty name not reserved for SageMaker")
+        end
+        if out[a] then bad(key, "alias '" .. a .. "' is a declared key itself") end
+        if alias[a] then
+          bad(key, "alias '" .. a .. "' is also an alias of '" .. alias[a] .. "'")
+        end
+        alias[a] = key
+      end
+      d.aliases = { table.unpack(d.aliases) }
+    end
+  end
+  return setmetatable({ decls = out, keys = sorted_keys(out), alias = alias },
+                      schema_mt)
 end
 
 -- schema(decls) -> schema
@@ -730,11 +751,11 @@ end
 -- Private state of typed tables, keyed by the proxy.
 local state = setmetatable({}, { __mode = "k" })
 
-local function typed_proxy(schema, values, raw, defaulted)
+local function typed_proxy(schema, values, raw, defaulted, via)
   local decls = schema.decls
   local proxy = {}
   state[proxy] = { schema = schema, values = values, raw = raw,
-                   defaulted = defaulted }
+                   defaulted = defaulted, via = via }
   return setmetatable(proxy, {
     __name = "moonfm.Hyperparameters",
     __index = function(_, k)
@@ -805,14 +826,28 @@ function M.apply(schema, raw, opts)
     end
     if not M.is_reserved(k) then user[k] = v end
   end
-  local values, defaulted, problems = {}, {}, {}
+  local values, defaulted, problems, via = {}, {}, {}, {}
+  -- An alias stands for its key; both given is ambiguous, so an error.
+  for _, a in ipairs(sorted_keys(user)) do
+    local key = schema.alias[a]
+    if key and (user[key] ~= nil or via[key]) then
+      local it = item(a, user[a], "one name of '" .. key .. "' only")
+      it.text = string.format("hyperparameter '%s' = %s: '%s' is another "
+        .. "name for '%s', and '%s' is given too; keep one", a, show(user[a]),
+        a, key, via[key] or key)
+      problems[#problems + 1] = it
+    elseif key then
+      via[key] = a
+    end
+  end
+  for key, a in pairs(via) do user[key], user[a] = user[a], nil end
   for _, key in ipairs(schema.keys) do
     local decl = schema.decls[key]
     local r = user[key]
     if r ~= nil then
       local v, why = M.coerce(r, decl)
       if v == nil then
-        problems[#problems + 1] = item(key, r, why)
+        problems[#problems + 1] = item(via[key] or key, r, why)
       else
         values[key] = v
       end
@@ -825,7 +860,9 @@ function M.apply(schema, raw, opts)
   end
   local unknown = {}
   for _, k in ipairs(sorted_keys(user)) do
-    if not schema.decls[k] then unknown[#unknown + 1] = k end
+    if not schema.decls[k] and not schema.alias[k] then
+      unknown[#unknown + 1] = k
+    end
   end
   if opts.strict then
     for _, k in ipairs(unknown) do
@@ -853,8 +890,10 @@ function M.apply(schema, raw, opts)
     error(e, 0)
   end
   local rawcopy = {}
-  for k, v in pairs(user) do rawcopy[k] = v end
-  return typed_proxy(schema, values, rawcopy, defaulted), unknown
+  for k, v in pairs(raw) do
+    if not M.is_reserved(k) then rawcopy[k] = v end
+  end
+  return typed_proxy(schema, values, rawcopy, defaulted, via), unknown
 end
 
 -- unknown_warning(unknown [, schema]) -> message or nil (rule 41)
@@ -915,9 +954,9 @@ end
 -- Also takes a plain table.
 function M.format_for_log(typed)
   local st = state[typed]
-  local keys, values, defaulted
+  local keys, values, defaulted, via = nil, nil, nil, {}
   if st then
-    keys, values, defaulted = st.schema.keys, st.values, st.defaulted
+    keys, values, defaulted, via = st.schema.keys, st.values, st.defaulted, st.via
   else
     if type(typed) ~= "table" then
       error("format_for_log: table expected, got " .. type(typed), 2)
@@ -927,7 +966,8 @@ function M.format_for_log(typed)
   local lines = {}
   for _, k in ipairs(keys) do
     lines[#lines + 1] = "  " .. k .. " = " .. log_value(values[k]) ..
-      (defaulted[k] and " (default)" or "")
+      (defaulted[k] and " (default)" or "") ..
+      (via[k] and (" (given as " .. via[k] .. ")") or "")
   end
   if #lines == 0 then return "  (none)" end
   return table.concat(lines, "\n")

@@ -177,6 +177,22 @@ describe("recipes/train.lua", function()
                    (e2e.failure(b)))
   end)
 
+  it("takes LightFM's and implicit's names for its settings", function()
+    local code, _, err = run({ "run", "train.lua", "no_components=8", "iterations=1",
+                               "random_state=3", "num_threads=1", "learning_schedule=adadelta",
+                               "--channel", "train=" .. SAMPLE .. "/train.csv",
+                               "--base-dir", e2e.tmpdir("alias") })
+    assert.are.equal(0, code, err)
+    for _, line in ipairs { "factors = 8 (given as no_components)",
+                            "epochs = 1 (given as iterations)",
+                            "seed = 3 (given as random_state)",
+                            "threads = 1 (given as num_threads)",
+                            'schedule = "adadelta" (given as learning_schedule)' } do
+      assert.matches(line, err, 1, true)
+    end
+    assert.is_nil(err:find("ignoring hyperparameters", 1, true), err)
+  end)
+
   it("says once that an empty test split is skipped, instead of NaN metrics each epoch",
      function()
     local d = e2e.tmpdir("empty-test")

@@ -519,6 +519,45 @@ describe("moonfm.hp", function()
       local typed = hp.apply({ v = { type = "string" } }, raw)
       assert.are.equal(2501, #typed.v)
     end)
+
+    it("takes another library's name for a key through aliases", function()
+      local d = { factors = { type = "int", default = 32, aliases = { "no_components",
+                                                                       "num_factors" } },
+                  seed = { type = "int", default = 1 } }
+      local typed, unknown = hp.apply(d, { no_components = "8", other = "1" })
+      assert.are.equal(8, typed.factors)
+      assert.are.same({ "other" }, unknown)
+      assert.are.same({ no_components = "8", other = "1" }, hp.raw(typed))
+      assert.matches("factors = 8 (given as no_components)", hp.format_for_log(typed), 1, true)
+      -- A bad value is named by the name it was given under (rule 40).
+      local ok, e = pcall(hp.apply, d, { no_components = "x" })
+      assert.is_false(ok)
+      assert.matches("^hyperparameter 'no_components' = \"x\": expected an integer", e.message)
+      -- Both names, or two aliases: ambiguous.
+      for _, raw in ipairs { { factors = "8", no_components = "8" },
+                             { num_factors = "8", no_components = "16" } } do
+        ok, e = pcall(hp.apply, d, raw)
+        assert.is_false(ok)
+        assert.are.equal("HyperparameterError", e.category)
+        assert.matches("is another name for 'factors', and '[%w_]+' is given too; keep one", e.message)
+      end
+      -- Strict mode does not call an alias undeclared.
+      assert.are.equal(8, hp.apply(d, { num_factors = "8" }, { strict = true }).factors)
+    end)
+
+    it("refuses aliases that clash", function()
+      local function bad(d, pattern)
+        local ok, msg = pcall(hp.schema, d)
+        assert.is_false(ok)
+        assert.matches(pattern, msg)
+      end
+      bad({ a = { type = "int", aliases = { "b" } }, b = { type = "int" } },
+          "alias 'b' is a declared key itself")
+      bad({ a = { type = "int", aliases = { "c" } }, b = { type = "int", aliases = { "c" } } },
+          "alias 'c' is also an alias of")
+      bad({ a = { type = "int", aliases = "c" } }, "aliases must be a list")
+      bad({ a = { type = "int", aliases = { "sagemaker_x" } } }, "reserved")
+    end)
   end)
 
   describe("read_file (rules 16, 28)", function()
