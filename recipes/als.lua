@@ -27,8 +27,10 @@ local ch = moonfm.channels { train = { required = true }, test = {} }
 moonfm.declare_output("model.moonfm")
 
 local train = moonfm.read(ch.train)
+if not train then return end -- stopped (SIGTERM) while reading: nothing to save
 local test = ch.test and moonfm.read(ch.test, { users = train:users(), items = train:items(),
                                                 grow_users = false, grow_items = false })
+if ch.test and not test then return end -- stopped
 local model = moonfm.model.new {
   algorithm = "als", factors = hp.factors, regularization = hp.regularization,
   alpha = hp.alpha, solver = hp.solver, seed = hp.seed, threads = hp.threads,

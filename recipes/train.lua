@@ -119,6 +119,9 @@ local read_opts = {
 }
 if next(read_opts.columns) == nil then read_opts.columns = nil end
 local train = moonfm.read(ch.train, read_opts)
+-- nil, "stopped": SIGTERM while reading (or waiting for a Pipe); there is
+-- no model to save, so end here (the job exits 143, spec rule 75).
+if not train then return end
 if train:nnz() == 0 then
   moonfm.errors.data("channel 'train' has no interactions",
                      "Check the channel's files (CSV rows user,item[,weight]).")
@@ -127,9 +130,11 @@ local user_features, item_features
 if hp.use_features and hp.algorithm == "fm" then
   if ch.user_features then
     user_features = moonfm.read_features(ch.user_features, { ids = train:users() })
+    if not user_features then return end -- stopped
   end
   if ch.item_features then
     item_features = moonfm.read_features(ch.item_features, { ids = train:items() })
+    if not item_features then return end -- stopped
   end
   -- A feature channel that names no feature at all (empty, comments or a
   -- header only) is no side information: train without it, and say so.
@@ -150,6 +155,7 @@ for _, s in ipairs(splits) do
                                    delimiter = read_opts.delimiter,
                                    header = read_opts.header,
                                    columns = read_opts.columns })
+    if not x then return end -- stopped
     -- An empty split (an empty file, or only ids unseen in training)
     -- would print NaN metrics every epoch: say it once, evaluate without.
     if x:nnz() == 0 then

@@ -273,7 +273,12 @@ local function train(host)
   end
   if stopped then
     -- Interrupted by SIGTERM without a clean save (rule 75).
-    log.warn("stopped: %s", err.message)
+    -- The recipe failed after the stop flag was raised, most often because
+    -- it did not expect moonfm.read or model:fit to return nil, "stopped";
+    -- say that it was stopped first, the recipe's error second.
+    log.warn("stopped before the model was saved; the recipe then failed: %s "
+             .. "(moonfm.read and model:fit return nil, \"stopped\" after "
+             .. "SIGTERM or SIGINT)", err.message)
     return 143
   end
   failure.report(output_dir, err.category, err.message, err.details)

@@ -253,6 +253,29 @@ describe("moonfm train", function()
   end)
 end)
 
+describe("moonfm train stopped before the data is read", function()
+  -- Found by the hostile-input campaign of 2026-12-05: SIGTERM while the
+  -- bundled recipe waited for a Pipe (or read a large file) logged
+  -- "train.lua:116: attempt to index a nil value (local 'train')".
+  it("exits 143 with no failure file and no Lua error (rules 71, 75, 111)", function()
+    local b = e2e.tree { config = {
+      ["hyperparameters.json"] = '{"epochs":"1"}', ["resourceconfig.json"] = RC,
+      ["inputdataconfig.json"] = '{"train":{"TrainingInputMode":"Pipe"}}' } }
+    local d = e2e.tmpdir("sigpipe")
+    local cmd = string.format("cd %s && env SAGEMAKER_BASE_DIR=%s SAGEMAKER_PROGRAM=%s %s train "
+      .. "> %s/out 2> %s/err & pid=$!; sleep 1; kill -TERM $pid; wait $pid; echo $? > %s/code",
+      e2e.quote(d), e2e.quote(b), e2e.quote(e2e.source .. "/recipes/train.lua"),
+      e2e.quote(e2e.exe), d, d, d)
+    os.execute(cmd)
+    local err = e2e.read(d .. "/err")
+    assert.are.equal("143", e2e.read(d .. "/code"):match("%d+"), err)
+    assert.is_nil(e2e.failure(b))
+    assert.is_nil(err:find("attempt to index", 1, true), err)
+    assert.truthy(err:find("stopped before the model was saved", 1, true), err)
+    assert.is_false(e2e.exists(b .. "/output/success"))
+  end)
+end)
+
 describe("moonfm metric-definitions", function()
   it("prints the regexes of the metrics a recipe declares (rule 107)", function()
     local code, out, err = e2e.run({ "metric-definitions", e2e.recipe("ok.lua") })
