@@ -40,9 +40,9 @@ local function abspath(p, base)
   return (base or lfs.currentdir()) .. "/" .. p
 end
 
-local function posint(v, what)
+local function posint(v, what, path)
   if math.type(v) ~= "integer" or v < 1 then
-    usage("sweep file: %s must be a positive integer, got %s", what,
+    usage("sweep file %s: %s must be a positive integer, got %s", path, what,
           tostring(v))
   end
   return v
@@ -132,6 +132,10 @@ function M.load(path, host)
       usage("sweep file %s: fixed.%s must be a number, string or boolean",
             path, tostring(k))
     end
+    if not space.finite(v) then
+      usage("sweep file %s: fixed.%s = %s is not a finite number", path, k,
+            tostring(v))
+    end
   end
   if type(t.space) ~= "table" or next(t.space) == nil then
     usage("sweep file %s: space must name at least one hyperparameter, as "
@@ -156,8 +160,8 @@ function M.load(path, host)
   if math.type(c.seed) ~= "integer" then
     usage("sweep file %s: seed must be an integer", path)
   end
-  if t.trials ~= nil then c.trials = posint(t.trials, "trials") end
-  if t.parallel ~= nil then c.parallel = posint(t.parallel, "parallel") end
+  if t.trials ~= nil then c.trials = posint(t.trials, "trials", path) end
+  if t.parallel ~= nil then c.parallel = posint(t.parallel, "parallel", path) end
   -- objective
   local o = t.objective
   if type(o) ~= "table" or type(o.metric) ~= "string" then
@@ -196,9 +200,9 @@ function M.load(path, host)
     end
     c.early_stopping = {
       min_epochs = es.min_epochs and posint(es.min_epochs,
-        "early_stopping.min_epochs") or M.defaults.min_epochs,
+        "early_stopping.min_epochs", path) or M.defaults.min_epochs,
       min_trials = es.min_trials and posint(es.min_trials,
-        "early_stopping.min_trials") or M.defaults.min_trials,
+        "early_stopping.min_trials", path) or M.defaults.min_trials,
     }
   end
   if t.out ~= nil and type(t.out) ~= "string" then

@@ -44,6 +44,13 @@ local function round6(x)
   return tonumber(string.format("%.6g", x))
 end
 
+-- A number a trial can use: not NaN, not infinite (tonumber("inf") is nil,
+-- so a drawn inf or NaN would silently drop the hyperparameter).
+local function finite(v)
+  return type(v) ~= "number" or (v == v and v > -math.huge and v < math.huge)
+end
+M.finite = finite
+
 local function kind_of(spec)
   if type(spec) ~= "table" then return "fixed" end
   return spec[1]
@@ -65,6 +72,10 @@ function M.check(space)
          type(spec) ~= "boolean" then
         error(where .. ": a value must be a number, string or boolean", 0)
       end
+      if not finite(spec) then
+        error(string.format("%s: %s is not a finite number", where,
+              tostring(spec)), 0)
+      end
     elseif k == "grid" or k == "choice" then
       if #spec < 2 then
         error(where .. ": " .. k .. " needs at least one value, as in { \""
@@ -76,12 +87,20 @@ function M.check(space)
           error(string.format("%s: value %d must be a number, string or "
                 .. "boolean", where, i - 1), 0)
         end
+        if not finite(spec[i]) then
+          error(string.format("%s: value %d (%s) is not a finite number",
+                where, i - 1, tostring(spec[i])), 0)
+        end
       end
     elseif k == "uniform" or k == "log_uniform" or k == "int_uniform" then
       local lo, hi = spec[2], spec[3]
       if type(lo) ~= "number" or type(hi) ~= "number" or #spec ~= 3 then
         error(string.format("%s: %s needs two numbers, as in { \"%s\", lo, "
               .. "hi }", where, k, k), 0)
+      end
+      if not finite(lo) or not finite(hi) then
+        error(string.format("%s: the bounds of %s must be finite numbers, "
+              .. "got %s and %s", where, k, tostring(lo), tostring(hi)), 0)
       end
       if not (lo < hi) then
         error(string.format("%s: lo (%s) must be below hi (%s)", where, lo,
@@ -93,6 +112,13 @@ function M.check(space)
       if k == "int_uniform" and (not math.tointeger(lo) or
                                  not math.tointeger(hi)) then
         error(where .. ": int_uniform needs integer bounds", 0)
+      end
+      -- hi - lo must stay finite (uniform) and within 2^53 (int_uniform),
+      -- or the draws overflow to inf, NaN or a wrapped integer.
+      if (k == "uniform" and not finite(hi - lo)) or (k == "int_uniform"
+          and not ((hi + 0.0) - (lo + 0.0) < 2^53)) then
+        error(string.format("%s: the range %s to %s is too wide to draw "
+              .. "from", where, tostring(lo), tostring(hi)), 0)
       end
     else
       error(string.format("%s: unknown distribution %q (grid, choice, "

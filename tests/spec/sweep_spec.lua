@@ -92,6 +92,16 @@ describe("moonfm.sweep_space", function()
       { { x = { "choice" } }, "space.x: choice needs at least one value" },
       { { x = { "int_uniform", 0.5, 3 } }, "integer bounds" },
       { { x = {} }, "space.x: unknown distribution" },
+      -- Hostile-input campaign 2026-12-05: these drew inf or NaN, which
+      -- tonumber() turns into nil, so trials silently ran the default.
+      { { x = { "uniform", -math.huge, 1 } }, "space.x: the bounds of uniform must be finite" },
+      { { x = { "uniform", 0, math.huge } }, "must be finite numbers" },
+      { { x = { "log_uniform", 1e-3, 1 / 0 } }, "must be finite numbers" },
+      { { x = { "uniform", -1e308, 1e308 } }, "space.x: the range" },
+      { { x = { "int_uniform", math.mininteger, math.maxinteger } }, "too wide" },
+      { { x = { "grid", 0 / 0, 0.1 } }, "space.x: value 1 (" },
+      { { x = { "choice", 1, math.huge } }, "value 2 (inf) is not a finite number" },
+      { { x = 0 / 0 }, "is not a finite number" },
     } do
       local ok, msg = pcall(space.info, case[1])
       assert.is_false(ok)
