@@ -51,6 +51,10 @@ static void install_signals(void) {
   sa.sa_handler = on_stop;
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  /* A closed terminal (SIGHUP) stops like Ctrl-C: otherwise it killed a
+     sweep outright and left its trials, each in its own process group,
+     running with no one to collect them (docs/tuning.md "Stopping"). */
+  sigaction(SIGHUP, &sa, NULL);
   sa.sa_handler = on_alarm;
   sigaction(SIGALRM, &sa, NULL);
   sa.sa_handler = SIG_IGN;

@@ -122,7 +122,11 @@ return {
     assert.are.equal(1, results(d .. "/out").best.trial)
   end)
 
-  it("stops every trial on SIGTERM, waits for them and exits 143 (rule 77)", function()
+  -- SIGHUP (a closed terminal): found by the hostile-input campaign of
+  -- 2026-12-05; it killed the sweep (status 129), left its trials running
+  -- in their own process groups and wrote no results.
+  for _, sig in ipairs { "TERM", "HUP" } do
+  it("stops every trial on SIG" .. sig .. ", waits for them and exits 143 (rule 77)", function()
     local d, f = sweep_file([[
 return {
   recipe = "CURVE",
@@ -150,7 +154,7 @@ return {
     local pids = {}
     for p in err:gmatch("started %(pid (%d+)%)") do pids[#pids + 1] = tonumber(p) end
     assert.are.equal(2, #pids)
-    assert.is_true(core.kill(pid, "TERM"))
+    assert.is_true(core.kill(pid, sig))
     local code = core.wait(pid, 90)
     assert.are.equal(143, code, e2e.read(d .. "/stderr"))
     -- the trials are gone (and were reaped by the sweep: no such process)
@@ -167,6 +171,7 @@ return {
                    e2e.read(d .. "/stderr"), 1, true)
     assert.is_false(e2e.exists(string.format("%s/trials/003", o)))
   end)
+  end
 
   it("rejects a bad sweep file with exit 2 and says what to fix", function()
     for _, case in ipairs {
