@@ -204,9 +204,28 @@ if not ck then
 end
 local start = 0
 do
+  -- A checkpoint of another algorithm, factor count or loss than the
+  -- hyperparameters ask was made by another job sharing the folder:
+  -- resuming it would train (and save) a model the hyperparameters do not
+  -- describe, or fail on its options.  Start afresh instead (rule 94).
+  local function mismatch(h)
+    local function differ(what, was, now)
+      return string.format("it holds %s=%s, the hyperparameters ask %s", what,
+                           tostring(was), tostring(now))
+    end
+    if h.kind ~= hp.algorithm then return differ("algorithm", h.kind, hp.algorithm) end
+    if math.tointeger(h.factors) ~= hp.factors then
+      return differ("factors", h.factors, hp.factors)
+    end
+    local loss = type(h.params) == "table" and h.params.loss
+    if h.kind == "fm" and loss and loss ~= hp.loss then return differ("loss", loss, hp.loss) end
+    return nil
+  end
   local build
   if hp.algorithm == "fm" then
     build = function(h)
+      local why = mismatch(h)
+      if why then error(why, 0) end
       local core = require "moonfm.core"
       local o = {}
       for key, v in pairs(h.params or {}) do o[key] = v end
@@ -227,6 +246,13 @@ do
     end
   else
     m, info = ck:resume { build = build }
+  end
+  local why = m and mismatch(info.header)
+  if why then
+    log.warn("checkpoint %s does not fit this job (%s); starting afresh",
+             info.path, why)
+    m:close()
+    m = nil
   end
   if m then
     local nu, ni = train:users():size(), train:items():size()

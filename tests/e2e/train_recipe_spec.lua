@@ -116,6 +116,33 @@ describe("recipes/train.lua", function()
                    e2e.read(b .. "/model/item_factors.npy"))
   end)
 
+  -- Found by the hostile-input campaign of 2026-12-05: a checkpoint of
+  -- factors=16 was resumed silently under factors=32 (the model kept 16),
+  -- and an fm checkpoint under algorithm=als failed the job with
+  -- "HyperparameterError: fm: unknown option 'regularization'".
+  it("does not resume a checkpoint of another algorithm, factors or loss (rule 94)", function()
+    local b = e2e.tmpdir("foreign-ck")
+    local code, _, err = run({ "run", "train.lua", "epochs=2", "threads=1", "factors=8",
+                               "use_features=false", "--base-dir", b })
+    assert.are.equal(0, code, err)
+    for _, case in ipairs {
+      { '"factors": "16"', "it holds factors=8, the hyperparameters ask 16" },
+      { '"factors": "8", "loss": "bpr"', "it holds loss=warp, the hyperparameters ask bpr" },
+      { '"factors": "8", "algorithm": "als"', "it holds algorithm=fm, the hyperparameters ask als" },
+    } do
+      local c = e2e.tmpdir("foreign-ck-run")
+      os.execute(string.format("cp -r %s/. %s && rm -rf %s/model/* %s/output",
+        e2e.quote(b), e2e.quote(c), e2e.quote(c), e2e.quote(c)))
+      e2e.write(c .. "/input/config/hyperparameters.json",
+        '{"epochs": "3", "threads": "1", "use_features": "false", ' .. case[1] .. '}')
+      code, _, err = run({ "train" }, { SAGEMAKER_BASE_DIR = c,
+                                        SAGEMAKER_PROGRAM = "train.lua" })
+      assert.are.equal(0, code, err)
+      assert.matches(case[2], err, 1, true)
+      assert.is_nil(err:find("resumed from", 1, true), err)
+    end
+  end)
+
   it("reports a malformed row as a DataError with file and line (rules 62, 91)", function()
     local d = e2e.tmpdir("bad")
     e2e.write(d .. "/train.csv", "user,item,weight\nu1,i1,1\nu2,i2,2\nu3,,1\n")
