@@ -129,6 +129,12 @@ end
 
 local function resolve_all(e)
   local max_s = num_env("MOONFM_DIST_RESOLVE", 900)
+  -- Said first: a host that does not resolve is retried for up to max_s
+  -- seconds, and a job that printed nothing meanwhile looked hung (found
+  -- by the hostile-input campaign of 2026-12-05; rules 81, 98).
+  log.info("%d hosts in resourceconfig.json (this is %s, rank %d): resolving "
+    .. "their names, retrying for up to %.0f s (MOONFM_DIST_RESOLVE)",
+    #e.hosts, e.current_host, e.rank or 0, max_s)
   for _, h in ipairs(e.hosts) do
     local addr, err = core.dist_resolve(h, max_s)
     if not addr then

@@ -276,6 +276,20 @@ describe("moonfm train stopped before the data is read", function()
   end)
 end)
 
+describe("moonfm train with several hosts that do not resolve", function()
+  -- Found by the hostile-input campaign of 2026-12-05: the job printed
+  -- nothing at all while it retried name resolution for up to 15 minutes.
+  it("says it is resolving before it waits, then fails with ConfigError (rules 81, 98)", function()
+    local b = tree(nil, { ["resourceconfig.json"] =
+      '{"current_host":"algo-1","hosts":["algo-1","algo-2"]}' })
+    local code, _, err = train(b, "wait_stop.lua", { MOONFM_DIST_RESOLVE = "1" })
+    if code == 2 and err:find("built without Open MPI", 1, true) then return end
+    assert.are.equal(2, code, err)
+    assert.matches("2 hosts in resourceconfig.json (this is algo-1, rank 0): resolving", err, 1, true)
+    assert.matches("^ConfigError: cannot reach the other hosts", e2e.failure(b))
+  end)
+end)
+
 describe("moonfm metric-definitions", function()
   it("prints the regexes of the metrics a recipe declares (rule 107)", function()
     local code, out, err = e2e.run({ "metric-definitions", e2e.recipe("ok.lua") })
