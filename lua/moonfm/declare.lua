@@ -9,9 +9,13 @@ local M = {}
 -- Raised by moonfm.channels in declare-only mode to end the preamble.
 M.DONE = setmetatable({}, { __tostring = function() return "declarations collected" end })
 
-function M.metric_definitions(recipe, hyperparameters)
+-- collect(recipe, hyperparameters [, quiet]) -> job | nil, error
+-- Runs the recipe's preamble with these raw hyperparameters (key -> string)
+-- and returns what it declared: job.declared_metrics, job.unknown_hps (the
+-- given keys the recipe does not declare).  quiet: no log lines.
+function M.collect(recipe, hyperparameters, quiet)
   local j = {
-    declare_only = true,
+    declare_only = true, quiet = quiet,
     outputs = {},
     declared_metrics = {},
     env = {
@@ -21,15 +25,20 @@ function M.metric_definitions(recipe, hyperparameters)
     },
   }
   local chunk, lerr = loadfile(recipe, "t")
-  if not chunk then
-    io.stderr:write("RecipeError: ", lerr, "\n")
-    return errors.exit_codes.RecipeError
-  end
+  if not chunk then return nil, errors.new("RecipeError", lerr) end
+  local saved = job.current
   job.current = j
   local ok, err = pcall(chunk)
-  job.current = nil
+  job.current = saved
   if not ok and err ~= M.DONE then
-    local e = errors.is(err) and err or errors.new("RecipeError", tostring(err))
+    return nil, errors.is(err) and err or errors.new("RecipeError", tostring(err))
+  end
+  return j
+end
+
+function M.metric_definitions(recipe, hyperparameters)
+  local j, e = M.collect(recipe, hyperparameters)
+  if not j then
     io.stderr:write(tostring(e), "\n")
     if e.details then io.stderr:write(e.details, "\n") end
     return errors.exit_codes[e.category] or 1

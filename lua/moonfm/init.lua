@@ -43,6 +43,8 @@ function M.hyperparameters(schema, opts)
   local typed, unknown = hp.apply(hp.schema(schema), j.env.hyperparameters_raw,
                                   opts)
   j.hyperparameters = typed
+  j.unknown_hps = unknown
+  if j.quiet then return typed end
   log.info("hyperparameters:\n%s", hp.format_for_log(typed))
   local warning = hp.unknown_warning(unknown, schema)
   if warning then log.warn("%s", warning) end

@@ -625,6 +625,50 @@ local function parse_args(args)
 end
 
 -- main(args, host) -> exit status.  args[1] is "sweep".
+-- Checks the sweep against what the recipe declares, by running its
+-- preamble with trial 1's hyperparameters (as metric-definitions does):
+-- an objective it never reports would run every trial to the end and
+-- fail it then, and a space key it does not declare would run the same
+-- trial over and over.  A preamble that fails is left to the trials.
+function M.check_recipe(c, first)
+  local all = {}
+  for k, v in pairs(c.fixed) do all[k] = v end
+  for k, v in pairs(first or {}) do all[k] = v end
+  local j = require("moonfm.declare").collect(c.recipe, strings(all), true)
+  if not j then return end
+  local unknown = {}
+  for _, k in ipairs(j.unknown_hps or {}) do unknown[k] = true end
+  for k in pairs(c.space) do
+    if unknown[k] then
+      usage("sweep file %s: space.%s is not a hyperparameter %s declares, so "
+            .. "every trial would run with the same value; check the name",
+            c.file, k, c.recipe)
+    end
+  end
+  for k in pairs(c.fixed) do
+    if unknown[k] then
+      log.warn("sweep file %s: fixed.%s is not a hyperparameter %s declares; "
+               .. "the trials ignore it", c.file, k, c.recipe)
+    end
+  end
+  if #j.declared_metrics == 0 then return end
+  local names = {}
+  for _, m in ipairs(j.declared_metrics) do
+    local n = m.split .. ":" .. m.name
+    if n == c.objective.metric then return end
+    names[#names + 1] = n
+  end
+  local hint = ""
+  local bare = c.objective.metric:match("^(.*):epoch$")
+  if bare then
+    hint = string.format(" (the :epoch definitions are the per-epoch lines of "
+                         .. "the same metric; name it %s)", bare)
+  end
+  usage("sweep file %s: objective.metric %s is not a metric %s reports%s; "
+        .. "it reports %s", c.file, c.objective.metric, c.recipe, hint,
+        table.concat(names, ", "))
+end
+
 function M.main(args, host)
   host = host or package.loaded["moonfm.host"] or {}
   local o = parse_args(args)
@@ -632,7 +676,7 @@ function M.main(args, host)
   if o.parallel then c.parallel = o.parallel end
   if o.trials then c.trials = o.trials end
   if o.seed then c.seed = o.seed end
-  M.plan(c) -- check the count before creating anything
+  M.check_recipe(c, M.plan(c)[1]) -- checked before creating anything
   local out = o.out or c.out
   if out then
     out = abspath(out)

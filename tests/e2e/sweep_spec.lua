@@ -186,6 +186,16 @@ return {
       { 'return { recipe = "CURVE", space = { rate = { "log_uniform", 0, 1 } }, trials = 2, objective = { metric = "test:x" } }',
         "space.rate: log_uniform needs lo > 0" },
       { "return 42", "must return a table" },
+      -- Checked against what the recipe declares (its preamble, run once):
+      -- these ran every trial to the end before.
+      { 'return { recipe = "CURVE", space = { rate = { "grid", 0.1, 0.3 } }, objective = { metric = "test:score@1:epoch" } }',
+        "is not a metric " },
+      { 'return { recipe = "CURVE", space = { rate = { "grid", 0.1, 0.3 } }, objective = { metric = "test:score@1:epoch" } }',
+        "name it test:score@1)" },
+      { 'return { recipe = "CURVE", space = { rate = { "grid", 0.1, 0.3 } }, objective = { metric = "test:scor@1" } }',
+        "it reports test:score@1, train:loss" },
+      { 'return { recipe = "CURVE", space = { rte = { "grid", 0.1, 0.3 } }, objective = { metric = "test:score@1" } }',
+        "space.rte is not a hyperparameter" },
     } do
       local d, f = sweep_file(case[1])
       local code, _, err = e2e.run({ "sweep", f, "--out", d .. "/out" })
