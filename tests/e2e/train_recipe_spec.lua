@@ -204,6 +204,21 @@ describe("recipes/train.lua", function()
                    (e2e.failure(b)))
   end)
 
+  it("runs the complete recipe of docs/recipes.md as printed", function()
+    local doc = e2e.read(e2e.source .. "/docs/recipes.md")
+    local code_text = doc:match("## A complete recipe%s+```lua\n(.-)```")
+    assert.is_string(code_text, "no recipe block in docs/recipes.md")
+    local d = e2e.tmpdir("doc-recipe")
+    e2e.write(d .. "/my-recipe.lua", code_text)
+    local b = d .. "/tree"
+    local code, out, err = run({ "run", d .. "/my-recipe.lua", "epochs=2", "--channel",
+                                 "train=" .. SAMPLE .. "/train.csv", "--channel",
+                                 "test=" .. SAMPLE .. "/test.csv", "--base-dir", b })
+    assert.are.equal(0, code, err)
+    assert.matches("epoch=2, test precision@10 <score>=", out, 1, true)
+    assert.is_true(e2e.exists(b .. "/model/model.moonfm"))
+  end)
+
   it("takes LightFM's and implicit's names for its settings", function()
     local code, _, err = run({ "run", "train.lua", "no_components=8", "iterations=1",
                                "random_state=3", "num_threads=1", "learning_schedule=adadelta",
