@@ -331,7 +331,8 @@ static mfm_status instance(mfm_serve_worker *w, const json_t *o,
   in.k = d.k;
   in.exclude = d.exclude;
   in.user = -1;
-  const json_t *user = NULL, *items = NULL, *inter = NULL, *feats = NULL;
+  const json_t *user = NULL, *items = NULL, *inter = NULL, *feats = NULL,
+               *similar = NULL;
   const char *key;
   json_t *v;
   mfm_status st;
@@ -340,6 +341,7 @@ static mfm_status instance(mfm_serve_worker *w, const json_t *o,
     else if (strcmp(key, "items") == 0) items = v;
     else if (strcmp(key, "interactions") == 0) inter = v;
     else if (strcmp(key, "features") == 0) feats = v;
+    else if (strcmp(key, "similar_to") == 0) similar = v;
     else if (strcmp(key, "k") == 0) {
       if ((st = read_k(v, at, &in.k, err))) return st;
     } else if (strcmp(key, "exclude_seen") == 0) {
@@ -349,8 +351,26 @@ static mfm_status instance(mfm_serve_worker *w, const json_t *o,
       quote_id(shown, sizeof shown, key, strlen(key));
       return mfm_err_set(err, MFM_EINVAL, "%s%s: unknown field (fields: "
                          "user, k, exclude_seen, items, interactions, "
-                         "features)", at->s, shown);
+                         "features, similar_to)", at->s, shown);
     }
+  }
+  if (similar) {
+    /* The items nearest an item: cosine of the item rows, the item left
+       out; there is no user, so nothing else applies. */
+    if (user || items || inter || feats)
+      return bad(err, at, "similar_to", "give it alone (with k), not with "
+                 "user, items, interactions or features");
+    char shown[64];
+    in.item = lookup(w, p->items, similar, shown, sizeof shown);
+    if (in.item == -3) return mfm_err_set(err, MFM_ENOMEM, "out of memory");
+    if (in.item == -2)
+      return bad(err, at, "similar_to", "must be a string or an integer");
+    if (in.item < 0)
+      return mfm_err_set(err, MFM_EINVAL, "%ssimilar_to: unknown item id "
+                         "'%s'", at->s, shown);
+    in.what = INST_SIMILAR;
+    w->inst[w->n_inst++] = in;
+    return MFM_OK;
   }
   if (inter && feats)
     return bad(err, at, "interactions", "give interactions or features, "

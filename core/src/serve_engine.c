@@ -97,6 +97,37 @@ static void topk_block(mfm_serve_worker *w, const int64_t *idx, int nb) {
     topk_row(w, &w->inst[idx[b]], w->sb + (size_t)b * ni);
 }
 
+/* The k items whose rows are nearest item in->item's by cosine (a row of
+   length 0 is at cosine 0 from every other); the item itself left out. */
+static void similar_items(mfm_serve_worker *w, serve_inst *in) {
+  const mfm_factors *f = &w->m->p.factors;
+  const float *len = w->m->item_norm;
+  int32_t ni = f->n_items, i = in->item;
+  float *row = w->sb;
+  if (f->k == 0)
+    memset(row, 0, (size_t)ni * sizeof *row);
+  else
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, ni, f->k, 1.0f, f->item,
+                (int)f->ld_item, f->item + (int64_t)i * f->ld_item, 1, 0.0f,
+                row, 1);
+  for (int32_t j = 0; j < ni; j++) {
+    float d = len[i] * len[j];
+    row[j] = d > 0.0f ? row[j] / d : 0.0f;
+  }
+  w->mark[i] = 1;
+  row[i] = -INFINITY;
+  mfm_heap h;
+  mfm_heap_init(&h, w->hs, w->hi, in->k < ni ? in->k : ni);
+  mfm_heap_scan(&h, row, ni, w->mark);
+  mfm_heap_sort(&h);
+  w->mark[i] = 0;
+  for (int32_t r = 0; r < h.n; r++) {
+    w->res_items[in->res + r] = h.index[r];
+    w->res_scores[in->res + r] = h.score[r];
+  }
+  in->n_res = h.n;
+}
+
 static void score_items(mfm_serve_worker *w, serve_inst *in) {
   const mfm_factors *f = &w->m->p.factors;
   float ub;
@@ -141,6 +172,10 @@ mfm_status mfm_serve_predict(mfm_serve_worker *w, mfm_err *err) {
     serve_inst *in = &w->inst[i];
     if (in->what == INST_SCORE) {
       score_items(w, in);
+      continue;
+    }
+    if (in->what == INST_SIMILAR) {
+      similar_items(w, in);
       continue;
     }
     blk[nb++] = i;

@@ -11,19 +11,21 @@
 struct mfm_serve_model {
   mfm_serve_parts p;
   char kind[32];
+  float *item_norm; /* each item row's length, for similar_to (cosine) */
   void *owned; /* what mfm_serve_model_load allocated, or NULL */
 };
 
 /* Users scored per sgemm in the engine. */
 #define MFM_SERVE_BLOCK 16
 
-enum { INST_TOPK = 1, INST_SCORE = 2 };
+enum { INST_TOPK = 1, INST_SCORE = 2, INST_SIMILAR = 3 };
 
 /* One decoded instance.  Lists live in the worker's pools, by offset. */
 typedef struct serve_inst {
-  int what;         /* INST_TOPK or INST_SCORE */
+  int what;         /* INST_TOPK, INST_SCORE or INST_SIMILAR */
   int exclude;      /* exclude_seen */
   int32_t user;     /* known user, or -1: representation at rep */
+  int32_t item;     /* INST_SIMILAR: the item whose neighbours are asked */
   int32_t k;
   int64_t rep;      /* offset into reps (k + 1 floats: vector, bias) */
   int64_t list, n_list; /* ids pool: items to score, or fold-in items */

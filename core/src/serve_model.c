@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,7 +44,19 @@ mfm_status mfm_serve_model_new(const mfm_serve_parts *p,
   mfm_status st = check_parts(p, err);
   if (st != MFM_OK) return st;
   mfm_serve_model *m = mfm_calloc(1, sizeof *m);
-  if (!m) return mfm_err_set(err, MFM_ENOMEM, "serve: out of memory");
+  const mfm_factors *f = &p->factors;
+  if (m) m->item_norm = mfm_malloc_array(f->n_items > 0 ? (size_t)f->n_items : 1,
+                                         sizeof(float));
+  if (!m || !m->item_norm) {
+    mfm_serve_model_free(m);
+    return mfm_err_set(err, MFM_ENOMEM, "serve: out of memory");
+  }
+  for (int32_t j = 0; j < f->n_items; j++) {
+    const float *v = f->item + (int64_t)j * f->ld_item;
+    double s = 0.0;
+    for (int32_t d = 0; d < f->k; d++) s += (double)v[d] * v[d];
+    m->item_norm[j] = (float)sqrt(s);
+  }
   m->p = *p;
   snprintf(m->kind, sizeof m->kind, "%s", p->kind ? p->kind : "factors");
   m->p.kind = m->kind;
@@ -89,6 +102,7 @@ static void owned_free(owned *o) {
 void mfm_serve_model_free(mfm_serve_model *m) {
   if (!m) return;
   if (m->owned) owned_free(m->owned);
+  mfm_free(m->item_norm);
   mfm_free(m);
 }
 

@@ -32,6 +32,13 @@ return {
   { id = "http/unknown-item", body = '{"instances": [{"user": "u1", "items": ["zz"]}]}',
     type = J, status = 400, reply = "unknown item id 'zz'" },
   { id = "http/interactions-unknown", body = '{"interactions": ["zz"]}', type = J, status = 400 },
+  -- Items like an item (cosine of the item rows): not a user's request.
+  { id = "http/similar-to", body = '{"similar_to": "i1", "k": 2}', type = J, status = 200,
+    reply = '"items":["' },
+  { id = "http/similar-to-unknown", body = '{"similar_to": "zz"}', type = J, status = 400,
+    reply = "similar_to: unknown item id 'zz'" },
+  { id = "http/similar-to-with-user", body = '{"similar_to": "i1", "user": "u1"}', type = J,
+    status = 400, reply = "give it alone" },
   -- A user next to interactions names the new user (a batch line's id);
   -- it is still checked.
   { id = "http/interactions-named-user", body = '{"user": "new-7", "interactions": ["i1"]}',

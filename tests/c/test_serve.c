@@ -2,6 +2,7 @@
    reference (dot products, exclusion, tie rule), every 400/406/415, and
    allocation failures that must answer 500 and leak nothing. */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,6 +274,57 @@ static void test_errors(fixture *fx) {
   expect(fx, "\n\n", "text/csv", NULL, 400, "no lines");
   /* Empty instances is a valid, empty answer. */
   expect(fx, "{\"instances\": []}", J, NULL, 200, "{\"predictions\":[]}");
+}
+
+/* similar_to: the k items nearest by cosine of the item rows, against a
+   plain reference in double; the item itself never among them. */
+static void test_similar(fixture *fx) {
+  for (int i = 0; i < NI; i += 37) {
+    double len[NI], cs[NI];
+    for (int j = 0; j < NI; j++) {
+      double s = 0;
+      for (int d = 0; d < K; d++) s += (double)I[j * K + d] * I[j * K + d];
+      len[j] = sqrt(s);
+    }
+    for (int j = 0; j < NI; j++) {
+      double s = 0;
+      for (int d = 0; d < K; d++) s += (double)I[i * K + d] * I[j * K + d];
+      cs[j] = s / (len[i] * len[j]);
+    }
+    char body[96];
+    snprintf(body, sizeof body, "{\"instances\": [{\"similar_to\": %d, "
+             "\"k\": 6}]}", i);
+    int st;
+    json_t *j = invoke(fx, body, "application/json", NULL, &st, NULL);
+    CHECK(st == 200 && j);
+    json_t *p = json_array_get(json_object_get(j, "predictions"), 0);
+    json_t *items = json_object_get(p, "items"), *sc = json_object_get(p,
+                                                                    "scores");
+    CHECK(json_array_size(items) == 6 && json_array_size(sc) == 6);
+    uint8_t used[NI] = {0};
+    used[i] = 1;
+    for (size_t r = 0; r < json_array_size(items); r++) {
+      int best = -1;
+      for (int c = 0; c < NI; c++)
+        if (!used[c] && (best < 0 || cs[c] > cs[best])) best = c;
+      used[best] = 1;
+      char want[16];
+      snprintf(want, sizeof want, "%d", best);
+      const char *got = json_string_value(json_array_get(items, r));
+      CHECK(got && strcmp(got, want) == 0);
+      CHECK_NEAR(json_number_value(json_array_get(sc, r)), cs[best], 1e-5);
+    }
+    json_decref(j);
+  }
+  const char *J = "application/json";
+  expect(fx, "{\"similar_to\": \"nope\"}", J, NULL, 400,
+         "similar_to: unknown item id 'nope'");
+  expect(fx, "{\"similar_to\": \"3\", \"user\": \"u1\"}", J, NULL, 400,
+         "similar_to: give it alone");
+  expect(fx, "{\"similar_to\": [3]}", J, NULL, 400,
+         "similar_to: must be a string or an integer");
+  expect(fx, "{\"similar_to\": \"3\", \"k\": 2}", "application/jsonlines",
+         NULL, 200, "\"items\":[");
 }
 
 static void test_faults(fixture *fx) {
@@ -569,6 +621,7 @@ int main(void) {
   test_media();
   test_forms(&fx);
   test_errors(&fx);
+  test_similar(&fx);
   test_faults(&fx);
   test_load_errors();
   test_load_hybrid();

@@ -234,6 +234,26 @@ local function common(srv, R, seen)
   assert.same(items, r.predictions[1].items)
   for n, id in ipairs(items) do assert.near(ref[id], r.predictions[1].scores[n], 1e-3) end
   check_fold_in(srv, R, seen[u].list)
+  -- similar_to: the nearest items by cosine of the item representations
+  local i0 = seen[u].list[1]
+  local function cosine(a, b)
+    local d, na, nb = 0, 0, 0
+    for t = 1, #a do d, na, nb = d + a[t] * b[t], na + a[t] ^ 2, nb + b[t] ^ 2 end
+    return (na > 0 and nb > 0) and d / math.sqrt(na * nb) or 0
+  end
+  local a = R.irep[R.item_index[i0]]
+  local want = {}
+  for i, r in pairs(R.irep) do
+    if R.items[i] ~= i0 then want[#want + 1] = { R.items[i], cosine(a, r) } end
+  end
+  table.sort(want, function(x, y) return x[2] > y[2] end)
+  st, r = post(srv, { similar_to = i0, k = 5 })
+  assert.equal(200, st, r)
+  for n = 1, 5 do
+    assert.near(want[n][2], r.predictions[1].scores[n], 1e-4)
+    assert.are_not.equal(i0, r.predictions[1].items[n])
+  end
+  assert.equal(want[1][1], r.predictions[1].items[1])
 end
 
 describe("moonfm serve on trained models", function()
