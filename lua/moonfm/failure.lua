@@ -58,6 +58,11 @@ end
 -- Writes the failure (rules 60-65) under output_dir, unless a failure file
 -- already exists (rule 61: the recipe may have written a better one).
 -- Prints the full text to stderr first.  Returns the full text.
+-- The full text's name in output/data; a host that is not the leader of
+-- a multi-host job names it after itself (rule 99: every host's tree goes
+-- into one archive).
+M.full_name = "failure-full.txt"
+
 function M.report(output_dir, category, summary, details)
   local text = M.text(category, summary, details)
   io.stdout:flush()
@@ -69,7 +74,7 @@ function M.report(output_dir, category, summary, details)
       core.write_atomic(path, M.truncate(text, M.LIMIT - 1) .. "\n")
     end
     if lfs.attributes(output_dir .. "/data", "mode") == "directory" then
-      core.write_atomic(output_dir .. "/data/failure-full.txt", text .. "\n")
+      core.write_atomic(output_dir .. "/data/" .. M.full_name, text .. "\n")
     end
     os.remove(output_dir .. "/success") -- rule 58
   end

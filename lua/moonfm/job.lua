@@ -176,10 +176,19 @@ end
 
 -- metrics.json and report.html in output/data, on every ending; a report
 -- that cannot be written is a warning, never a change of exit status.
+-- Rule 99: every host's output/data goes into one archive, so a host that
+-- is not the leader writes its report in a folder named after itself.
+local function own_data_dir(e)
+  if e.is_leader ~= false then return e.output_data_dir end
+  local d = e.output_data_dir .. "/" .. e.current_host
+  env.mkdir_p(d)
+  return d
+end
+
 local function write_report(job, status, err, t0)
   if not job.env then return end
   local ok, r, msg = pcall(require("moonfm.report").write_run,
-    job.env.output_data_dir, {
+    own_data_dir(job.env), {
       metrics = job.metrics and job.metrics:records() or {},
       hyperparameters = job.hyperparameters,
       status = status,
@@ -218,6 +227,9 @@ local function train(host)
   local ok, err = xpcall(function()
     local e = env.load(base)
     job.env = e
+    if e.is_leader == false then
+      failure.full_name = "failure-full." .. e.current_host .. ".txt"
+    end
     e.log_level = log_level(e)
     log.set_level(e.log_level)
     for _, w in ipairs(e.warnings) do log.warn("%s", w) end

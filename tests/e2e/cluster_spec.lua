@@ -84,6 +84,12 @@ describe_if("multi-host jobs on Open MPI", function()
     local leader_out = read(dir .. "/algo-1.out")
     assert.is_nil(leader_out:find("host=algo-2, test", 1, true))
     assert.is_truthy(read(dir .. "/algo-2/output/success"))
+    -- Rule 99: every host's output/data goes into one archive, so only the
+    -- leader's report has the plain names.
+    assert.is_truthy(read(dir .. "/algo-1/output/data/metrics.json"))
+    assert.is_nil(read(dir .. "/algo-2/output/data/metrics.json"))
+    assert.is_truthy(read(dir .. "/algo-2/output/data/algo-2/metrics.json"))
+    assert.is_truthy(read(dir .. "/algo-2/output/data/algo-2/report.html"))
   end)
 
   it("the factorization model trains on 2 hosts with model averaging",
@@ -135,6 +141,8 @@ describe_if("multi-host jobs on Open MPI", function()
     assert.equals(3, status, out)
     assert.matches("^DataError: injected failure on algo%-2",
                    read(dir .. "/algo-2/output/failure"))
+    assert.is_truthy(read(dir .. "/algo-2/output/data/failure-full.algo-2.txt"))
+    assert.is_nil(read(dir .. "/algo-2/output/data/failure-full.txt"))
     assert.matches("the MPI job across 2 hosts failed",
                    read(dir .. "/algo-1/output/failure"), 1, true)
     assert.is_nil(read(dir .. "/algo-1/output/success"))
