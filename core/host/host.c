@@ -78,14 +78,40 @@ void host_fatal(const char *text, int code) {
   fprintf(stderr, "%s\n", text);
   fflush(NULL);
   const char *b = getenv("SAGEMAKER_BASE_DIR");
-  char out[PATH_MAX], path[PATH_MAX + 16];
+  char out[PATH_MAX], path[PATH_MAX + 32];
   snprintf(out, sizeof out, "%s/output", b && *b ? b : "/opt/ml");
   snprintf(path, sizeof path, "%s/failure", out);
   struct stat st;
   if (stat(out, &st) == 0 && S_ISDIR(st.st_mode) && stat(path, &st) != 0) {
+    /* Rule 63: at most 1024 bytes with the newline, cut at a UTF-8
+       character boundary and ended by "..." (the text may hold a Lua
+       traceback and paths, so not only ASCII). */
+    char buf[1024];
     size_t len = strlen(text);
-    if (len > 1024) len = 1024; /* rule 63; our own texts are ASCII */
-    mfm_write_atomic(path, text, len, NULL);
+    if (len > sizeof buf - 1) {
+      len = sizeof buf - 5;
+      while (len > 0 && ((unsigned char)text[len] & 0xC0) == 0x80) len--;
+      memcpy(buf, text, len);
+      memcpy(buf + len, "...", 3);
+      len += 3;
+    } else {
+      memcpy(buf, text, len);
+    }
+    buf[len++] = '\n';
+    mfm_write_atomic(path, buf, len, NULL);
+    /* Rule 64: the whole text too, when output/data is there. */
+    snprintf(path, sizeof path, "%s/data", out);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+      size_t n = strlen(text);
+      char *full = malloc(n + 1);
+      snprintf(path, sizeof path, "%s/data/failure-full.txt", out);
+      if (full) {
+        memcpy(full, text, n);
+        full[n] = '\n';
+        mfm_write_atomic(path, full, n + 1, NULL);
+        free(full);
+      }
+    }
   }
   exit(code);
 }

@@ -47,6 +47,32 @@ describe("moonfm train", function()
     assert.matches("rate = 0.25", err, 1, true)
   end)
 
+  -- moonfm's own fatal path (an error outside every recipe, here a broken
+  -- installed module): the same failure file rules as a recipe's errors.
+  it("cuts a long fatal error at a UTF-8 boundary with ... and keeps it whole in failure-full.txt (rules 60, 63, 64, 66)", function()
+    local prefix = e2e.tmpdir("broken-install")
+    local lmod = prefix .. "/share/moonfm/lua/moonfm"
+    os.execute(string.format("mkdir -p %s/bin %s && cp %s %s/bin/moonfm",
+      e2e.quote(prefix), e2e.quote(lmod), e2e.quote(e2e.exe), e2e.quote(prefix)))
+    local long = ("é"):rep(800) -- 1,600 bytes of two-byte characters
+    e2e.write(lmod .. "/cli.lua", "error(" .. string.format("%q", long) .. ", 0)\n")
+    local b = e2e.tmpdir("broken-install-tree")
+    os.execute("mkdir -p " .. e2e.quote(b .. "/output/data"))
+    local code, _, err = e2e.run({ "train" }, { exe = prefix .. "/bin/moonfm",
+                                                env = { SAGEMAKER_BASE_DIR = b } })
+    assert.are.equal(70, code, err)
+    assert.matches("InternalError: " .. long, err, 1, true)
+    local f = e2e.read(b .. "/output/failure")
+    assert.is_true(#f <= 1024, #f)
+    assert.are.equal("InternalError: ", f:sub(1, 15))
+    assert.are.equal("...\n", f:sub(-4))
+    assert.are.equal(long:sub(1, #f - 19), f:sub(16, -5))
+    assert.is_truthy(utf8.len(f), "cut inside a character")
+    local full = e2e.read(b .. "/output/data/failure-full.txt")
+    assert.are.equal("InternalError: " .. long .. "\n", full:sub(1, 16 + #long))
+    assert.matches("stack traceback", full, 1, true)
+  end)
+
   it("exports the SM_* environment like the toolkit (rules 51-55, T8)", function()
     local b = tree('{"epochs": "2", "learning-rate": "0.1"}', {
       ["inputdataconfig.json"] = '{"train":{},"item-features":{}}',
