@@ -29,7 +29,37 @@ local function current()
 end
 
 -- The /opt/ml view of the running job (see moonfm.env.load for fields).
-function M.env() return current().env end
+-- A read-only view of t (rule 21): reads go through, nested tables come
+-- back as views too, writes raise.  moonfm reads the same tables later
+-- (host, rank, folders), so a recipe must not be able to change them.
+local function readonly(t, views)
+  if type(t) ~= "table" then return t end
+  local v = views[t]
+  if v then return v end
+  v = setmetatable({}, {
+    __name = "moonfm.Env",
+    __index = function(_, k) return readonly(t[k], views) end,
+    __newindex = function(_, k)
+      error("the job's environment is read-only (assignment to '"
+            .. tostring(k) .. "')", 2)
+    end,
+    __len = function() return #t end,
+    __pairs = function()
+      return function(_, k)
+        local nk, nv = next(t, k)
+        return nk, readonly(nv, views)
+      end, v, nil
+    end,
+  })
+  views[t] = v
+  return v
+end
+
+function M.env()
+  local j = current()
+  j.env_views = j.env_views or setmetatable({}, { __mode = "k" })
+  return readonly(j.env, j.env_views)
+end
 
 -- True once SIGTERM/SIGINT asked the job to stop (rule 72): save and return.
 function M.stop_requested() return core.stop_requested() end

@@ -347,4 +347,41 @@ describe("moonfm.env", function()
     assert.is_true(rok)
     assert.equals("directory", lfs.attributes(tmp .. "/m/r/s", "mode"))
   end)
+
+  it("moonfm.env() gives recipes a read-only view (rule 21)", function()
+    local job = require "moonfm.job"
+    local saved = job.current
+    local raw = { current_host = "algo-1", hosts = { "algo-1", "algo-2" },
+                  rank = 0, is_leader = true, channels = { train = { path = "/x" } } }
+    job.current = { env = raw }
+    local ok, e = pcall(function()
+      local v = require("moonfm").env()
+      assert.equals(v, require("moonfm").env())
+      assert.equals("algo-1", v.current_host)
+      assert.equals(2, #v.hosts)
+      assert.equals("algo-2", v.hosts[2])
+      assert.equals("/x", v.channels.train.path)
+      local names = {}
+      for _, h in ipairs(v.hosts) do names[#names + 1] = h end
+      assert.same({ "algo-1", "algo-2" }, names)
+      local keys = 0
+      for _ in pairs(v) do keys = keys + 1 end
+      assert.equals(5, keys)
+      assert.equals("algo-1,algo-2", table.concat(v.hosts, ","))
+      for _, write in ipairs {
+        function() v.current_host = "evil" end,
+        function() v.hosts[1] = "x" end,
+        function() v.channels.train.path = "/y" end,
+      } do
+        local wok, msg = pcall(write)
+        assert.is_false(wok)
+        assert.matches("read%-only", msg)
+      end
+      assert.equals("algo-1", raw.current_host)
+      assert.equals("algo-1", raw.hosts[1])
+      assert.equals("/x", raw.channels.train.path)
+    end)
+    job.current = saved
+    if not ok then error(e, 0) end
+  end)
 end)
