@@ -128,7 +128,29 @@ local function log_summary(e, recipe)
              c.record_wrapper ~= "None" and ", " .. c.record_wrapper or "")
   end
   if #e.channel_names == 0 then log.info("no channels") end
-  log.info("checkpoints in %s", e.checkpoint_dir)
+  -- Rule 81: whether a resume will happen, as far as the folder tells
+  -- (the recipe decides, and a damaged file is skipped when it loads).
+  local ck = require "moonfm.checkpoint"
+  local newest, count = nil, 0
+  if lfs.attributes(e.checkpoint_dir, "mode") == "directory" then
+    for f in lfs.dir(e.checkpoint_dir) do
+      local ep, st = ck.parse(f)
+      if not ep then ep, st = ck.parse(f, e.current_host) end
+      if ep then
+        count = count + 1
+        if not newest or ep > newest.ep or (ep == newest.ep and st > newest.st) then
+          newest = { name = f, ep = ep, st = st }
+        end
+      end
+    end
+  end
+  if newest then
+    log.info("checkpoints in %s: %d found, the newest %s (epoch %d): a "
+             .. "recipe that resumes starts from it", e.checkpoint_dir, count,
+             newest.name, newest.ep)
+  else
+    log.info("checkpoints in %s: none, a fresh start", e.checkpoint_dir)
+  end
 end
 
 local function export_environment(e)

@@ -102,11 +102,13 @@ describe("recipes/train.lua", function()
     code, _, err = run({ "run", "train.lua", "epochs=3", "threads=1",
                          "use_features=false", "--base-dir", b })
     assert.are.equal(0, code, err)
+    assert.matches("checkpoints in .*: none, a fresh start", err) -- rule 81
     e2e.write(b .. "/input/config/hyperparameters.json",
       '{"epochs": "6", "threads": "1", "use_features": "false"}')
     code, _, err = run({ "train" }, { SAGEMAKER_BASE_DIR = b,
                                       SAGEMAKER_PROGRAM = "train.lua" })
     assert.are.equal(0, code, err)
+    assert.matches("2 found, the newest checkpoint%-000003%.moonfm %(epoch 3%)", err)
     assert.matches("resumed from .*checkpoint%-000003%.moonfm at epoch 3", err)
     local ua = e2e.read(a .. "/model/user_factors.npy")
     local ub = e2e.read(b .. "/model/user_factors.npy")
