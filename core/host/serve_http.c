@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include "moonfm/alloc.h"
+#include "moonfm/log.h"
 #include "moonfm/serve.h"
 #include "moonfm/stop.h"
 
@@ -45,10 +46,6 @@ static double since(const struct timespec *t0) {
   return (double)(t.tv_sec - t0->tv_sec) + (t.tv_nsec - t0->tv_nsec) * 1e-9;
 }
 
-static void log_line(const char *fmt, const char *a) {
-  fprintf(stderr, fmt, a);
-  fflush(stderr);
-}
 
 /* Set by a handler that closes its connection on purpose, having said
    why: libmicrohttpd's own line for it, in the same thread right after,
@@ -65,7 +62,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
   vsnprintf(line, sizeof line, fmt, ap);
   size_t n = strlen(line);
   while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
-  log_line("serve: http: %s\n", line);
+  mfm_log(MFM_LOG_WARNING, "serve: http: %s", line);
 }
 
 static enum MHD_Result respond(mfm_http *h, struct MHD_Connection *con,
@@ -141,11 +138,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
        takes no answer before the body's end, so the connection is
        closed. */
     if (since(&q->t0) > (double)h->c.timeout) {
-      char line[256];
-      snprintf(line, sizeof line, "serve: %.16s %.64s: the request body took "
-               "more than %d s (SAGEMAKER_MODEL_SERVER_TIMEOUT); closing "
-               "the connection\n", method, url, h->c.timeout);
-      log_line("%s", line);
+      mfm_log(MFM_LOG_WARNING, "serve: %.16s %.64s: the request body took "
+              "more than %d s (SAGEMAKER_MODEL_SERVER_TIMEOUT); closing the "
+              "connection", method, url, h->c.timeout);
       closing_on_purpose = 1;
       return MHD_NO;
     }

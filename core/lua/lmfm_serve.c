@@ -12,6 +12,7 @@
 #include "lmfm.h"
 #include "lualib.h"
 #include "moonfm/alloc.h"
+#include "moonfm/log.h"
 #include "moonfm/serve.h"
 #include "moonfm/stop.h"
 #include "moonfm/threads.h"
@@ -162,7 +163,7 @@ static void lua_invoke(void *ctx, const char *body, size_t len,
     lua_pushlightuserdata(L, s);
     lua_pushlightuserdata(L, s->w[i]);
     if (lua_pcall(L, 2, 0, 1) != LUA_OK) {
-      fprintf(stderr, "serve: handler %s: %s\n", s->handler,
+      mfm_log(MFM_LOG_ERROR, "serve: handler %s: %s", s->handler,
               lua_tostring(L, -1));
       lua_close(L);
       reply_copy(out, 500, "text/plain; charset=utf-8",
@@ -179,7 +180,7 @@ static void lua_invoke(void *ctx, const char *body, size_t len,
   lua_pushstring(L, accept ? accept : "");
   if (lua_pcall(L, 3, 3, 1) != LUA_OK) {
     /* moonfm.serve.worker catches handler errors; this is ours. */
-    fprintf(stderr, "serve: %s\n", lua_tostring(L, -1));
+    mfm_log(MFM_LOG_ERROR, "serve: %s", lua_tostring(L, -1));
     lua_settop(L, 0);
     reply_copy(out, 500, "text/plain; charset=utf-8", "internal error\n", 15);
     return;
@@ -263,8 +264,8 @@ static int l_serve(lua_State *L) {
   }
   mfm_serve_info info;
   mfm_serve_model_info(m, &info);
-  fprintf(stderr, "serve: model %s: %d users, %d items, %d factors, %lld "
-          "training interactions%s%s%s; ready\n", info.kind,
+  mfm_log(MFM_LOG_INFO, "serve: model %s: %d users, %d items, %d factors, "
+          "%lld training interactions%s%s%s; ready", info.kind,
           (int)info.n_users, (int)info.n_items, (int)info.factors,
           (long long)info.n_seen, info.fold_in ? ", fold-in" : "",
           info.features ? ", feature users" : "",

@@ -40,6 +40,13 @@ static int sys_stop_requested(lua_State *L) {
   return 1;
 }
 
+/* core.log_level(n): the level below which C log lines are dropped (the
+   Lua layer's moonfm.log sets both). */
+static int sys_log_level(lua_State *L) {
+  mfm_log_set_level((int)luaL_checkinteger(L, 1));
+  return 0;
+}
+
 static int sys_stop_request(lua_State *L) {
   mfm_stop_request();
   return 0;
@@ -139,6 +146,7 @@ static const luaL_Reg sys_funcs[] = {
   {"getpid", sys_getpid},
   {"geteuid", sys_geteuid},
   {"isatty", sys_isatty},
+  {"log_level", sys_log_level},
   {"mkfifo", sys_mkfifo},
   {"peak_rss", sys_peak_rss},
   {"realpath", sys_realpath},

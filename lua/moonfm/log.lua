@@ -10,6 +10,8 @@ local threshold = 20
 -- set_level(n | "debug" | "info" | ...); Python numeric levels (rule 49).
 function M.set_level(level)
   threshold = levels[level] or tonumber(level) or 20
+  -- The same level for the C side's lines (the HTTP server's threads).
+  core.log_level(math.tointeger(threshold) or math.floor(threshold))
 end
 
 local function stamp()

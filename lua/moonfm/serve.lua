@@ -93,31 +93,33 @@ end
 function M.main(host)
   local core = require "moonfm.core"
   local env = require "moonfm.env"
+  local log = require "moonfm.log"
+  -- Rule 49 in serve mode: the level from SM_LOG_LEVEL (there are no
+  -- hyperparameters here).
+  log.set_level(tonumber(os.getenv("SM_LOG_LEVEL") or "") or 20)
   local c, err = M.config(env.base_dir())
   if not c then
-    io.stderr:write("serve: ", err, "\n")
+    log.error("serve: %s", err)
     return 2
   end
   if c.handler then
     -- Fail at start, not on the first request, when the handler is bad.
     local ok, msg = pcall(M.worker, c.handler, function() end)
     if not ok then
-      io.stderr:write("serve: handler ", c.handler, ": ", tostring(msg), "\n")
+      log.error("serve: handler %s: %s", c.handler, tostring(msg))
       return 1
     end
   end
   c.on_listen = function()
-    io.stderr:write(string.format("serve: listening on 0.0.0.0:%d, %d "
-      .. "workers, bodies up to %d bytes, model %s\n", c.port, c.workers,
-      c.max_body, c.model_dir))
+    log.info("serve: listening on 0.0.0.0:%d, %d workers, bodies up to %d "
+             .. "bytes, model %s", c.port, c.workers, c.max_body, c.model_dir)
   end
   local answered, msg = core.serve(c)
   if not answered then
-    io.stderr:write("serve: cannot serve: ", msg, "\n")
+    log.error("serve: cannot serve: %s", msg)
     return 1
   end
-  io.stderr:write(string.format("serve: stopped after %d requests\n",
-                                answered))
+  log.info("serve: stopped after %d requests", answered)
   return 0
 end
 
@@ -221,7 +223,7 @@ function M.worker(path, predict_json)
         tostring(e.message or "") .. "\n"
     end
     local msg = tostring(e):match("^[^\n]*")
-    if status >= 500 then io.stderr:write("serve: handler: ", tostring(e), "\n") end
+    if status >= 500 then require("moonfm.log").error("serve: handler: %s", tostring(e)) end
     return status, "text/plain; charset=utf-8", msg .. "\n"
   end
   return function(body, content_type, accept)

@@ -165,6 +165,20 @@ describe("moonfm serve", function()
     local code = wait_exit(s, 10)
     assert.equal(1, code)
     assert.matches("cannot serve: .*model", e2e.read(s.dir .. "/err"))
+    -- The training log's format (rule 83) and SM_LOG_LEVEL (rule 49), for
+    -- the Lua side's lines and the C side's alike.
+    local stamp = "%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ "
+    local port = tostring(math.random(20000, 60000))
+    local c1, _, e1 = e2e.run({ "serve" }, { env = {
+      SAGEMAKER_BASE_DIR = empty, SAGEMAKER_BIND_TO_PORT = port } })
+    assert.equal(1, c1)
+    assert.matches(stamp .. "INFO serve: listening on", e1)
+    assert.matches(stamp .. "ERROR serve: cannot serve: ", e1)
+    local c2, _, e2 = e2e.run({ "serve" }, { env = {
+      SAGEMAKER_BASE_DIR = empty, SAGEMAKER_BIND_TO_PORT = port, SM_LOG_LEVEL = "40" } })
+    assert.equal(1, c2)
+    assert.is_nil(e2:find("listening on", 1, true), e2)
+    assert.matches(stamp .. "ERROR serve: cannot serve: ", e2)
   end)
 
   it("finishes a request in flight on SIGTERM and exits within 25 s",

@@ -280,6 +280,9 @@ describe("moonfm serve on trained models", function()
     assert.is_truthy(R.A["item_feature_names.ids"])
     local srv = serve(base)
     assert.matches("model fm: 1000 users", e2e.read(srv.dir .. "/err"), 1, true)
+    -- A C-side line (mfm_log), in the training log's format (rule 83).
+    assert.matches("%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ INFO serve: model fm: ",
+                   e2e.read(srv.dir .. "/err"))
     common(srv, R, seen)
     local st, r = post(srv, { features = { "genre:horror" } })
     assert.equal(400, st)

@@ -20,6 +20,7 @@
 #include "status.h"
 #include "stop.h"
 #include "threads.h"
+#include "log.h"
 #include "fileio.h"
 #include "csr.h"
 #include "factors.h"
