@@ -56,6 +56,8 @@ local hp = moonfm.hyperparameters {
   checkpoint_every = { type = "int", default = 1, min = 0,
                        help = "epochs between checkpoints; 0 = no checkpoints" },
   checkpoint_keep = { type = "int", default = 2, min = 1 },
+  checkpoint_seconds = { type = "float", default = 0, min = 0,
+    help = "also checkpoint at the first epoch end this many seconds after the last; 0 = off" },
   baseline = { type = "bool", default = true,
                help = "also evaluate the popularity baseline" },
   bad_rows = { type = "enum", values = { "fail", "skip" }, default = "fail" },
@@ -193,14 +195,18 @@ local model = moonfm.model.new(model_opts)
 model:set_train(train)
 
 -- Resume from the newest valid checkpoint (managed spot training).
-local ck, ck_err = checkpoint.new { dir = env.checkpoint_dir, keep = hp.checkpoint_keep,
-                                    every = hp.checkpoint_every,
-                                    enabled = hp.checkpoint_every > 0 and env.is_leader }
+-- checkpoint_seconds (rule 97's interval): with checkpoint_every=0, a big
+-- model with short epochs is saved at most that often.
+local ck, ck_err = checkpoint.new {
+  dir = env.checkpoint_dir, keep = hp.checkpoint_keep, every = hp.checkpoint_every,
+  interval = hp.checkpoint_seconds > 0 and hp.checkpoint_seconds or nil,
+  enabled = (hp.checkpoint_every > 0 or hp.checkpoint_seconds > 0) and env.is_leader }
 if not ck then
   moonfm.errors.config(ck_err .. " (the checkpoint folder: LocalPath in "
                        .. "checkpointconfig.json, or B/checkpoints)",
                        "Point LocalPath at a writable folder, or set "
-                       .. "checkpoint_every=0 to keep no checkpoints.")
+                       .. "checkpoint_every=0 (and checkpoint_seconds=0) to keep no "
+                       .. "checkpoints.")
 end
 local start = 0
 do

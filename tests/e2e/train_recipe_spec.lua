@@ -221,6 +221,24 @@ describe("recipes/train.lua", function()
     assert.is_true(e2e.exists(b .. "/model/model.moonfm"))
   end)
 
+  it("checkpoints by time with checkpoint_seconds (rule 97)", function()
+    local function checkpoints(...)
+      local b = e2e.tmpdir("ck-seconds")
+      local code, _, err = run({ "run", "train.lua", "epochs=3", "checkpoint_every=0",
+                                 "checkpoint_keep=5", "--channel", "train=" .. SAMPLE
+                                 .. "/train.csv", "--base-dir", b, ... })
+      assert.are.equal(0, code, err)
+      local n = 0
+      for f in require("lfs").dir(b .. "/checkpoints") do
+        if f:match("^checkpoint%-%d+%.moonfm$") then n = n + 1 end
+      end
+      return n
+    end
+    assert.are.equal(3, checkpoints("checkpoint_seconds=1e-6"))
+    assert.are.equal(0, checkpoints("checkpoint_seconds=1000"))
+    assert.are.equal(0, checkpoints())
+  end)
+
   it("takes LightFM's and implicit's names for its settings", function()
     local code, _, err = run({ "run", "train.lua", "no_components=8", "iterations=1",
                                "random_state=3", "num_threads=1", "learning_schedule=adadelta",
