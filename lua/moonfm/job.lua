@@ -128,6 +128,17 @@ local function log_summary(e, recipe)
              c.record_wrapper ~= "None" and ", " .. c.record_wrapper or "")
   end
   if #e.channel_names == 0 then log.info("no channels") end
+  -- Rule 43 allows the reserved entries; they say which code SageMaker
+  -- meant to run (sagemaker_program, sagemaker_submit_directory, ...).
+  local reserved = {}
+  for k, v in pairs(e.reserved or {}) do
+    local shown = #v > 120 and (v:sub(1, 117) .. "...") or v
+    reserved[#reserved + 1] = k .. " = " .. shown
+  end
+  table.sort(reserved)
+  if #reserved > 0 then
+    log.info("reserved hyperparameters: %s", table.concat(reserved, ", "))
+  end
   -- Rule 81: whether a resume will happen, as far as the folder tells
   -- (the recipe decides, and a damaged file is skipped when it loads).
   local ck = require "moonfm.checkpoint"

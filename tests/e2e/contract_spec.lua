@@ -105,6 +105,10 @@ describe("moonfm train", function()
     assert.are.equal(0, code, err)
     assert.is_nil(err:find("not used by this recipe", 1, true))
     assert.matches("rate = 0.3", err, 1, true)
+    -- Rule 43's MAY: the reserved entries in one line, sorted.
+    assert.matches('reserved hyperparameters: _tuning_objective_metric = '
+      .. 'test:precision@10, sagemaker_mpi_enabled = false, sagemaker_program = '
+      .. '"ok.lua", sagemaker_region = "us-east-1"', err, 1, true)
   end)
 
   it("defaults missing config files with three warnings (rules 13-15, T3)", function()
