@@ -102,6 +102,17 @@ static int sys_mkfifo(lua_State *L) {
   return 1;
 }
 
+/* core.pipe_feed(base, src) -> true | nil, msg: feeds src to the FIFOs
+   base_0, base_1, ... from a thread (local Pipe mode, rule 131). */
+static int sys_pipe_feed(lua_State *L) {
+  mfm_err err;
+  if (mfm_pipe_feed_start(luaL_checkstring(L, 1), luaL_checkstring(L, 2),
+                          &err) != MFM_OK)
+    return lmfm_pushfail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int sys_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
   return 1;
@@ -149,6 +160,7 @@ static const luaL_Reg sys_funcs[] = {
   {"log_level", sys_log_level},
   {"mkfifo", sys_mkfifo},
   {"peak_rss", sys_peak_rss},
+  {"pipe_feed", sys_pipe_feed},
   {"realpath", sys_realpath},
   {"setenv", sys_setenv},
   {"sleep", sys_sleep},

@@ -137,7 +137,8 @@ function commands.run(args)
   if #o.channels == 0 then o.channels = default_channels() end
   local dir = require("moonfm.localtree").create(
     o.base_dir or require("moonfm.localtree").new_run_dir(recipe),
-    { hyperparameters = o.hyperparameters, channels = o.channels })
+    { hyperparameters = o.hyperparameters, channels = o.channels,
+      feed_pipes = true })
   core.setenv("SAGEMAKER_BASE_DIR", dir)
   core.setenv("SAGEMAKER_PROGRAM", recipe)
   local code = require("moonfm.job").train(host())

@@ -37,7 +37,9 @@ end
 --   opts.channels: list of {name=, path=, mode="File"|"Pipe"}: File channels
 --     become a folder with a symlink to the file (or a symlink to the
 --     folder); Pipe channels a regular file <name>_0 (accepted in place of
---     the FIFO for local tests, rule 112).
+--     the FIFO for local tests, rule 112), or with opts.feed_pipes FIFOs
+--     <name>_0, <name>_1, ... that a thread of this process fills with the
+--     file, one epoch after another (rule 131; `moonfm run`).
 --   opts.host: current host name (default algo-1).
 function M.create(dir, opts)
   opts = opts or {}
@@ -70,10 +72,16 @@ function M.create(dir, opts)
       if mode ~= "file" then
         errors.usage(string.format("pipe channel %s: %s must be a file", c.name, c.path))
       end
-      local inf = assert(io.open(src, "rb"))
-      local data = inf:read("a")
-      inf:close()
-      write(target .. "_0", data)
+      if opts.feed_pipes then
+        os.remove(target .. "_0")
+        local ok, err = core.pipe_feed(target, src)
+        if not ok then errors.config(err) end
+      else
+        local inf = assert(io.open(src, "rb"))
+        local data = inf:read("a")
+        inf:close()
+        write(target .. "_0", data)
+      end
     elseif mode == "directory" then
       os.remove(target)
       assert(lfs.link(src, target, true))

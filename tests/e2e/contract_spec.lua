@@ -49,7 +49,7 @@ describe("moonfm train", function()
 
   -- moonfm's own fatal path (an error outside every recipe, here a broken
   -- installed module): the same failure file rules as a recipe's errors.
-  it("cuts a long fatal error at a UTF-8 boundary with ... and keeps it whole in failure-full.txt (rules 60, 63, 64, 66)", function()
+  it("cuts a long fatal error at a UTF-8 boundary with ... and keeps it whole in failure-full.txt (rules 60, 63, 64, 66; copies the executable)", function()
     local prefix = e2e.tmpdir("broken-install")
     local lmod = prefix .. "/share/moonfm/lua/moonfm"
     os.execute(string.format("mkdir -p %s/bin %s && cp %s %s/bin/moonfm",

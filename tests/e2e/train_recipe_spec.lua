@@ -221,6 +221,36 @@ describe("recipes/train.lua", function()
     assert.is_true(e2e.exists(b .. "/model/model.moonfm"))
   end)
 
+  it("feeds a --pipe channel's file to real FIFOs, epoch after epoch (rule 131)", function()
+    local d = e2e.tmpdir("pipe-feed")
+    e2e.write(d .. "/epochs.lua", [[
+      local moonfm = require "moonfm"
+      local data = require "moonfm.data"
+      local lfs = require "lfs"
+      moonfm.hyperparameters { epochs = { type = "int", default = 3 } }
+      local ch = moonfm.channels { train = { required = true } }
+      moonfm.declare_output("seen.txt")
+      local ep = data.open_epochs(ch.train, { wait_timeout = 30 })
+      local seen = {}
+      for _ = 1, 3 do
+        local path = ch.train.path .. "_" .. ep:epoch()
+        local x = assert(ep:next_epoch())
+        seen[#seen + 1] = lfs.attributes(path, "mode") .. ":" .. x:nnz()
+      end
+      ep:close()
+      local f = assert(io.open(moonfm.env().model_dir .. "/seen.txt", "w"))
+      f:write(table.concat(seen, ","), "\n")
+      f:close()
+    ]])
+    local b = d .. "/tree"
+    local code, _, err = run({ "run", d .. "/epochs.lua", "--pipe",
+                               "train=" .. SAMPLE .. "/train.csv", "--base-dir", b })
+    assert.are.equal(0, code, err)
+    local nnz = "38721"
+    assert.are.equal(("named pipe:%s,named pipe:%s,named pipe:%s\n"):format(nnz, nnz, nnz),
+                     e2e.read(b .. "/model/seen.txt"))
+  end)
+
   it("checkpoints by time with checkpoint_seconds (rule 97)", function()
     local function checkpoints(...)
       local b = e2e.tmpdir("ck-seconds")

@@ -21,6 +21,7 @@
 #include "stop.h"
 #include "threads.h"
 #include "log.h"
+#include "pipefeed.h"
 #include "fileio.h"
 #include "csr.h"
 #include "factors.h"
