@@ -28,7 +28,6 @@ local function current()
   return j
 end
 
--- The /opt/ml view of the running job (see moonfm.env.load for fields).
 -- A read-only view of t (rule 21): reads go through, nested tables come
 -- back as views too, writes raise.  moonfm reads the same tables later
 -- (host, rank, folders), so a recipe must not be able to change them.
@@ -55,6 +54,8 @@ local function readonly(t, views)
   return v
 end
 
+-- The /opt/ml view of the running job (see moonfm.env.load for fields),
+-- read-only.
 function M.env()
   local j = current()
   j.env_views = j.env_views or setmetatable({}, { __mode = "k" })
