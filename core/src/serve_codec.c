@@ -228,6 +228,22 @@ static int32_t lookup(mfm_serve_worker *w, const mfm_idmap *map,
   return i;
 }
 
+/* Resolves one id of `field` into *out: 400 for a wrong type or an id
+   the map lacks (then `hint` follows the message). */
+static mfm_status one_id(mfm_serve_worker *w, const mfm_idmap *map,
+                         const json_t *v, const where *at, const char *field,
+                         const char *noun, const char *hint, int32_t *out,
+                         mfm_err *err) {
+  char shown[64];
+  *out = lookup(w, map, v, shown, sizeof shown);
+  if (*out == -3) return mfm_err_set(err, MFM_ENOMEM, "out of memory");
+  if (*out == -2) return bad(err, at, field, "must be a string or an integer");
+  if (*out < 0)
+    return mfm_err_set(err, MFM_EINVAL, "%s%s: unknown %s id '%s'%s", at->s,
+                       field, noun, shown, hint);
+  return MFM_OK;
+}
+
 /* Resolves a JSON array of ids into the ids pool; sets *off, *cnt. */
 static mfm_status id_list(mfm_serve_worker *w, const mfm_idmap *map,
                           const json_t *a, const where *at, const char *field,
@@ -360,14 +376,9 @@ static mfm_status instance(mfm_serve_worker *w, const json_t *o,
     if (user || items || inter || feats)
       return bad(err, at, "similar_to", "give it alone (with k), not with "
                  "user, items, interactions or features");
-    char shown[64];
-    in.item = lookup(w, p->items, similar, shown, sizeof shown);
-    if (in.item == -3) return mfm_err_set(err, MFM_ENOMEM, "out of memory");
-    if (in.item == -2)
-      return bad(err, at, "similar_to", "must be a string or an integer");
-    if (in.item < 0)
-      return mfm_err_set(err, MFM_EINVAL, "%ssimilar_to: unknown item id "
-                         "'%s'", at->s, shown);
+    if ((st = one_id(w, p->items, similar, at, "similar_to", "item", "",
+                     &in.item, err)))
+      return st;
     in.what = INST_SIMILAR;
     w->inst[w->n_inst++] = in;
     return MFM_OK;
@@ -409,15 +420,10 @@ static mfm_status instance(mfm_serve_worker *w, const json_t *o,
     /* Only the fold-in items count as seen; feature users have none. */
     if (!inter) in.n_list = 0;
   } else if (user) {
-    char shown[64];
-    in.user = lookup(w, p->users, user, shown, sizeof shown);
-    if (in.user == -3) return mfm_err_set(err, MFM_ENOMEM, "out of memory");
-    if (in.user == -2)
-      return bad(err, at, "user", "must be a string or an integer");
-    if (in.user < 0)
-      return mfm_err_set(err, MFM_EINVAL, "%suser: unknown user id '%s' "
-                         "(send \"interactions\" or \"features\" for a new "
-                         "user)", at->s, shown);
+    if ((st = one_id(w, p->users, user, at, "user", "user",
+                     " (send \"interactions\" or \"features\" for a new "
+                     "user)", &in.user, err)))
+      return st;
   } else {
     return bad(err, at, "user", "missing (or send \"interactions\" or "
                "\"features\" for a new user)");
