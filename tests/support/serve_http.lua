@@ -72,7 +72,7 @@ function M.start(base, env, wait)
     for _ = 1, 100 do
       s.pid = (e2e.read(d .. "/pid") or ""):match("%d+")
       local err = e2e.read(d .. "/err") or ""
-      if err:find("listening on") then return s end
+      if s.pid and err:find("listening on") then return s end
       if e2e.read(d .. "/rc") then
         if not err:find("cannot listen") then return s end
         break
@@ -85,10 +85,12 @@ function M.start(base, env, wait)
 end
 
 -- Waits for the server's exit; its status, or nil after `limit` seconds.
+-- The shell creates rc before it writes the status, so an empty rc is
+-- read as "not yet" (a run of the suite failed on that).
 function M.wait_exit(s, limit)
   for _ = 1, limit * 20 do
-    local rc = e2e.read(s.dir .. "/rc")
-    if rc then return tonumber(rc:match("%d+")) end
+    local rc = (e2e.read(s.dir .. "/rc") or ""):match("%d+")
+    if rc then return tonumber(rc) end
     M.sleep(0.05)
   end
 end
