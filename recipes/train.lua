@@ -64,7 +64,10 @@ local hp = moonfm.hyperparameters {
   max_bad_rows = { type = "int", default = 1000, min = 0 },
   -- The layout of the train/validation/test files, for the few moonfm
   -- cannot tell by itself (docs/data.md: most need none of these).
-  delimiter = { type = "enum", values = { "auto", ",", "tab", ";", "|", "space", "::" },
+  -- A tab also comes as itself (JSON "\t" in hyperparameters.json) or
+  -- as the two characters \t typed in a console or a shell.
+  delimiter = { type = "enum",
+                values = { "auto", ",", "tab", "\t", "\\t", ";", "|", "space", "::" },
                 default = "auto", help = "CSV delimiter; auto detects it" },
   header = { type = "enum", values = { "auto", "present", "absent" }, default = "auto" },
   user_column = { type = "string", default = "",
@@ -113,8 +116,9 @@ local function column(key, none_ok)
 end
 local read_opts = {
   bad_rows = hp.bad_rows, max_bad_rows = hp.max_bad_rows,
-  delimiter = hp.delimiter ~= "auto" and (({ tab = "\t", space = " " })[hp.delimiter]
-                                          or hp.delimiter) or nil,
+  delimiter = hp.delimiter ~= "auto"
+              and (({ tab = "\t", ["\\t"] = "\t", space = " " })[hp.delimiter] or hp.delimiter)
+              or nil,
   header = ({ present = true, absent = false })[hp.header],
   columns = { user = column("user_column"), item = column("item_column"),
               weight = column("weight_column", true) },

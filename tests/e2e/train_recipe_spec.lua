@@ -199,6 +199,12 @@ describe("recipes/train.lua", function()
     assert.matches("30 users, 40 items", err, 1, true)
     code, err = train("header=absent", "weight_column=none", "item_column=2")
     assert.are.equal(0, code, err)
+    -- A tab as JSON's "\t" decodes to itself; typed, it is the two characters \t.
+    for _, tab in ipairs({ "\t", "\\t", "tab" }) do
+      code, err = train("header=absent", "weight_column=none", "delimiter=" .. tab)
+      assert.are.equal(3, code, err)
+      assert.matches("is the delimiter '\\t' right?", err, 1, true)
+    end
     local b
     code, err, b = train("weight_column=0")
     assert.are.equal(2, code, err)
