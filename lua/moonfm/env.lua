@@ -274,8 +274,14 @@ function M.load(base)
   if ck and ck.LocalPath ~= nil and type(ck.LocalPath) ~= "string" then
     config_type_error("checkpointconfig.json", "LocalPath", "a path", ck.LocalPath)
   end
-  e.checkpoint_dir = (ck and ck.LocalPath and ck.LocalPath ~= "")
-    and ck.LocalPath:gsub("/+$", "") or base .. "/checkpoints"
+  local lp = ck and ck.LocalPath ~= "" and ck.LocalPath or nil
+  if lp then
+    lp = lp:gsub("(.)/+$", "%1")
+    -- SageMaker gives an absolute path; a relative one (a hand-made tree)
+    -- belongs to the base folder, not to wherever moonfm was started.
+    if lp:sub(1, 1) ~= "/" then lp = base .. "/" .. lp end
+  end
+  e.checkpoint_dir = lp or base .. "/checkpoints"
 
   e.job_name = os.getenv("TRAINING_JOB_NAME") or ""
   e.job_arn = os.getenv("TRAINING_JOB_ARN") or ""

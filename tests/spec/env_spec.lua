@@ -303,6 +303,11 @@ describe("moonfm.env", function()
     assert.equals(b .. "/checkpoints", env.load(b).checkpoint_dir)
     b = tree { ["checkpointconfig.json"] = '{"S3Uri": "s3://b/k"}' }
     assert.equals(b .. "/checkpoints", env.load(b).checkpoint_dir)
+    -- Relative: in the base folder, wherever moonfm was started (rule 92).
+    b = tree { ["checkpointconfig.json"] = '{"LocalPath": "ckpt/"}' }
+    assert.equals(b .. "/ckpt", env.load(b).checkpoint_dir)
+    b = tree { ["checkpointconfig.json"] = '{"LocalPath": "/"}' }
+    assert.equals("/", env.load(b).checkpoint_dir)
     b = tree { ["checkpointconfig.json"] = '{"LocalPath": 3}' }
     local e = raises("ConfigError", function() env.load(b) end)
     assert.matches("LocalPath", e.message, 1, true)
