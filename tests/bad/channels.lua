@@ -188,4 +188,24 @@ return {
     hp = { epochs = "3", algorithm = "als", alpha = "10" },
     files = { [TRAIN] = "user,item,rating\nu1,i1,3e38\nu2,i2,1\nu1,i2,2\nu3,i1,1\n" },
     code = 1, first = "^RecipeError: training diverged in epoch 1" },
+  -- Files of public datasets whose third column is no weight: the first
+  -- line was taken as a header (its third field is not a number) and the
+  -- second failed as a bad row, with bad_rows=skip as the advice.  Now
+  -- one layout error says the column holds no weights and what to set.
+  { id = "channel/lastfm-360k-artist-name-column",
+    files = { [TRAIN] = "00000c28\t3bd73256-3905\tbetty blowtorch\t2137\n"
+                        .. "00000c28\t\tdie \xc3\x84rzte\t1099\n" },
+    code = 3, first = DE .. ".*line 2: column 3 is not a number here %(\"die .*nor on the first line, which was therefore taken as a header.*weight_column=.*header=absent" },
+  { id = "channel/steam-200k-behaviour-column", hp = { epochs = "1", bad_rows = "skip" },
+    files = { [TRAIN] = '151603712,"Fallout 4",purchase,1.0,0\n151603712,"Fallout 4",play,87.0,0\n' },
+    code = 3, first = DE .. ".*line 2: column 3 is not a number here %(\"play\"%)" },
+  { id = "channel/steam-200k-as-documented",
+    hp = { epochs = "1", header = "absent", weight_column = "4" },
+    files = { [TRAIN] = '151603712,"Fallout 4",purchase,1.0,0\n151603712,"Fallout 4",play,87.0,0\n59945701,"Spore",purchase,1.0,0\n' },
+    code = 0 },
+  -- The Netflix Prize's combined_data_1.txt: "1:" lines between the
+  -- rows; it failed with "is the delimiter ',' right?".
+  { id = "channel/netflix-prize-layout",
+    files = { [TRAIN] = "1:\n1488844,3,2005-09-06\n822109,5,2005-05-13\n2:\n885013,4,2005-10-19\n" },
+    code = 3, first = DE .. ".*line 1: the file is in the Netflix Prize layout.*awk" },
 }
