@@ -809,6 +809,17 @@ mfm_status mfm_reader_finish(mfm_reader *r, mfm_csr **out, mfm_err *err) {
                       r->o.channel ? r->o.channel : "",
                       r->o.channel ? "': " : "", us, is);
   }
+  if (st2 == MFM_OK && (*out)->data) {
+    /* For the recipe: fm's ranking losses learn nothing from these, and
+       ALS refuses negative ones. */
+    int64_t np = 0, ng = 0;
+    for (int64_t q = 0; q < (*out)->nnz; q++) {
+      np += !((*out)->data[q] > 0.0f);
+      ng += (*out)->data[q] < 0.0f;
+    }
+    r->rep.nonpositive = np;
+    r->rep.negative = ng;
+  }
   return st2;
 }
 

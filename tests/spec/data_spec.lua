@@ -113,6 +113,16 @@ describe("moonfm.data", function()
       assert.equals("u2", x:users():get(2))
     end)
 
+    it("counts weights of 0 or less after summing duplicates", function()
+      local c = channel("train")
+      write(c.path .. "/r.csv", "u,i,w\nu1,i1,0\nu1,i2,-2\nu2,i1,3\n"
+            .. "u2,i2,-1\nu2,i2,2\n")
+      local x, rep = data.read(c)
+      assert.equals(4, x:nnz())
+      assert.equals(2, rep.nonpositive) -- u1,i1 (0) and u1,i2 (-2)
+      assert.equals(1, rep.negative)
+    end)
+
     it("reads TSV without a header, gzip by magic, columns by position",
        function()
       local c = channel("train")
