@@ -277,6 +277,14 @@ local function read_paths(channel, paths, names, ropts, what)
         break
       end
     end
+    -- A feature file in another shape (MovieLens' movies.csv: id, title,
+    -- genres) fails on its weight column: say what shape is read.
+    if what == "feature rows" and rep:find("(weight): ", 1, true) then
+      rep = rep .. " (feature rows are id,feature[,weight], one feature "
+            .. "per row; a field holding several, such as the genres "
+            .. "'Action|Comedy', must be split into rows id,Action and "
+            .. "id,Comedy)"
+    end
     errors.raise("DataError", rep)
   end
   summarize(channel.name, x, rep, core.clock() - t0, what)
