@@ -124,13 +124,39 @@ local read_opts = {
               weight = column("weight_column", true) },
 }
 if next(read_opts.columns) == nil then read_opts.columns = nil end
-local train = moonfm.read(ch.train, read_opts)
+local train, train_report = moonfm.read(ch.train, read_opts)
 -- nil, "stopped": SIGTERM while reading (or waiting for a Pipe); there is
 -- no model to save, so end here (the job exits 143, spec rule 75).
 if not train then return end
 if train:nnz() == 0 then
   moonfm.errors.data("channel 'train' has no interactions",
                      "Check the channel's files (CSV rows user,item[,weight]).")
+end
+-- Weights of 0 or less (Book-Crossing's and Goodreads' 0 = "not rated",
+-- dislikes): ALS refuses negative ones, and fm's ranking losses take
+-- only weights > 0 as positives, so such rows teach them nothing.
+do
+  local nonpos = math.min(train_report.nonpositive or 0, train:nnz())
+  local neg = train_report.negative or 0
+  local where = "channel 'train': "
+  local fix = "Choose another weight column (weight_column=<position or "
+    .. "name>), or weight_column=none to count every row as one positive."
+  if hp.algorithm == "als" and neg > 0 then
+    moonfm.errors.data(string.format("%s%d of %d interactions have a negative "
+      .. "weight (duplicate rows summed), and ALS needs weights >= 0 (its "
+      .. "confidence is 1 + alpha * weight)", where, neg, train:nnz()), fix)
+  elseif hp.algorithm == "fm" and hp.loss ~= "logistic" and nonpos > 0 then
+    if nonpos == train:nnz() then
+      moonfm.errors.data(string.format("%sno interaction has a weight > 0 "
+        .. "(%d interactions, every weight 0 or less), and loss=%s learns "
+        .. "from weights > 0 only", where, nonpos, hp.loss), fix
+        .. " loss=logistic takes weights <= logistic_threshold as negatives.")
+    end
+    log.warn("%s%d of %d interactions have a weight of 0 or less; loss=%s "
+      .. "does not learn from them (they are never drawn as negatives "
+      .. "either). If they are interactions too (e.g. implicit ratings of 0), "
+      .. "pass weight_column=none", where, nonpos, train:nnz(), hp.loss)
+  end
 end
 local user_features, item_features
 if hp.use_features and hp.algorithm == "fm" then

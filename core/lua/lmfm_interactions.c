@@ -171,6 +171,8 @@ static void push_report(lua_State *L, const mfm_read_report *r) {
   SETI(files);
   SETI(bytes);
   SETI(raw_bytes);
+  SETI(nonpositive);
+  SETI(negative);
 #undef SETI
   if (r->delimiter) {
     char d[2] = {r->delimiter, 0};

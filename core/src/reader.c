@@ -214,6 +214,20 @@ mfm_status mfm_reader_check_doc(mfm_reader *r, const char *s, const char *e,
       fix = "convert the line ends to LF or CRLF, e.g. tr '\\r' '\\n'";
     }
   }
+  if (!what && !jsonl) {
+    /* The Netflix Prize's combined_data_*.txt: "1:" (a movie id), then
+       that movie's "user,rating,date" rows. */
+    const char *t = s, *u = e;
+    while (u > t && (u[-1] == ' ' || u[-1] == '\t' || u[-1] == '\r')) u--;
+    while (t < u && (unsigned)(*t - '0') < 10) t++;
+    if (t > s && t + 1 == u && *t == ':') {
+      what = "in the Netflix Prize layout: a line \"MovieID:\" before "
+             "that movie's \"CustomerID,Rating,Date\" rows";
+      fix = "convert it to user,item,rating rows, e.g. awk -F, "
+            "'/:$/ {m = substr($0, 1, length($0) - 1); next} "
+            "{print $1 \",\" m \",\" $2}' FILE";
+    }
+  }
   if (!what && jsonl) {
     const char *t = s;
     while (t < e && (*t == ' ' || *t == '\t' || *t == '\r')) t++;
@@ -794,6 +808,17 @@ mfm_status mfm_reader_finish(mfm_reader *r, mfm_csr **out, mfm_err *err) {
                       r->o.channel ? "channel '" : "",
                       r->o.channel ? r->o.channel : "",
                       r->o.channel ? "': " : "", us, is);
+  }
+  if (st2 == MFM_OK && (*out)->data) {
+    /* For the recipe: fm's ranking losses learn nothing from these, and
+       ALS refuses negative ones. */
+    int64_t np = 0, ng = 0;
+    for (int64_t q = 0; q < (*out)->nnz; q++) {
+      np += !((*out)->data[q] > 0.0f);
+      ng += (*out)->data[q] < 0.0f;
+    }
+    r->rep.nonpositive = np;
+    r->rep.negative = ng;
   }
   return st2;
 }

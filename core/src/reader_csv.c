@@ -292,7 +292,10 @@ static int detect_header(mfm_reader *r, const char *s, const char *e,
   while (next_field(r, &sp, e, r->delim, &fp, &fn, &why, err) > 0) {
     k++;
     double v;
-    if (k == wpos && fn > 0 && !mfm_parse_number(fp, fn, &v)) return 1;
+    if (k == wpos && fn > 0 && !mfm_parse_number(fp, fn, &v)) {
+      r->header_guess = 1;
+      return 1;
+    }
     /* Any column name where an id belongs: "user,item", but also a
        feature file's "item,feature" or "id,tag". */
     if ((k == upos || k == ipos) &&
@@ -362,6 +365,21 @@ static mfm_status csv_emit(mfm_reader *r, mfm_field *f, const char *line,
     w = (float)(fw->p[0] - '0'); /* counts and ratings: one digit */
   } else if (r->pos[MFM_COL_WEIGHT]) {
     double v;
+    if (!mfm_parse_number(fw->p, fw->n, &v) && r->header_guess &&
+        r->rep.rows == 1 && fw->n > 0) {
+      /* The first line was taken as a header for its weight field alone,
+         and the first row's is no number either: that column holds no
+         weights (Last.fm's artist names, Steam's "purchase"), and the
+         header was a row.  Not a row error: skipping rows cannot help. */
+      char msg[400];
+      snprintf(msg, sizeof msg, "column %d is not a number here (\"%.*s\") "
+               "nor on the first line, which was therefore taken as a "
+               "header: the column holds no weights; say which column "
+               "does (weight_column=<position>, or none for a weight of 1 "
+               "per row) and that the file has no header (header=absent)",
+               r->pos[MFM_COL_WEIGHT], (int)(fw->n > 40 ? 40 : fw->n), fw->p);
+      return fail_at(r, MFM_EFORMAT, err, msg);
+    }
     if (!mfm_parse_number(fw->p, fw->n, &v))
       return mfm_reader_bad(r, line, line_n, r->pos[MFM_COL_WEIGHT],
                             "weight", err, "%s \"%.*s\" is not a number",

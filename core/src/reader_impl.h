@@ -43,6 +43,8 @@ struct mfm_reader {
   int pos[MFM_N_COLS];            /* 1-based; 0 none */
   int max_pos;
   int named;                      /* positions come from header names */
+  int header_guess;               /* the header was detected only because
+                                     its weight field is not a number */
   /* The plain-row path (reader_csv_fast.c): what field k (0-based) of a
      row holds, MFM_COL_* + 1 or 0 for a field not used; fast_cols 0
      when it cannot take this layout. */

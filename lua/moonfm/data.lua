@@ -201,10 +201,21 @@ local function mb(n) return n / 1e6 end
 -- Logs what a read saw; warnings for skipped rows and unseen ids.
 local function summarize(name, x, rep, secs, what)
   local nu, ni = x:shape()
+  -- Which CSV columns were taken, so a wrong guess (a rank or a
+  -- timestamp as the weight) shows in the log.
+  local layout = ""
+  local c = rep.columns
+  if what == "rows" and rep.delimiter and c and c.user then
+    local d = ({ ["\t"] = "tab", [" "] = "space" })[rep.delimiter]
+              or "'" .. rep.delimiter .. "'"
+    layout = string.format(" (delimiter %s, %s; columns: user %d, item %d, "
+      .. "weight %s)", d, rep.header and "header" or "no header", c.user,
+      c.item, c.weight and tostring(c.weight) or "none")
+  end
   log.info("channel '%s': read %d %s from %d file%s (%.1f MB) in %.2f s: "
-           .. "%d users, %d items, %d interactions",
+           .. "%d users, %d items, %d interactions%s",
            name, rep.rows, what, rep.files, rep.files == 1 and "" or "s",
-           mb(rep.bytes), secs, nu, ni, x:nnz())
+           mb(rep.bytes), secs, nu, ni, x:nnz(), layout)
   if rep.bad > 0 then
     log.warn("channel '%s': skipped %d malformed row%s (bad_rows=skip); "
              .. "the first: %s", name, rep.bad, rep.bad == 1 and "" or "s",
@@ -265,6 +276,14 @@ local function read_paths(channel, paths, names, ropts, what)
               .. "of the channel's folder, whose every file is read as data)"
         break
       end
+    end
+    -- A feature file in another shape (MovieLens' movies.csv: id, title,
+    -- genres) fails on its weight column: say what shape is read.
+    if what == "feature rows" and rep:find("(weight): ", 1, true) then
+      rep = rep .. " (feature rows are id,feature[,weight], one feature "
+            .. "per row; a field holding several, such as the genres "
+            .. "'Action|Comedy', must be split into rows id,Action and "
+            .. "id,Comedy)"
     end
     errors.raise("DataError", rep)
   end

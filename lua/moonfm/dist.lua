@@ -542,7 +542,8 @@ end
 
 -- Report fields of a read that are summed over the ranks.
 local summed = { "rows", "files", "bytes", "bad", "dropped", "unseen_users",
-  "unseen_user_rows", "unseen_items", "unseen_item_rows" }
+  "unseen_user_rows", "unseen_items", "unseen_item_rows", "nonpositive",
+  "negative" }
 
 -- ShardedByS3Key (docs/multi-host.md): every rank has read its own files
 -- into its own id maps.  Collective: the ranks exchange their id lists

@@ -188,4 +188,39 @@ return {
     hp = { epochs = "3", algorithm = "als", alpha = "10" },
     files = { [TRAIN] = "user,item,rating\nu1,i1,3e38\nu2,i2,1\nu1,i2,2\nu3,i1,1\n" },
     code = 1, first = "^RecipeError: training diverged in epoch 1" },
+  -- Files of public datasets whose third column is no weight: the first
+  -- line was taken as a header (its third field is not a number) and the
+  -- second failed as a bad row, with bad_rows=skip as the advice.  Now
+  -- one layout error says the column holds no weights and what to set.
+  { id = "channel/lastfm-360k-artist-name-column",
+    files = { [TRAIN] = "00000c28\t3bd73256-3905\tbetty blowtorch\t2137\n"
+                        .. "00000c28\t\tdie \xc3\x84rzte\t1099\n" },
+    code = 3, first = DE .. ".*line 2: column 3 is not a number here %(\"die .*nor on the first line, which was therefore taken as a header.*weight_column=.*header=absent" },
+  { id = "channel/steam-200k-behaviour-column", hp = { epochs = "1", bad_rows = "skip" },
+    files = { [TRAIN] = '151603712,"Fallout 4",purchase,1.0,0\n151603712,"Fallout 4",play,87.0,0\n' },
+    code = 3, first = DE .. ".*line 2: column 3 is not a number here %(\"play\"%)" },
+  { id = "channel/steam-200k-as-documented",
+    hp = { epochs = "1", header = "absent", weight_column = "4" },
+    files = { [TRAIN] = '151603712,"Fallout 4",purchase,1.0,0\n151603712,"Fallout 4",play,87.0,0\n59945701,"Spore",purchase,1.0,0\n' },
+    code = 0 },
+  -- The Netflix Prize's combined_data_1.txt: "1:" lines between the
+  -- rows; it failed with "is the delimiter ',' right?".
+  { id = "channel/netflix-prize-layout",
+    files = { [TRAIN] = "1:\n1488844,3,2005-09-06\n822109,5,2005-05-13\n2:\n885013,4,2005-10-19\n" },
+    code = 3, first = DE .. ".*line 1: the file is in the Netflix Prize layout.*awk" },
+  -- Weights of 0 or less: fm's warp trained 2 epochs on no positive at
+  -- all and saved a model (exit 0); ALS failed as a RecipeError (exit 1,
+  -- "als fit: als fit: weight -1 of interaction 0 ...").
+  { id = "channel/all-weights-zero-warp",
+    files = { [TRAIN] = "user,item,rating\nu1,i1,0\nu1,i2,0\nu2,i1,0\n" },
+    code = 3, first = DE .. "channel 'train': no interaction has a weight > 0 %(3 interactions.*loss=warp" },
+  { id = "channel/negative-weights-als", hp = { epochs = "1", algorithm = "als" },
+    files = { [TRAIN] = "user,item,rating\nu1,i1,-1\nu1,i2,2\nu2,i1,3\n" },
+    code = 3, first = DE .. "channel 'train': 1 of 3 interactions have a negative weight.*ALS needs weights >= 0" },
+  -- Book-Crossing: 0 means an implicit rating; warp trains on the rest
+  -- and says so.
+  { id = "channel/book-crossing-implicit-zeros",
+    files = { [TRAIN] = '"User-ID";"ISBN";"Book-Rating"\r\n"276725";"034545104X";"0"\r\n'
+                        .. '"276726";"0155061224";"5"\r\n"276729";"052165615X";"3"\r\n"276747";"3442\xe9t\xe9";"9"\r\n' },
+    code = 0, stderr = "1 of 4 interactions have a weight of 0 or less; loss=warp" },
 }

@@ -30,4 +30,11 @@ return {
     files = feats("i99 genre:comedy\ni1 year_1999\n"), code = 0 },
   { id = "features/10mb-line", config = IDC,
     files = feats("i1 " .. ("f "):rep(5 * 1024 * 1024) .. "\n"), code = 0 },
+  -- MovieLens' movies.csv as it comes (movieId,title,genres): the genres
+  -- were read as a weight; the message said only "fix the row or pass
+  -- bad_rows=skip". It now says what shape feature rows have.
+  { id = "features/movielens-movies-csv", config = IDC,
+    files = { ["input/data/item_features/movies.csv"] =
+      'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation|Children\n3,"Grumpier Old Men, The (1995)",Comedy|Romance\n' },
+    code = 3, first = DE .. "channel 'item_features': file movies%.csv, line 2, column 3 %(weight%).*one feature per row.*'Action|Comedy'" },
 }

@@ -196,6 +196,26 @@ static void csv_basics(void) {
   CHECK(r.st == MFM_OK && wt(&r, "257597", "355908") == 1);
   run_free(&r);
 
+  /* Last.fm 360K: the third column is an artist name on every line, so
+     the first line looked like a header; the second says the column
+     holds no weights, as a layout error even with skip_bad. */
+  o.skip_bad = 1;
+  run_text(&r, "a1\tm1\tbetty blowtorch\t2137\na1\t\tu2\t897\n", &o);
+  CHECK(r.st == MFM_EFORMAT && has(r.err.msg, "line 2: column 3 is not a "
+                                   "number here (\"u2\") nor on the first"));
+  CHECK(has(r.err.msg, "weight_column=") && has(r.err.msg, "header=absent"));
+  run_free(&r);
+  o.skip_bad = 0;
+  /* A header by its weight name alone, then a bad row later: a row error. */
+  run_text(&r, "a,b,w\nu1,i1,2\nu2,i2,x\n", &o);
+  CHECK(r.st == MFM_EFORMAT && has(r.err.msg, "line 3, column 3 (weight)"));
+  run_free(&r);
+  /* The Netflix Prize's combined_data: "1:" lines. */
+  run_text(&r, "1:\r\n1488844,3,2005-09-06\r\n", &o);
+  CHECK(r.st == MFM_EFORMAT && has(r.err.msg, "line 1: the file is in the "
+                                   "Netflix Prize layout"));
+  run_free(&r);
+
   /* Book-Crossing's header names its columns. */
   o.delimiter = 0;
   run_text(&r, "\"User-ID\";\"ISBN\";\"Book-Rating\"\n\"7\";\"034545104X\";\"6\"\n",

@@ -190,10 +190,12 @@ describe("recipes/train.lua", function()
                                  "train=" .. d .. "/train.csv", "--base-dir", b, ... })
       return code, err, b
     end
-    -- Detected: ';', and the third column as a weight, which fails.
+    -- Detected: ';', and the third column as a weight, which fails and
+    -- says what to set.
     local code, err = train()
     assert.are.equal(3, code, err)
-    assert.matches('weight "play" is not a number', err, 1, true)
+    assert.matches('column 3 is not a number here ("play")', err, 1, true)
+    assert.matches('weight_column=', err, 1, true)
     code, err = train("header=absent", "weight_column=4", "delimiter=;")
     assert.are.equal(0, code, err)
     assert.matches("30 users, 40 items", err, 1, true)

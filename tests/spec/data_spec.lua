@@ -113,6 +113,16 @@ describe("moonfm.data", function()
       assert.equals("u2", x:users():get(2))
     end)
 
+    it("counts weights of 0 or less after summing duplicates", function()
+      local c = channel("train")
+      write(c.path .. "/r.csv", "u,i,w\nu1,i1,0\nu1,i2,-2\nu2,i1,3\n"
+            .. "u2,i2,-1\nu2,i2,2\n")
+      local x, rep = data.read(c)
+      assert.equals(4, x:nnz())
+      assert.equals(2, rep.nonpositive) -- u1,i1 (0) and u1,i2 (-2)
+      assert.equals(1, rep.negative)
+    end)
+
     it("reads TSV without a header, gzip by magic, columns by position",
        function()
       local c = channel("train")
@@ -274,6 +284,29 @@ describe("moonfm.data", function()
       assert.equals(1, #ids)
       assert.equals(2, m:nnz())
     end)
+  end)
+
+  it("logs the CSV layout it took: delimiter, header, columns", function()
+    local c = channel("train")
+    -- Instacart's order_products: column 3 is a rank, taken as the weight
+    -- by position; the log line is where that shows.
+    write(c.path .. "/op.csv", "order_id,product_id,add_to_cart_order\n2,33120,1\n")
+    write(c.path .. "/tail.csv", "order_id,product_id,add_to_cart_order\n3,9327,3\n")
+    local log = require "moonfm.log"
+    local info, said = log.info, {}
+    log.info = function(fmt, ...) said[#said + 1] = fmt:format(...) end
+    local ok, x = pcall(data.read, c)
+    log.info = info
+    assert.is_true(ok, tostring(x))
+    assert.matches("2 interactions (delimiter ',', header; columns: user 1, "
+                   .. "item 2, weight 3)", said[#said], 1, true)
+    said = {}
+    log.info = function(fmt, ...) said[#said + 1] = fmt:format(...) end
+    ok, x = pcall(data.read, c, { columns = { weight = false }, delimiter = ",",
+                                  header = true })
+    log.info = info
+    assert.is_true(ok, tostring(x))
+    assert.matches("columns: user 1, item 2, weight none)", said[#said], 1, true)
   end)
 
   it("warns before reading a named pipe in a File-mode channel", function()

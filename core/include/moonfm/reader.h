@@ -120,6 +120,9 @@ typedef struct mfm_read_report {
   int64_t files;           /* sources fed */
   uint64_t bytes;          /* decoded bytes parsed */
   uint64_t raw_bytes;      /* bytes read before decompression */
+  int64_t nonpositive;     /* interactions (duplicates summed) with a
+                              weight <= 0, counted by mfm_reader_finish */
+  int64_t negative;        /* those with a weight < 0 */
   char delimiter;          /* the CSV delimiter used (0 before any row) */
   int header;              /* the CSV header setting used (-1 undecided) */
   int col_pos[MFM_N_COLS]; /* CSV positions used (1-based; 0 = none) */
