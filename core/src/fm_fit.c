@@ -8,11 +8,14 @@
    Hogwild over the whole tables ran slower on 2 threads than on 1.
    With T = 1 this is plain SGD over a shuffled epoch.
 
-   With T > 1, WARP's epoch runs in FM_ROUNDS rounds of T sub-epochs, each
-   round over one slice of every user's samples of every cell.  When a
-   user's whole share of a cell ran in one sub-epoch, WARP learned less per
-   epoch the more threads there were (precision@10 -7% on 2 threads, -17%
-   on 8 after 3 epochs); with 8 rounds it matches one thread.  BPR and
+   WARP's epoch runs in FM_ROUNDS rounds of T sub-epochs, each round over
+   one slice of every user's samples of every cell.  When a user's whole
+   share of a cell ran in one sub-epoch, WARP learned less per epoch the
+   more threads there were (precision@10 -7% on 2 threads, -17% on 8
+   after 3 epochs); with 8 rounds it matches one thread.  One thread runs
+   the rounds too: on real ratings (MovieLens), a heavy user's hundreds of
+   samples in a row cost WARP 3.5% of its precision@10 after 20 epochs
+   (docs/fm.md, "One order for every thread count").  BPR and
    logistic never lost, and rounds cost them up to 30% (docs/fm.md,
    "Threads and quality").  k-OS takes one step per user and epoch, so
    rounds only spread its users over 8 times the barriers: the same
@@ -146,7 +149,7 @@ mfm_status mfm_fm_fit(mfm_fm *m, const mfm_csr *X, const mfm_csr *W,
   /* Tiny data: threads cost more than they save. */
   if (X->nnz < 4096 * (int64_t)T) T = (int)(X->nnz / 4096) + 1;
   if (T < 1) T = 1;
-  int R = T > 1 && p->loss == MFM_FM_WARP ? FM_ROUNDS : 1;
+  int R = p->loss == MFM_FM_WARP ? FM_ROUNDS : 1;
 
   int32_t k = m->k, ni = m->i.n;
   fm_layout *L = NULL;

@@ -272,10 +272,11 @@ static mfm_status groups_of(const mfm_csr *X, fm_layout *L) {
    seen row of its own, one bit per item of the block, when that row is no
    larger than its entries of ix (block items <= 32 x its entries): at
    most 4 bytes an entry more (samples and ix take 16), and the groups of
-   the heavy users, which hold most samples, check a bit instead.  Only on
-   the identity-only item side, where block b is the ids [ilo, ilo + ni). */
+   the heavy users, which hold most samples, check a bit instead.  Only
+   where block b is the ids [ilo, ilo + ni): on one thread (one block of
+   every id), or on the identity-only item side (the ids in deal order). */
 static mfm_status seen_rows(fm_layout *L) {
-  if (L->R == 1 || !L->rank) return MFM_OK;
+  if (L->R == 1 || (L->T > 1 && !L->rank)) return MFM_OK;
   int C = L->T * L->T;
   int64_t ngroups = 0, words = 0;
   for (int c = 0; c < C; c++) ngroups += L->cells[c].ng;

@@ -778,6 +778,32 @@ static void test_seen_marks(void) {
   mfm_csr_free(x);
 }
 
+/* The groups' seen rows of layout L: where a group has one, an item of
+   the block is seen exactly when it is among the group's entries.  The
+   number of wrong answers; *rows counts the rows checked. */
+static int seen_rows_bad(const fm_layout *L, int *rows) {
+  fm_tstate ts = {0};
+  int bad = 0;
+  for (int c = 0; c < L->T * L->T; c++) {
+    const fm_cell *cl = &L->cells[c];
+    if (!cl->gbits) return -1;
+    ts.bits_lo = cl->ilo;
+    for (int64_t q = 0; q < cl->ng; q++) {
+      if (cl->gbits[q] < 0) continue;
+      const fm_group *g = &cl->grp[q];
+      ts.bits = cl->bits + cl->gbits[q];
+      ++*rows;
+      for (int32_t i = cl->ilo; i < cl->ilo + cl->ni; i++) {
+        int in = 0;
+        for (int64_t e = g->x + g->ra; e < g->x + g->rb; e++)
+          in |= L->ix[e] == i;
+        bad += fm_is_seen(&ts, i) != in;
+      }
+    }
+  }
+  return bad;
+}
+
 /* The layout with T > 1: every item in exactly one block, blocks of
    about equal work, each row of ix in block order holding the row's items
    in the samples' numbering; moving the item rows to that numbering and
@@ -842,27 +868,8 @@ static void test_layout(void) {
     CHECK(memcmp(m->i.acc, acc, wide) == 0);
     CHECK(memcmp(m->i.bias, bias, one) == 0);
     CHECK(memcmp(m->i.acc_b, acc_b, one) == 0);
-    /* The groups' seen rows: where a group has one, an item of the block
-       is seen exactly when it is among the group's entries. */
-    fm_tstate ts = {0};
     int rows = 0;
-    for (int c = 0; c < 9; c++) {
-      const fm_cell *cl = &L.cells[c];
-      CHECK(cl->gbits != NULL);
-      ts.bits_lo = cl->ilo;
-      for (int64_t q = 0; q < cl->ng; q++) {
-        if (cl->gbits[q] < 0) continue;
-        const fm_group *g = &cl->grp[q];
-        ts.bits = cl->bits + cl->gbits[q];
-        rows++;
-        for (int32_t i = cl->ilo; i < cl->ilo + cl->ni; i++) {
-          int in = 0;
-          for (int64_t e = g->x + g->ra; e < g->x + g->rb; e++)
-            in |= L.ix[e] == i;
-          bad += fm_is_seen(&ts, i) != in;
-        }
-      }
-    }
+    bad = seen_rows_bad(&L, &rows);
     CHECK(rows > 0);
     CHECK(bad == 0);
     free(emb);
@@ -873,6 +880,20 @@ static void test_layout(void) {
     fm_layout_free(&L);
     mfm_fm_free(m);
   }
+  /* One thread with rounds (WARP): one block of every id, and seen rows
+     for the heavy users there too. */
+  mfm_fm_params p = mfm_fm_params_default();
+  p.loss = MFM_FM_WARP;
+  mfm_fm *m;
+  CHECK(mfm_fm_new(w.nu, w.ni, 0, 0, &p, &m, NULL) == MFM_OK);
+  fm_layout L;
+  CHECK(fm_layout_build(m, w.train, NULL, 1, 8, &L) == MFM_OK);
+  CHECK(L.rank == NULL && L.cells[0].ilo == 0 && L.cells[0].ni == w.ni);
+  int rows = 0;
+  CHECK(seen_rows_bad(&L, &rows) == 0);
+  CHECK(rows > 0);
+  fm_layout_free(&L);
+  mfm_fm_free(m);
   world_free(&w);
 }
 
