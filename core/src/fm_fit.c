@@ -13,8 +13,8 @@
    share of a cell ran in one sub-epoch, WARP learned less per epoch the
    more threads there were (precision@10 -7% on 2 threads, -17% on 8
    after 3 epochs); with 8 rounds it matches one thread.  One thread runs
-   the rounds too: on real ratings (MovieLens), a heavy user's hundreds of
-   samples in a row cost WARP 3.5% of its precision@10 after 20 epochs
+   the rounds too: on real ratings (MovieLens), one visit a user, all its
+   samples in a row, cost WARP 3.5% of its precision@10 after 20 epochs
    (docs/fm.md, "One order for every thread count").  BPR and
    logistic never lost, and rounds cost them up to 30% (docs/fm.md,
    "Threads and quality").  k-OS takes one step per user and epoch, so
