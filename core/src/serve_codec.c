@@ -39,6 +39,29 @@ mfm_serve_format mfm_serve_content_type(const char *ct) {
   return ct ? media(ct, strlen(ct)) : MFM_SERVE_UNSUPPORTED;
 }
 
+/* The q value of the Accept entry s[0..n), in thousandths (1000 without
+   one): "q=0.5" is 500, "q=0" 0.  A q that is not a number counts as 1. */
+static int qvalue(const char *s, size_t n) {
+  const char *e = s + n, *p = memchr(s, ';', n);
+  while (p) {
+    p++;
+    while (p < e && (*p == ' ' || *p == '\t')) p++;
+    if (e - p >= 3 && (*p == 'q' || *p == 'Q') && p[1] == '=') {
+      p += 2;
+      if (*p != '0' && *p != '1') return 1000;
+      int q = (*p++ - '0') * 1000;
+      if (p < e && *p == '.')
+        for (int scale = 100, i = 1; i <= 3 && p + i < e &&
+                                     p[i] >= '0' && p[i] <= '9';
+             i++, scale /= 10)
+          q += (p[i] - '0') * scale;
+      return q > 1000 ? 1000 : q;
+    }
+    p = memchr(p, ';', (size_t)(e - p));
+  }
+  return 1000;
+}
+
 mfm_serve_format mfm_serve_accept(const char *accept, mfm_serve_format dflt) {
   if (!accept) return dflt;
   const char *s = accept;
@@ -46,16 +69,42 @@ mfm_serve_format mfm_serve_accept(const char *accept, mfm_serve_format dflt) {
   for (const char *t = s; *t; t++)
     if (*t != ' ' && *t != '\t') blank = 0;
   if (blank) return dflt;
-  while (*s) {
+  /* Each type moonfm writes gets the q of its own entry (the first), else
+     that of a wildcard; the higher q wins, q=0 refuses.  At equal q a type
+     named outright beats a wildcard, the earlier named beats the later,
+     and a wildcard alone gives the default. */
+  int q[4] = {-1, -1, -1, -1}, at[4] = {0, 0, 0, 0}, any = -1;
+  for (int pos = 1; *s; pos++) {
     const char *e = strchr(s, ',');
     size_t n = e ? (size_t)(e - s) : strlen(s);
-    if (media_is(s, n, "*/*") || media_is(s, n, "application/*")) return dflt;
-    mfm_serve_format f = media(s, n);
-    if (f == MFM_SERVE_JSON || f == MFM_SERVE_JSONLINES) return f;
+    int w = qvalue(s, n);
+    if (media_is(s, n, "*/*") || media_is(s, n, "application/*")) {
+      if (w > any) any = w;
+    } else {
+      mfm_serve_format f = media(s, n);
+      if ((f == MFM_SERVE_JSON || f == MFM_SERVE_JSONLINES) && q[f] < 0) {
+        q[f] = w;
+        at[f] = pos;
+      }
+    }
     if (!e) break;
     s = e + 1;
   }
-  return MFM_SERVE_UNSUPPORTED;
+  mfm_serve_format best = MFM_SERVE_UNSUPPORTED;
+  int bq = 0, bat = 0;
+  mfm_serve_format order[2] = {dflt, dflt == MFM_SERVE_JSON
+                                         ? MFM_SERVE_JSONLINES
+                                         : MFM_SERVE_JSON};
+  for (int i = 0; i < 2; i++) {
+    mfm_serve_format f = order[i];
+    int w = q[f] >= 0 ? q[f] : any, pos = q[f] >= 0 ? at[f] : 1 << 20;
+    if (w > bq || (w == bq && w > 0 && pos < bat)) {
+      best = f;
+      bq = w;
+      bat = pos;
+    }
+  }
+  return best;
 }
 
 const char *mfm_serve_format_name(mfm_serve_format f) {

@@ -62,6 +62,14 @@ return {
   { id = "http/csv-utf8-bom-tolerated", body = "\239\187\191u1\nu2\n", type = "text/csv", status = 200 },
   { id = "http/instance-not-an-object", body = '{"instances": [{"user": "u1"}, "u2"]}', type = J,
     status = 400, reply = "instances[1]: must be an object" },
+  -- Found by the realistic-client campaign: the first type listed won
+  -- whatever its q ("application/jsonlines;q=0.5, application/json" got
+  -- JSON lines, "application/json;q=0" got JSON).
+  { id = "http/accept-q-values", body = '{"user": "u1"}', type = J,
+    accept = "application/jsonlines;q=0.5, application/json", status = 200,
+    reply = '{"predictions":[' },
+  { id = "http/accept-q-zero", body = '{"user": "u1"}', type = J,
+    accept = "application/json;q=0", status = 406, reply = "unsupported Accept" },
   { id = "http/type-with-garbage-params", body = '{"user": "u1"}',
     type = "application/json; charset=\255; ;;==", status = 200 },
 }

@@ -379,6 +379,25 @@ static void test_media(void) {
                          MFM_SERVE_JSON) == MFM_SERVE_JSONLINES);
   CHECK(mfm_serve_accept("*/*", MFM_SERVE_JSONLINES) == MFM_SERVE_JSONLINES);
   CHECK(mfm_serve_accept("text/csv", MFM_SERVE_JSON) == 0);
+  /* q values: the higher wins wherever it is listed, q=0 refuses. */
+  CHECK(mfm_serve_accept("application/jsonlines;q=0.5, application/json",
+                         MFM_SERVE_JSON) == MFM_SERVE_JSON);
+  CHECK(mfm_serve_accept("application/json;q=0, application/jsonlines",
+                         MFM_SERVE_JSON) == MFM_SERVE_JSONLINES);
+  CHECK(mfm_serve_accept("application/json; q=0", MFM_SERVE_JSON) == 0);
+  CHECK(mfm_serve_accept("application/json;q=0, */*", MFM_SERVE_JSON) ==
+        MFM_SERVE_JSONLINES);
+  CHECK(mfm_serve_accept("application/json, text/plain;q=0.9, */*;q=0.8",
+                         MFM_SERVE_JSONLINES) == MFM_SERVE_JSON);
+  CHECK(mfm_serve_accept("*/*;q=0.1, application/jsonlines",
+                         MFM_SERVE_JSON) == MFM_SERVE_JSONLINES);
+  CHECK(mfm_serve_accept("*/*, application/jsonlines", MFM_SERVE_JSON) ==
+        MFM_SERVE_JSONLINES);
+  CHECK(mfm_serve_accept("application/jsonlines;q=0.9, application/json;"
+                         "q=0.9", MFM_SERVE_JSON) == MFM_SERVE_JSONLINES);
+  CHECK(mfm_serve_accept("text/csv;q=1, application/json;q=0.001",
+                         MFM_SERVE_JSONLINES) == MFM_SERVE_JSON);
+  CHECK(mfm_serve_accept("*/*;q=0", MFM_SERVE_JSON) == 0);
 }
 
 /* ---- a hybrid fm model file, served and compared with the fm model ---- */

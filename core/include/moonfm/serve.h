@@ -91,8 +91,9 @@ typedef struct mfm_serve_info {
 void mfm_serve_model_info(const mfm_serve_model *m, mfm_serve_info *out);
 
 /* Body formats.  Parsing ignores parameters ("; charset=utf-8") and case;
-   for an Accept list the first supported entry wins, and * / * (or
-   application / *) means the default.  0 when unsupported. */
+   in an Accept list the supported type of highest q wins (q=0 refuses
+   it; at equal q a type named outright, then the earlier one), and * / *
+   (or application / *) stands for the default.  0 when unsupported. */
 typedef enum mfm_serve_format {
   MFM_SERVE_UNSUPPORTED = 0,
   MFM_SERVE_JSON = 1,      /* application/json */
