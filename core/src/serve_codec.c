@@ -35,6 +35,29 @@ static mfm_serve_format media(const char *s, size_t n) {
   return MFM_SERVE_UNSUPPORTED;
 }
 
+/* Whether the media type ct has the parameter name=value (both without
+   case; the value may be quoted), as in "text/csv; header=present". */
+static int has_param(const char *ct, const char *name, const char *value) {
+  size_t nn = strlen(name), nv = strlen(value);
+  for (const char *p = strchr(ct, ';'); p; p = strchr(p, ';')) {
+    p++;
+    while (*p == ' ' || *p == '\t') p++;
+    if (strncasecmp(p, name, nn) != 0) continue;
+    const char *v = p + nn;
+    while (*v == ' ' || *v == '\t') v++;
+    if (*v++ != '=') continue;
+    while (*v == ' ' || *v == '\t') v++;
+    int quoted = *v == '"';
+    v += quoted;
+    if (strncasecmp(v, value, nv) != 0) continue;
+    v += nv;
+    v += quoted && *v == '"';
+    while (*v == ' ' || *v == '\t') v++;
+    if (*v == 0 || *v == ';') return 1;
+  }
+  return 0;
+}
+
 mfm_serve_format mfm_serve_content_type(const char *ct) {
   return ct ? media(ct, strlen(ct)) : MFM_SERVE_UNSUPPORTED;
 }
@@ -595,6 +618,12 @@ static mfm_status csv_line(mfm_serve_worker *w, const char *s, size_t n,
                            size_t line, mfm_err *err) {
   where at;
   where_line(&at, line);
+  if (w->csv_header) {
+    /* text/csv; header=present (RFC 4180): the first line names the
+       column. */
+    w->csv_header = 0;
+    return MFM_OK;
+  }
   while (n && (*s == ' ' || *s == '\t')) s++, n--;
   while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
   if (n >= 2 && s[0] == '"' && s[n - 1] == '"') s++, n -= 2;
@@ -746,6 +775,8 @@ mfm_status mfm_serve_invoke(mfm_serve_worker *w, const char *body,
     reply_text(out, 406, msg);
     return MFM_OK;
   }
+  w->csv_header = in == MFM_SERVE_CSV && has_param(content_type, "header",
+                                                   "present");
   mfm_status st = mfm_serve_decode(w, body, len, in, &err);
   if (st == MFM_OK) st = mfm_serve_predict(w, &err);
   if (st == MFM_ENOMEM) {

@@ -70,6 +70,9 @@ return {
     reply = '{"predictions":[' },
   { id = "http/accept-q-zero", body = '{"user": "u1"}', type = J,
     accept = "application/json;q=0", status = 406, reply = "unsupported Accept" },
+  -- A CSV header announced by the type (RFC 4180) was looked up as a user.
+  { id = "http/csv-header-present", body = "user_id\r\nu1\r\nu2\r\n",
+    type = "text/csv; header=present", status = 200, reply = '{"predictions":[' },
   { id = "http/type-with-garbage-params", body = '{"user": "u1"}',
     type = "application/json; charset=\255; ;;==", status = 200 },
 }

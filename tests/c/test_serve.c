@@ -222,6 +222,21 @@ static void test_forms(fixture *fx) {
   check_topk(fx, json_array_get(json_object_get(j, "predictions"), 1),
              U + 6 * K, UB[6], ex, 10);
   json_decref(j);
+  /* text/csv; header=present (RFC 4180): the first line is a header, not
+     a user id, with blank lines and CRLF before it too. */
+  j = invoke(fx, "\r\nuser\r\nu4\r\nu6", "text/csv; Header=\"present\"",
+             "application/json", &st, NULL);
+  CHECK(st == 200 && j);
+  CHECK(json_array_size(json_object_get(j, "predictions")) == 2);
+  check_topk(fx, json_array_get(json_object_get(j, "predictions"), 1),
+             U + 6 * K, UB[6], ex, 10);
+  json_decref(j);
+  /* Without it, that line is a user and an error names it. */
+  j = invoke(fx, "user\nu4\n", "text/csv; header=absent", "application/json",
+             &st, &text);
+  CHECK(st == 400 && strstr(text, "line 1: user: unknown user id 'user'"));
+  json_decref(j);
+  free(text);
 }
 
 static void expect(fixture *fx, const char *body, const char *ct,
