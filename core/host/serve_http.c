@@ -93,6 +93,21 @@ static enum MHD_Result text(mfm_http *h, struct MHD_Connection *con,
               strlen(msg), 0);
 }
 
+/* 405, with the Allow header RFC 9110 asks for (the methods of url). */
+static enum MHD_Result not_allowed(mfm_http *h, struct MHD_Connection *con,
+                                   const char *allow, const char *msg) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(
+      strlen(msg), (void *)msg, MHD_RESPMEM_PERSISTENT);
+  if (!r) return MHD_NO;
+  MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+  MHD_add_response_header(r, "Allow", allow);
+  if (atomic_load(&h->stopping))
+    MHD_add_response_header(r, "Connection", "close");
+  enum MHD_Result ok = MHD_queue_response(con, 405, r);
+  MHD_destroy_response(r);
+  return ok;
+}
+
 /* A formatted text reply (its own buffer: the worker threads answer at
    once). */
 __attribute__((format(printf, 4, 5))) static enum MHD_Result
@@ -167,20 +182,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
   }
   if (strcmp(url, "/ping") == 0) {
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-      return text(h, con, 405, "use GET /ping\n");
+      return not_allowed(h, con, "GET, HEAD", "use GET /ping\n");
     if (!atomic_load(&h->ready))
       return text(h, con, 503, "loading the model\n");
     return respond(h, con, 200, NULL, (char *)"", 0, 0);
   }
   if (strcmp(url, "/execution-parameters") == 0) {
-    if (strcmp(method, "GET") != 0)
-      return text(h, con, 405, "use GET /execution-parameters\n");
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+      return not_allowed(h, con, "GET, HEAD",
+                         "use GET /execution-parameters\n");
     return respond(h, con, 200, "application/json", h->c.execution_parameters,
                 strlen(h->c.execution_parameters), 0);
   }
   if (strcmp(url, "/invocations") != 0)
     return text(h, con, 404, "not found (POST /invocations, GET /ping)\n");
-  if (!post) return text(h, con, 405, "use POST /invocations\n");
+  if (!post) return not_allowed(h, con, "POST", "use POST /invocations\n");
   if (q->too_big)
     return textf(h, con, 413, "request body larger than %zu bytes (set "
                  "SAGEMAKER_MAX_PAYLOAD_IN_MB for more)\n", h->c.max_body);

@@ -86,6 +86,21 @@ describe("moonfm serve", function()
     assert.equal(200, (curl(srv.port, "/ping")))
   end)
 
+  it("names the allowed methods in a 405", function()
+    -- RFC 9110 asks for an Allow header; there was none.
+    for _, c in ipairs {
+      { "GET", "/invocations", "POST" }, { "OPTIONS", "/invocations", "POST" },
+      { "PUT", "/invocations", "POST" }, { "POST", "/ping", "GET, HEAD" },
+      { "DELETE", "/execution-parameters", "GET, HEAD" } } do
+      local st, body, headers = curl(srv.port, c[2], { method = c[1] })
+      assert.equal(405, st)
+      assert.matches("use ", body, 1, true)
+      assert.matches("\nAllow: " .. c[3] .. "\r\n", headers, 1, true)
+    end
+    assert.equal(200, (curl(srv.port, "/execution-parameters",
+                            { method = "HEAD" })))
+  end)
+
   it("answers 413 beyond 6 MiB, chunked or not", function()
     local big = e2e.tmpdir("big") .. "/7mb"
     os.execute("head -c 7000000 /dev/zero > " .. q(big))

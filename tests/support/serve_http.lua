@@ -100,13 +100,15 @@ function M.stop(s)
   return M.wait_exit(s, 25)
 end
 
--- curl(port, path, {body=, file=, type=, accept=, method=, chunked=})
--- -> status, body
+-- curl(port, path, {body=, file=, type=, accept=, method=, chunked=,
+-- header = {"Name: value", ...}}) -> status, body, response headers
 function M.curl(port, path, o)
   o = o or {}
   local d = e2e.tmpdir("curl")
   local args = { "curl -s --max-time 30 -o " .. q(d .. "/body"),
-                 "-w '%{http_code}'" }
+                 "-D " .. q(d .. "/headers"), "-w '%{http_code}'" }
+  if o.method then args[#args + 1] = "-X " .. q(o.method) end
+  for _, h in ipairs(o.header or {}) do args[#args + 1] = "-H " .. q(h) end
   if o.type then args[#args + 1] = "-H " .. q("Content-Type: " .. o.type) end
   if o.accept then args[#args + 1] = "-H " .. q("Accept: " .. o.accept) end
   if o.chunked then args[#args + 1] = "-H 'Transfer-Encoding: chunked'" end
@@ -118,7 +120,8 @@ function M.curl(port, path, o)
   if o.file then args[#args + 1] = "--data-binary @" .. q(o.file) end
   args[#args + 1] = q(string.format("http://127.0.0.1:%d%s", port, path))
   local code = sh(table.concat(args, " ") .. " 2>/dev/null")
-  return tonumber(code) or 0, e2e.read(d .. "/body") or ""
+  return tonumber(code) or 0, e2e.read(d .. "/body") or "",
+    e2e.read(d .. "/headers") or ""
 end
 
 return M
