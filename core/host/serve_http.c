@@ -123,6 +123,20 @@ textf(mfm_http *h, struct MHD_Connection *con, int status, const char *fmt,
                  strlen(msg), 1);
 }
 
+/* The log line of a refused request: status and the reason's first line
+   (what the client was told), so a Batch Transform or endpoint whose
+   caller saw only the status can be read in the log. */
+static void log_refused(int status, const char *method, const char *url,
+                        const char *why, size_t n) {
+  char line[201];
+  size_t m = 0;
+  for (; m < n && m + 1 < sizeof line && why[m] != '\n'; m++)
+    line[m] = (unsigned char)why[m] < 32 ? '?' : why[m];
+  line[m] = 0;
+  mfm_log(status >= 500 ? MFM_LOG_ERROR : MFM_LOG_WARNING,
+          "serve: %.16s %.64s: %d %s", method, url, status, line);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -197,9 +211,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
   if (strcmp(url, "/invocations") != 0)
     return text(h, con, 404, "not found (POST /invocations, GET /ping)\n");
   if (!post) return not_allowed(h, con, "POST", "use POST /invocations\n");
-  if (q->too_big)
+  if (q->too_big) {
+    mfm_log(MFM_LOG_WARNING, "serve: %.16s %.64s: 413 body over %zu bytes",
+            method, url, h->c.max_body);
     return textf(h, con, 413, "request body larger than %zu bytes (set "
                  "SAGEMAKER_MAX_PAYLOAD_IN_MB for more)\n", h->c.max_body);
+  }
   if (!atomic_load(&h->ready))
     return text(h, con, 503, "loading the model\n");
   mfm_serve_reply r;
@@ -208,8 +225,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
      MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Type"),
      MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept"), &r);
   atomic_fetch_add(&h->answered, 1);
-  if (!r.body) return text(h, con, r.status ? r.status : 500,
-                           "out of memory\n");
+  if (!r.body) {
+    log_refused(r.status ? r.status : 500, method, url, "out of memory", 13);
+    return text(h, con, r.status ? r.status : 500, "out of memory\n");
+  }
+  if (r.status >= 400) log_refused(r.status, method, url, r.body, r.len);
   return respond(h, con, r.status, r.content_type, r.body, r.len, 1);
 }
 

@@ -81,6 +81,13 @@ describe("moonfm serve", function()
       assert.equal(c[4], st)
       assert.matches(c[5], body, 1, true)
     end
+    -- Each refusal is in the log too, with its reason (a caller such as
+    -- Batch Transform reports only the status).
+    local log = e2e.read(srv.dir .. "/err")
+    assert.matches("WARNING serve: POST /invocations: 400 user: unknown "
+                   .. "user id 'nobody'", log, 1, true)
+    assert.matches("WARNING serve: POST /invocations: 406 unsupported "
+                   .. "Accept 'text/html'", log, 1, true)
     assert.equal(404, (curl(srv.port, "/nothing")))
     assert.equal(405, (curl(srv.port, "/invocations")))
     assert.equal(200, (curl(srv.port, "/ping")))
@@ -107,6 +114,8 @@ describe("moonfm serve", function()
     local st, body = curl(srv.port, "/invocations", { type = J, file = big })
     assert.equal(413, st)
     assert.matches("SAGEMAKER_MAX_PAYLOAD_IN_MB", body, 1, true)
+    assert.matches("WARNING serve: POST /invocations: 413 body over "
+                   .. "6291456 bytes", e2e.read(srv.dir .. "/err"), 1, true)
     st = curl(srv.port, "/invocations", { type = J, file = big,
                                           chunked = true })
     assert.equal(413, st)
