@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "moonfm/alloc.h"
@@ -29,6 +30,9 @@ struct mfm_http {
   atomic_int stopping;
   atomic_int in_flight;
   atomic_llong answered;
+  unsigned max_connections;
+  atomic_int open;  /* connections open */
+  atomic_int full;  /* said that max_connections were open */
 };
 
 /* Per request: the body gathered so far. */
@@ -246,6 +250,40 @@ static void on_completed(void *cls, struct MHD_Connection *con,
   *con_cls = NULL;
 }
 
+/* Counts connections.  At the limit libmicrohttpd stops accepting and a
+   new connection (a /ping too) waits in the backlog without a word:
+   say so once, until it falls to half. */
+static void on_connection(void *cls, struct MHD_Connection *con,
+                          void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code) {
+  mfm_http *h = cls;
+  (void)con;
+  (void)socket_ctx;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    int n = atomic_fetch_add(&h->open, 1) + 1;
+    if ((unsigned)n >= h->max_connections && !atomic_exchange(&h->full, 1))
+      mfm_log(MFM_LOG_WARNING, "serve: %d connections open, the most "
+              "served at once; new ones wait until one closes (an idle one "
+              "after SAGEMAKER_MODEL_SERVER_TIMEOUT, %d s)", n, h->c.timeout);
+  } else {
+    int n = atomic_fetch_sub(&h->open, 1) - 1;
+    if ((unsigned)n <= h->max_connections / 2) atomic_store(&h->full, 0);
+  }
+}
+
+/* The most connections open at once: idle keep-alive connections of
+   many clients must not lock /ping out, so as many as the descriptors
+   allow (a few kept for the model and logs), up to 4096. */
+static unsigned connection_limit(int workers) {
+  rlim_t n = 4096;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      rl.rlim_cur < n + 64)
+    n = rl.rlim_cur > 128 ? rl.rlim_cur - 64 : 64;
+  if (n < (rlim_t)workers) n = (rlim_t)workers;
+  return (unsigned)n;
+}
+
 mfm_status mfm_http_start(const mfm_http_config *c, mfm_http **out,
                           mfm_err *err) {
   *out = NULL;
@@ -255,6 +293,7 @@ mfm_status mfm_http_start(const mfm_http_config *c, mfm_http **out,
   mfm_http *h = mfm_calloc(1, sizeof *h);
   if (!h) return mfm_err_set(err, MFM_ENOMEM, "serve: out of memory");
   h->c = *c;
+  h->max_connections = connection_limit(c->workers);
   struct sockaddr_in sa;
   memset(&sa, 0, sizeof sa);
   sa.sin_family = AF_INET;
@@ -278,9 +317,10 @@ mfm_status mfm_http_start(const mfm_http_config *c, mfm_http **out,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->workers,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->timeout,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)(64 * c->workers + 64),
+      MHD_OPTION_CONNECTION_LIMIT, h->max_connections,
       MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
   if (!h->d) {
     mfm_free(h);
     return mfm_err_set(err, MFM_EIO, "serve: cannot listen on %s:%d (port "

@@ -108,6 +108,20 @@ describe("moonfm serve", function()
                             { method = "HEAD" })))
   end)
 
+  it("answers /ping beside hundreds of idle connections", function()
+    -- The limit was 64 per worker + 64 (192 here): past it /ping waited in
+    -- the backlog with no answer and no word in the log.
+    assert.equal(200, http.ping_beside_idle(srv.port, 300, "/ping"))
+    assert.equal(200, (curl(srv.port, "/ping")))
+    -- At the limit (here set by the descriptors: 200 - 64) the log says so.
+    local s = start(base, nil, nil, "ulimit -n 200;")
+    http.ping_beside_idle(s.port, 150, "/ping")
+    assert.equal(200, (curl(s.port, "/ping")))
+    assert.equal(0, stop(s))
+    assert.matches("WARNING serve: 136 connections open, the most served at "
+                   .. "once", e2e.read(s.dir .. "/err"), 1, true)
+  end)
+
   it("answers 413 beyond 6 MiB, chunked or not", function()
     local big = e2e.tmpdir("big") .. "/7mb"
     os.execute("head -c 7000000 /dev/zero > " .. q(big))

@@ -55,8 +55,9 @@ end
 function M.sleep(s) os.execute("sleep " .. s) end
 
 -- Starts the server on a random free-looking port (retrying when it is
--- taken); returns {pid, port, dir}.  env: extra variables.
-function M.start(base, env, wait)
+-- taken); returns {pid, port, dir}.  env: extra variables; prefix: shell
+-- text before the command (`ulimit -n 200;`).
+function M.start(base, env, wait, prefix)
   for _ = 1, 10 do
     local port = math.random(20000, 60000)
     local d = e2e.tmpdir("serve")
@@ -64,8 +65,8 @@ function M.start(base, env, wait)
                    "SAGEMAKER_BIND_TO_PORT=" .. port,
                    "SAGEMAKER_MODEL_SERVER_WORKERS=2" }
     for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
-    os.execute(string.format("env %s %s serve > %s/out 2> %s/err & "
-      .. "echo $! > %s/pid; wait $!; echo $? > %s/rc ) &",
+    os.execute(string.format("%s env %s %s serve > %s/out 2> %s/err & "
+      .. "echo $! > %s/pid; wait $!; echo $? > %s/rc ) &", prefix or "",
       table.concat(vars, " "), q(e2e.exe), q(d), q(d), q(d), q(d))
       :gsub("^", "( "))
     local s = { port = port, dir = d }
@@ -93,6 +94,20 @@ function M.wait_exit(s, limit)
     if rc then return tonumber(rc) end
     M.sleep(0.05)
   end
+end
+
+-- Opens n connections to port and leaves them idle while it runs curl on
+-- path (at most 3 s); the status curl got (0: no answer).
+function M.ping_beside_idle(port, n, path)
+  local script = string.format([[
+    for i in $(seq %d); do exec {fd}<>/dev/tcp/127.0.0.1/%d || break; done
+    sleep 0.3
+    curl -s -o /dev/null -w '%%{http_code}' --max-time 3 http://127.0.0.1:%d%s
+  ]], n, port, port, path)
+  local p = io.popen("bash -c " .. q(script) .. " 2>/dev/null")
+  local s = p:read("a")
+  p:close()
+  return tonumber(s) or 0
 end
 
 function M.stop(s)
