@@ -62,6 +62,11 @@ mfm_serve_format mfm_serve_content_type(const char *ct) {
   return ct ? media(ct, strlen(ct)) : MFM_SERVE_UNSUPPORTED;
 }
 
+int mfm_serve_csv_header(const char *ct) {
+  return mfm_serve_content_type(ct) == MFM_SERVE_CSV &&
+         has_param(ct, "header", "present");
+}
+
 /* The q value of the Accept entry s[0..n), in thousandths (1000 without
    one): "q=0.5" is 500, "q=0" 0.  A q that is not a number counts as 1. */
 static int qvalue(const char *s, size_t n) {
@@ -775,8 +780,7 @@ mfm_status mfm_serve_invoke(mfm_serve_worker *w, const char *body,
     reply_text(out, 406, msg);
     return MFM_OK;
   }
-  w->csv_header = in == MFM_SERVE_CSV && has_param(content_type, "header",
-                                                   "present");
+  w->csv_header = mfm_serve_csv_header(content_type);
   mfm_status st = mfm_serve_decode(w, body, len, in, &err);
   if (st == MFM_OK) st = mfm_serve_predict(w, &err);
   if (st == MFM_ENOMEM) {

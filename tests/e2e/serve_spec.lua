@@ -253,6 +253,43 @@ describe("moonfm serve", function()
     assert.matches("stopped after", e2e.read(s.dir .. "/err"), 1, true)
   end)
 
+  it("reads types and lists in a Lua handler's defaults as the C path does",
+     function()
+    -- The defaults took only the first Accept entry and only two JSON
+    -- lines types, read a CSV header as a user, and refused an empty list
+    -- (cjson writes {} for it).
+    local d = e2e.tmpdir("defaults")
+    e2e.write(d .. "/serve.lua", "return { serve = {} }")
+    local s = start(base, { MOONFM_SERVE_HANDLER = d .. "/serve.lua" })
+    local got = {}
+    for _, c in ipairs {
+      { '{"user": "u2", "k": 1}', J, "text/plain, application/json", 200,
+        '"items":["i5"]' },
+      { '{"user": "u2", "k": 1}', J, "application/jsonlines;q=0.5, "
+        .. "application/json", 200, '{"predictions":[' },
+      { '{"user": "u2", "k": 1}', J, "application/x-jsonlines", 200,
+        '"items":["i5"]' },
+      { '{"user": "u2", "k": 1}\r\n', "application/x-ndjson", nil, 200,
+        '"items":["i5"]' },
+      { "user\r\nu2\r\n", "text/csv; header=present", nil, 200,
+        '"items":["i5",' },
+      { '{"instances": []}', J, nil, 200, '{"predictions":[]}' },
+      { '{"user": "u2", "items": []}', J, nil, 200, '"items":[]' },
+      { "\n", "text/csv", nil, 400, "the body has no lines" },
+      { '{"user": "u2"}', J, "text/csv", 406, "unsupported Accept" },
+    } do
+      local st, body = curl(s.port, "/invocations",
+                            { body = c[1], type = c[2], accept = c[3] })
+      got[#got + 1] = { c, st, body }
+    end
+    assert.equal(0, stop(s)) -- first: a server left running holds ctest
+    for _, g in ipairs(got) do
+      local c, st, body = g[1], g[2], g[3]
+      assert.equal(c[4], st, c[2] .. " " .. tostring(c[3]))
+      assert.matches(c[5], body, 1, true)
+    end
+  end)
+
   it("runs a recipe's Lua handlers", function()
     local d = e2e.tmpdir("handler")
     e2e.write(d .. "/serve.lua", [[

@@ -101,6 +101,9 @@ typedef enum mfm_serve_format {
   MFM_SERVE_CSV = 3        /* text/csv (requests only) */
 } mfm_serve_format;
 mfm_serve_format mfm_serve_content_type(const char *content_type);
+/* Nonzero when content_type is text/csv with header=present (RFC 4180):
+   the body's first line is a header. */
+int mfm_serve_csv_header(const char *content_type);
 mfm_serve_format mfm_serve_accept(const char *accept, mfm_serve_format dflt);
 /* The media type written for a format ("application/json" ...). */
 const char *mfm_serve_format_name(mfm_serve_format f);
