@@ -442,6 +442,10 @@ static mfm_status instance(mfm_serve_worker *w, const json_t *o,
     } else {
       char shown[64];
       quote_id(shown, sizeof shown, key, strlen(key));
+      /* TensorFlow Serving's batch key: moonfm's is "instances". */
+      if (!at->s[0] && strcmp(key, "inputs") == 0)
+        return mfm_err_set(err, MFM_EINVAL, "inputs: unknown field (several "
+                           "requests go in \"instances\")");
       return mfm_err_set(err, MFM_EINVAL, "%s%s: unknown field (fields: "
                          "user, k, exclude_seen, items, interactions, "
                          "features, similar_to)", at->s, shown);
@@ -533,6 +537,14 @@ static mfm_status decode_json(mfm_serve_worker *w, const char *body,
   json_error_t je;
   where at = {""};
   int oom;
+  size_t a = 0;
+  while (a < len && (body[a] == ' ' || body[a] == '\t' || body[a] == '\r' ||
+                     body[a] == '\n'))
+    a++;
+  if (a == len)
+    return mfm_err_set(err, MFM_EINVAL, "request: the body is empty (send "
+                       "a JSON object such as {\"user\": \"u1\", \"k\": "
+                       "10})");
   json_t *root = mfm_serve_json_load(body, len, &je, &oom);
   if (!root) {
     if (oom)
@@ -543,7 +555,9 @@ static mfm_status decode_json(mfm_serve_worker *w, const char *body,
   json_t *inst = json_object_get(root, "instances");
   if (!json_is_object(root)) {
     st = mfm_err_set(err, MFM_EINVAL, "request: must be a JSON object such "
-                     "as {\"user\": \"u1\", \"k\": 10}");
+                     "as {\"user\": \"u1\", \"k\": 10}%s",
+                     json_is_array(root) ? " (several go in {\"instances\": "
+                     "[...]})" : "");
   } else if (inst) {
     opts d = {MFM_SERVE_DEFAULT_K, 1};
     const char *key;
@@ -642,8 +656,10 @@ static mfm_status csv_line(mfm_serve_worker *w, const char *s, size_t n,
   if (u < 0) {
     char shown[64];
     quote_id(shown, sizeof shown, s, n);
-    return mfm_err_set(err, MFM_EINVAL, "%suser: unknown user id '%s'", at.s,
-                       shown);
+    return mfm_err_set(err, MFM_EINVAL, "%suser: unknown user id '%s'%s",
+                       at.s, shown, memchr(s, ',', n) ? " (text/csv takes "
+                       "one user id a line; send JSON for k, items and the "
+                       "rest)" : "");
   }
   serve_inst in;
   memset(&in, 0, sizeof in);
@@ -762,9 +778,13 @@ mfm_status mfm_serve_invoke(mfm_serve_worker *w, const char *body,
   memset(out, 0, sizeof *out);
   mfm_serve_format in = mfm_serve_content_type(content_type);
   if (in == MFM_SERVE_UNSUPPORTED) {
-    snprintf(msg, sizeof msg, "unsupported Content-Type '%.100s' (use "
-             "application/json, application/jsonlines or text/csv)",
-             content_type ? content_type : "");
+    if (!content_type || !*content_type)
+      snprintf(msg, sizeof msg, "no Content-Type (send "
+               "application/json, application/jsonlines or text/csv)");
+    else
+      snprintf(msg, sizeof msg, "unsupported Content-Type '%.100s' (use "
+               "application/json, application/jsonlines or text/csv)",
+               content_type);
     reply_text(out, 415, msg);
     return MFM_OK;
   }

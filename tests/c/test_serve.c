@@ -268,7 +268,7 @@ static void test_errors(fixture *fx) {
   expect(fx, "{\"user\": \"u1\", \"colour\": 1}", J, NULL, 400,
          "colour: unknown field");
   expect(fx, "{\"user\": \"u1\"", J, NULL, 400, "invalid JSON");
-  expect(fx, "", J, NULL, 400, "invalid JSON");
+  expect(fx, "", J, NULL, 400, "request: the body is empty");
   expect(fx, "[1, 2]", J, NULL, 400, "must be a JSON object");
   expect(fx, "{\"user\": \"u1\", \"user\": \"u2\"}", J, NULL, 400,
          "invalid JSON");
