@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "moonfm/alloc.h"
@@ -29,6 +30,9 @@ struct mfm_http {
   atomic_int stopping;
   atomic_int in_flight;
   atomic_llong answered;
+  unsigned max_connections;
+  atomic_int open;  /* connections open */
+  atomic_int full;  /* said that max_connections were open */
 };
 
 /* Per request: the body gathered so far. */
@@ -93,6 +97,21 @@ static enum MHD_Result text(mfm_http *h, struct MHD_Connection *con,
               strlen(msg), 0);
 }
 
+/* 405, with the Allow header RFC 9110 asks for (the methods of url). */
+static enum MHD_Result not_allowed(mfm_http *h, struct MHD_Connection *con,
+                                   const char *allow, const char *msg) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(
+      strlen(msg), (void *)msg, MHD_RESPMEM_PERSISTENT);
+  if (!r) return MHD_NO;
+  MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+  MHD_add_response_header(r, "Allow", allow);
+  if (atomic_load(&h->stopping))
+    MHD_add_response_header(r, "Connection", "close");
+  enum MHD_Result ok = MHD_queue_response(con, 405, r);
+  MHD_destroy_response(r);
+  return ok;
+}
+
 /* A formatted text reply (its own buffer: the worker threads answer at
    once). */
 __attribute__((format(printf, 4, 5))) static enum MHD_Result
@@ -106,6 +125,20 @@ textf(mfm_http *h, struct MHD_Connection *con, int status, const char *fmt,
   va_end(ap);
   return respond(h, con, status, "text/plain; charset=utf-8", msg,
                  strlen(msg), 1);
+}
+
+/* The log line of a refused request: status and the reason's first line
+   (what the client was told), so a Batch Transform or endpoint whose
+   caller saw only the status can be read in the log. */
+static void log_refused(int status, const char *method, const char *url,
+                        const char *why, size_t n) {
+  char line[201];
+  size_t m = 0;
+  for (; m < n && m + 1 < sizeof line && why[m] != '\n'; m++)
+    line[m] = (unsigned char)why[m] < 32 ? '?' : why[m];
+  line[m] = 0;
+  mfm_log(status >= 500 ? MFM_LOG_ERROR : MFM_LOG_WARNING,
+          "serve: %.16s %.64s: %d %s", method, url, status, line);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
@@ -167,23 +200,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
   }
   if (strcmp(url, "/ping") == 0) {
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-      return text(h, con, 405, "use GET /ping\n");
+      return not_allowed(h, con, "GET, HEAD", "use GET /ping\n");
     if (!atomic_load(&h->ready))
       return text(h, con, 503, "loading the model\n");
     return respond(h, con, 200, NULL, (char *)"", 0, 0);
   }
   if (strcmp(url, "/execution-parameters") == 0) {
-    if (strcmp(method, "GET") != 0)
-      return text(h, con, 405, "use GET /execution-parameters\n");
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+      return not_allowed(h, con, "GET, HEAD",
+                         "use GET /execution-parameters\n");
     return respond(h, con, 200, "application/json", h->c.execution_parameters,
                 strlen(h->c.execution_parameters), 0);
   }
   if (strcmp(url, "/invocations") != 0)
     return text(h, con, 404, "not found (POST /invocations, GET /ping)\n");
-  if (!post) return text(h, con, 405, "use POST /invocations\n");
-  if (q->too_big)
+  if (!post) return not_allowed(h, con, "POST", "use POST /invocations\n");
+  if (q->too_big) {
+    mfm_log(MFM_LOG_WARNING, "serve: %.16s %.64s: 413 body over %zu bytes",
+            method, url, h->c.max_body);
     return textf(h, con, 413, "request body larger than %zu bytes (set "
                  "SAGEMAKER_MAX_PAYLOAD_IN_MB for more)\n", h->c.max_body);
+  }
   if (!atomic_load(&h->ready))
     return text(h, con, 503, "loading the model\n");
   mfm_serve_reply r;
@@ -192,8 +229,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
      MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Type"),
      MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept"), &r);
   atomic_fetch_add(&h->answered, 1);
-  if (!r.body) return text(h, con, r.status ? r.status : 500,
-                           "out of memory\n");
+  if (!r.body) {
+    log_refused(r.status ? r.status : 500, method, url, "out of memory", 13);
+    return text(h, con, r.status ? r.status : 500, "out of memory\n");
+  }
+  if (r.status >= 400) log_refused(r.status, method, url, r.body, r.len);
   return respond(h, con, r.status, r.content_type, r.body, r.len, 1);
 }
 
@@ -210,6 +250,40 @@ static void on_completed(void *cls, struct MHD_Connection *con,
   *con_cls = NULL;
 }
 
+/* Counts connections.  At the limit libmicrohttpd stops accepting and a
+   new connection (a /ping too) waits in the backlog without a word:
+   say so once, until it falls to half. */
+static void on_connection(void *cls, struct MHD_Connection *con,
+                          void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code) {
+  mfm_http *h = cls;
+  (void)con;
+  (void)socket_ctx;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    int n = atomic_fetch_add(&h->open, 1) + 1;
+    if ((unsigned)n >= h->max_connections && !atomic_exchange(&h->full, 1))
+      mfm_log(MFM_LOG_WARNING, "serve: %d connections open, the most "
+              "served at once; new ones wait until one closes (an idle one "
+              "after SAGEMAKER_MODEL_SERVER_TIMEOUT, %d s)", n, h->c.timeout);
+  } else {
+    int n = atomic_fetch_sub(&h->open, 1) - 1;
+    if ((unsigned)n <= h->max_connections / 2) atomic_store(&h->full, 0);
+  }
+}
+
+/* The most connections open at once: idle keep-alive connections of
+   many clients must not lock /ping out, so as many as the descriptors
+   allow (a few kept for the model and logs), up to 4096. */
+static unsigned connection_limit(int workers) {
+  rlim_t n = 4096;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      rl.rlim_cur < n + 64)
+    n = rl.rlim_cur > 128 ? rl.rlim_cur - 64 : 64;
+  if (n < (rlim_t)workers) n = (rlim_t)workers;
+  return (unsigned)n;
+}
+
 mfm_status mfm_http_start(const mfm_http_config *c, mfm_http **out,
                           mfm_err *err) {
   *out = NULL;
@@ -219,6 +293,7 @@ mfm_status mfm_http_start(const mfm_http_config *c, mfm_http **out,
   mfm_http *h = mfm_calloc(1, sizeof *h);
   if (!h) return mfm_err_set(err, MFM_ENOMEM, "serve: out of memory");
   h->c = *c;
+  h->max_connections = connection_limit(c->workers);
   struct sockaddr_in sa;
   memset(&sa, 0, sizeof sa);
   sa.sin_family = AF_INET;
@@ -242,9 +317,10 @@ mfm_status mfm_http_start(const mfm_http_config *c, mfm_http **out,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->workers,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->timeout,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)(64 * c->workers + 64),
+      MHD_OPTION_CONNECTION_LIMIT, h->max_connections,
       MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
   if (!h->d) {
     mfm_free(h);
     return mfm_err_set(err, MFM_EIO, "serve: cannot listen on %s:%d (port "

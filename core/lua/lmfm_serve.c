@@ -304,19 +304,42 @@ static int l_serve_check(lua_State *L) {
   return 1;
 }
 
-/* core.serve_accept(text) -> "json" | "jsonlines" | nil: the answer type
-   an Accept value picks (nil: none moonfm writes; any type picks json). */
-static int l_serve_accept(lua_State *L) {
-  mfm_serve_format f = mfm_serve_accept(luaL_checkstring(L, 1), MFM_SERVE_JSON);
-  if (f == MFM_SERVE_JSON) lua_pushliteral(L, "json");
-  else if (f == MFM_SERVE_JSONLINES) lua_pushliteral(L, "jsonlines");
-  else lua_pushnil(L);
+static const char *const format_names[] = {"unsupported", "json",
+                                           "jsonlines", "csv", NULL};
+
+static int push_format(lua_State *L, mfm_serve_format f) {
+  if (f == MFM_SERVE_UNSUPPORTED) lua_pushnil(L);
+  else lua_pushstring(L, format_names[f]);
   return 1;
 }
 
-static const luaL_Reg serve_funcs[] = {{"serve", l_serve},
-                                       {"serve_check", l_serve_check},
-                                       {"serve_accept", l_serve_accept},
-                                       {NULL, NULL}};
+/* core.serve_accept(text [, default]) -> "json" | "jsonlines" | nil: the
+   answer type an Accept value picks, as the server picks it (nil: none
+   moonfm writes); default ("json" or "jsonlines", else "json") is what
+   an absent Accept or a wildcard picks. */
+static int l_serve_accept(lua_State *L) {
+  const char *accept = luaL_checkstring(L, 1);
+  int d = luaL_checkoption(L, 2, "json", format_names);
+  luaL_argcheck(L, d == MFM_SERVE_JSON || d == MFM_SERVE_JSONLINES, 2,
+                "json or jsonlines expected");
+  return push_format(L, mfm_serve_accept(accept, (mfm_serve_format)d));
+}
+
+/* core.serve_content_type(text) -> "json" | "jsonlines" | "csv" | nil,
+   header: a request type as the server reads it; header is true for
+   text/csv; header=present. */
+static int l_serve_content_type(lua_State *L) {
+  const char *ct = luaL_checkstring(L, 1);
+  push_format(L, mfm_serve_content_type(ct));
+  lua_pushboolean(L, mfm_serve_csv_header(ct));
+  return 2;
+}
+
+static const luaL_Reg serve_funcs[] = {
+    {"serve", l_serve},
+    {"serve_accept", l_serve_accept},
+    {"serve_check", l_serve_check},
+    {"serve_content_type", l_serve_content_type},
+    {NULL, NULL}};
 
 void lmfm_open_serve(lua_State *L) { luaL_setfuncs(L, serve_funcs, 0); }

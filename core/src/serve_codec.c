@@ -35,8 +35,59 @@ static mfm_serve_format media(const char *s, size_t n) {
   return MFM_SERVE_UNSUPPORTED;
 }
 
+/* Whether the media type ct has the parameter name=value (both without
+   case; the value may be quoted), as in "text/csv; header=present". */
+static int has_param(const char *ct, const char *name, const char *value) {
+  size_t nn = strlen(name), nv = strlen(value);
+  for (const char *p = strchr(ct, ';'); p; p = strchr(p, ';')) {
+    p++;
+    while (*p == ' ' || *p == '\t') p++;
+    if (strncasecmp(p, name, nn) != 0) continue;
+    const char *v = p + nn;
+    while (*v == ' ' || *v == '\t') v++;
+    if (*v++ != '=') continue;
+    while (*v == ' ' || *v == '\t') v++;
+    int quoted = *v == '"';
+    v += quoted;
+    if (strncasecmp(v, value, nv) != 0) continue;
+    v += nv;
+    v += quoted && *v == '"';
+    while (*v == ' ' || *v == '\t') v++;
+    if (*v == 0 || *v == ';') return 1;
+  }
+  return 0;
+}
+
 mfm_serve_format mfm_serve_content_type(const char *ct) {
   return ct ? media(ct, strlen(ct)) : MFM_SERVE_UNSUPPORTED;
+}
+
+int mfm_serve_csv_header(const char *ct) {
+  return mfm_serve_content_type(ct) == MFM_SERVE_CSV &&
+         has_param(ct, "header", "present");
+}
+
+/* The q value of the Accept entry s[0..n), in thousandths (1000 without
+   one): "q=0.5" is 500, "q=0" 0.  A q that is not a number counts as 1. */
+static int qvalue(const char *s, size_t n) {
+  const char *e = s + n, *p = memchr(s, ';', n);
+  while (p) {
+    p++;
+    while (p < e && (*p == ' ' || *p == '\t')) p++;
+    if (e - p >= 3 && (*p == 'q' || *p == 'Q') && p[1] == '=') {
+      p += 2;
+      if (*p != '0' && *p != '1') return 1000;
+      int q = (*p++ - '0') * 1000;
+      if (p < e && *p == '.')
+        for (int scale = 100, i = 1; i <= 3 && p + i < e &&
+                                     p[i] >= '0' && p[i] <= '9';
+             i++, scale /= 10)
+          q += (p[i] - '0') * scale;
+      return q > 1000 ? 1000 : q;
+    }
+    p = memchr(p, ';', (size_t)(e - p));
+  }
+  return 1000;
 }
 
 mfm_serve_format mfm_serve_accept(const char *accept, mfm_serve_format dflt) {
@@ -46,16 +97,42 @@ mfm_serve_format mfm_serve_accept(const char *accept, mfm_serve_format dflt) {
   for (const char *t = s; *t; t++)
     if (*t != ' ' && *t != '\t') blank = 0;
   if (blank) return dflt;
-  while (*s) {
+  /* Each type moonfm writes gets the q of its own entry (the first), else
+     that of a wildcard; the higher q wins, q=0 refuses.  At equal q a type
+     named outright beats a wildcard, the earlier named beats the later,
+     and a wildcard alone gives the default. */
+  int q[4] = {-1, -1, -1, -1}, at[4] = {0, 0, 0, 0}, any = -1;
+  for (int pos = 1; *s; pos++) {
     const char *e = strchr(s, ',');
     size_t n = e ? (size_t)(e - s) : strlen(s);
-    if (media_is(s, n, "*/*") || media_is(s, n, "application/*")) return dflt;
-    mfm_serve_format f = media(s, n);
-    if (f == MFM_SERVE_JSON || f == MFM_SERVE_JSONLINES) return f;
+    int w = qvalue(s, n);
+    if (media_is(s, n, "*/*") || media_is(s, n, "application/*")) {
+      if (w > any) any = w;
+    } else {
+      mfm_serve_format f = media(s, n);
+      if ((f == MFM_SERVE_JSON || f == MFM_SERVE_JSONLINES) && q[f] < 0) {
+        q[f] = w;
+        at[f] = pos;
+      }
+    }
     if (!e) break;
     s = e + 1;
   }
-  return MFM_SERVE_UNSUPPORTED;
+  mfm_serve_format best = MFM_SERVE_UNSUPPORTED;
+  int bq = 0, bat = 0;
+  mfm_serve_format order[2] = {dflt, dflt == MFM_SERVE_JSON
+                                         ? MFM_SERVE_JSONLINES
+                                         : MFM_SERVE_JSON};
+  for (int i = 0; i < 2; i++) {
+    mfm_serve_format f = order[i];
+    int w = q[f] >= 0 ? q[f] : any, pos = q[f] >= 0 ? at[f] : 1 << 20;
+    if (w > bq || (w == bq && w > 0 && pos < bat)) {
+      best = f;
+      bq = w;
+      bat = pos;
+    }
+  }
+  return best;
 }
 
 const char *mfm_serve_format_name(mfm_serve_format f) {
@@ -365,6 +442,10 @@ static mfm_status instance(mfm_serve_worker *w, const json_t *o,
     } else {
       char shown[64];
       quote_id(shown, sizeof shown, key, strlen(key));
+      /* TensorFlow Serving's batch key: moonfm's is "instances". */
+      if (!at->s[0] && strcmp(key, "inputs") == 0)
+        return mfm_err_set(err, MFM_EINVAL, "inputs: unknown field (several "
+                           "requests go in \"instances\")");
       return mfm_err_set(err, MFM_EINVAL, "%s%s: unknown field (fields: "
                          "user, k, exclude_seen, items, interactions, "
                          "features, similar_to)", at->s, shown);
@@ -456,6 +537,14 @@ static mfm_status decode_json(mfm_serve_worker *w, const char *body,
   json_error_t je;
   where at = {""};
   int oom;
+  size_t a = 0;
+  while (a < len && (body[a] == ' ' || body[a] == '\t' || body[a] == '\r' ||
+                     body[a] == '\n'))
+    a++;
+  if (a == len)
+    return mfm_err_set(err, MFM_EINVAL, "request: the body is empty (send "
+                       "a JSON object such as {\"user\": \"u1\", \"k\": "
+                       "10})");
   json_t *root = mfm_serve_json_load(body, len, &je, &oom);
   if (!root) {
     if (oom)
@@ -466,7 +555,9 @@ static mfm_status decode_json(mfm_serve_worker *w, const char *body,
   json_t *inst = json_object_get(root, "instances");
   if (!json_is_object(root)) {
     st = mfm_err_set(err, MFM_EINVAL, "request: must be a JSON object such "
-                     "as {\"user\": \"u1\", \"k\": 10}");
+                     "as {\"user\": \"u1\", \"k\": 10}%s",
+                     json_is_array(root) ? " (several go in {\"instances\": "
+                     "[...]})" : "");
   } else if (inst) {
     opts d = {MFM_SERVE_DEFAULT_K, 1};
     const char *key;
@@ -546,6 +637,12 @@ static mfm_status csv_line(mfm_serve_worker *w, const char *s, size_t n,
                            size_t line, mfm_err *err) {
   where at;
   where_line(&at, line);
+  if (w->csv_header) {
+    /* text/csv; header=present (RFC 4180): the first line names the
+       column. */
+    w->csv_header = 0;
+    return MFM_OK;
+  }
   while (n && (*s == ' ' || *s == '\t')) s++, n--;
   while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
   if (n >= 2 && s[0] == '"' && s[n - 1] == '"') s++, n -= 2;
@@ -559,8 +656,10 @@ static mfm_status csv_line(mfm_serve_worker *w, const char *s, size_t n,
   if (u < 0) {
     char shown[64];
     quote_id(shown, sizeof shown, s, n);
-    return mfm_err_set(err, MFM_EINVAL, "%suser: unknown user id '%s'", at.s,
-                       shown);
+    return mfm_err_set(err, MFM_EINVAL, "%suser: unknown user id '%s'%s",
+                       at.s, shown, memchr(s, ',', n) ? " (text/csv takes "
+                       "one user id a line; send JSON for k, items and the "
+                       "rest)" : "");
   }
   serve_inst in;
   memset(&in, 0, sizeof in);
@@ -679,9 +778,13 @@ mfm_status mfm_serve_invoke(mfm_serve_worker *w, const char *body,
   memset(out, 0, sizeof *out);
   mfm_serve_format in = mfm_serve_content_type(content_type);
   if (in == MFM_SERVE_UNSUPPORTED) {
-    snprintf(msg, sizeof msg, "unsupported Content-Type '%.100s' (use "
-             "application/json, application/jsonlines or text/csv)",
-             content_type ? content_type : "");
+    if (!content_type || !*content_type)
+      snprintf(msg, sizeof msg, "no Content-Type (send "
+               "application/json, application/jsonlines or text/csv)");
+    else
+      snprintf(msg, sizeof msg, "unsupported Content-Type '%.100s' (use "
+               "application/json, application/jsonlines or text/csv)",
+               content_type);
     reply_text(out, 415, msg);
     return MFM_OK;
   }
@@ -697,6 +800,7 @@ mfm_status mfm_serve_invoke(mfm_serve_worker *w, const char *body,
     reply_text(out, 406, msg);
     return MFM_OK;
   }
+  w->csv_header = mfm_serve_csv_header(content_type);
   mfm_status st = mfm_serve_decode(w, body, len, in, &err);
   if (st == MFM_OK) st = mfm_serve_predict(w, &err);
   if (st == MFM_ENOMEM) {

@@ -58,6 +58,7 @@ struct mfm_serve_worker {
   serve_buf out;
   char *text;     /* scratch for one id's text */
   size_t cap_text;
+  int csv_header; /* text/csv; header=present: the next CSV line is one */
 };
 
 /* Appends; a failed allocation sets b->oom and later appends do nothing. */

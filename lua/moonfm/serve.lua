@@ -129,19 +129,30 @@ local function reject(status, message)
   error({ status = status, message = message }, 0)
 end
 
-local function media(t)
-  return (t or ""):match("^%s*([^;,%s]*)"):lower()
+-- cjson writes an empty table as {}: the lists of a request and of a
+-- prediction are arrays ({"instances": []} was refused as "must be an
+-- array").  A key inside a string is escaped (\"items\":{}) and is not
+-- matched.
+local LISTS = { "instances", "items", "interactions", "features",
+                "predictions", "scores" }
+local function arrays(text)
+  for _, k in ipairs(LISTS) do
+    text = text:gsub('"' .. k .. '":{}', '"' .. k .. '":[]')
+  end
+  return text
 end
 
--- The default steps, also handed to custom ones.
-local function default_input(cjson)
+-- The default steps, also handed to custom ones.  Types are read as the
+-- C path reads them (core.serve_content_type, core.serve_accept).
+local function default_input(cjson, core)
   return function(body, content_type)
-    local t = media(content_type)
-    if t == "application/json" then
+    local t, header = core.serve_content_type(content_type or "")
+    if body:sub(1, 3) == "\239\187\191" then body = body:sub(4) end
+    if t == "json" then
       local v, e = cjson.decode(body)
       if v == nil then reject(400, "invalid JSON: " .. tostring(e)) end
       return v
-    elseif t == "application/jsonlines" or t == "application/x-jsonlines" then
+    elseif t == "jsonlines" then
       local list = {}
       for line in body:gmatch("[^\n]+") do
         if line:match("%S") then
@@ -150,31 +161,44 @@ local function default_input(cjson)
           list[#list + 1] = v
         end
       end
+      if #list == 0 then reject(400, "request: the body has no lines") end
       return { instances = list }
-    elseif t == "text/csv" then
+    elseif t == "csv" then
       local list = {}
       for line in body:gmatch("[^\r\n]+") do
         local id = line:match("^%s*(.-)%s*$")
-        if id ~= "" then list[#list + 1] = { user = id } end
+        if id ~= "" then
+          if header then
+            header = false
+          else
+            list[#list + 1] = { user = id:match('^"(.*)"$') or id }
+          end
+        end
       end
+      if #list == 0 then reject(400, "request: the body has no lines") end
       return { instances = list }
     end
-    reject(415, "unsupported Content-Type '" .. tostring(content_type) .. "'")
+    reject(415, "unsupported Content-Type '" .. tostring(content_type)
+      .. "' (use application/json, application/jsonlines or text/csv)")
   end
 end
 
-local function default_output(cjson)
+local function default_output(cjson, core)
+  local dflt = core.serve_accept(
+    os.getenv("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "") or "json"
   return function(predictions, accept)
-    local t = media(accept)
-    if t == "" or t == "*/*" or t == "application/*"
-        or t == "application/json" then
-      return cjson.encode { predictions = predictions }, "application/json"
-    elseif t == "application/jsonlines" then
+    local t = core.serve_accept(accept or "", dflt)
+    if t == "json" then
+      return arrays(cjson.encode { predictions = predictions }),
+        "application/json"
+    elseif t == "jsonlines" then
       local out = {}
-      for i, p in ipairs(predictions) do out[i] = cjson.encode(p) end
-      return table.concat(out, "\n") .. "\n", "application/jsonlines"
+      for i, p in ipairs(predictions) do out[i] = arrays(cjson.encode(p)) end
+      return #out > 0 and table.concat(out, "\n") .. "\n" or "",
+        "application/jsonlines"
     end
-    reject(406, "unsupported Accept '" .. tostring(accept) .. "'")
+    reject(406, "unsupported Accept '" .. tostring(accept)
+      .. "' (use application/json or application/jsonlines)")
   end
 end
 
@@ -208,12 +232,14 @@ function M.worker(path, predict_json)
   function model.predict(request)
     local text = cjson.encode(request)
     if not text then reject(400, "request cannot be encoded as JSON") end
+    text = arrays(text)
     local status, body = predict_json(text)
     if status ~= 200 then reject(status, (body:gsub("\n$", ""))) end
     return cjson.decode(body).predictions
   end
-  model.default_input_fn = default_input(cjson)
-  model.default_output_fn = default_output(cjson)
+  local core = require "moonfm.core"
+  model.default_input_fn = default_input(cjson, core)
+  model.default_output_fn = default_output(cjson, core)
   local input_fn = h.input_fn or model.default_input_fn
   local predict_fn = h.predict_fn or function(data) return model.predict(data) end
   local output_fn = h.output_fn or model.default_output_fn

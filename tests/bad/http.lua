@@ -51,7 +51,7 @@ return {
   { id = "http/unsupported-type", body = '{"user": "u1"}', type = "application/x-protobuf",
     status = 415, reply = "unsupported Content-Type" },
   { id = "http/empty-content-type", body = '{"user": "u1"}', type = "", status = 415,
-    reply = "unsupported Content-Type" },
+    reply = "no Content-Type (send application/json" },
   { id = "http/unsupported-accept", body = '{"user": "u1"}', type = J, accept = "text/html",
     status = 406, reply = "unsupported Accept" },
   -- Found by the hostile-input campaign of 2026-12-05: a UTF-8 byte order
@@ -62,6 +62,28 @@ return {
   { id = "http/csv-utf8-bom-tolerated", body = "\239\187\191u1\nu2\n", type = "text/csv", status = 200 },
   { id = "http/instance-not-an-object", body = '{"instances": [{"user": "u1"}, "u2"]}', type = J,
     status = 400, reply = "instances[1]: must be an object" },
+  -- Found by the realistic-client campaign: the first type listed won
+  -- whatever its q ("application/jsonlines;q=0.5, application/json" got
+  -- JSON lines, "application/json;q=0" got JSON).
+  { id = "http/accept-q-values", body = '{"user": "u1"}', type = J,
+    accept = "application/jsonlines;q=0.5, application/json", status = 200,
+    reply = '{"predictions":[' },
+  { id = "http/accept-q-zero", body = '{"user": "u1"}', type = J,
+    accept = "application/json;q=0", status = 406, reply = "unsupported Accept" },
+  -- A CSV header announced by the type (RFC 4180) was looked up as a user.
+  { id = "http/csv-header-present", body = "user_id\r\nu1\r\nu2\r\n",
+    type = "text/csv; header=present", status = 200, reply = '{"predictions":[' },
+  -- Messages that did not say how to fix the request: an empty body
+  -- ("'[' or '{' expected near end of file"), a list of requests, TF
+  -- Serving's "inputs", a CSV line of several fields.
+  { id = "http/empty-body-says-so", body = " \r\n", type = J, status = 400,
+    reply = "request: the body is empty" },
+  { id = "http/bare-list-of-requests", body = '[{"user": "u1"}]', type = J,
+    status = 400, reply = 'several go in {"instances": [...]}' },
+  { id = "http/inputs-not-instances", body = '{"inputs": [{"user": "u1"}]}', type = J,
+    status = 400, reply = 'several requests go in "instances"' },
+  { id = "http/csv-several-fields", body = "u1,5\n", type = "text/csv", status = 400,
+    reply = "text/csv takes one user id a line" },
   { id = "http/type-with-garbage-params", body = '{"user": "u1"}',
     type = "application/json; charset=\255; ;;==", status = 200 },
 }

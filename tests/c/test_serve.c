@@ -222,6 +222,21 @@ static void test_forms(fixture *fx) {
   check_topk(fx, json_array_get(json_object_get(j, "predictions"), 1),
              U + 6 * K, UB[6], ex, 10);
   json_decref(j);
+  /* text/csv; header=present (RFC 4180): the first line is a header, not
+     a user id, with blank lines and CRLF before it too. */
+  j = invoke(fx, "\r\nuser\r\nu4\r\nu6", "text/csv; Header=\"present\"",
+             "application/json", &st, NULL);
+  CHECK(st == 200 && j);
+  CHECK(json_array_size(json_object_get(j, "predictions")) == 2);
+  check_topk(fx, json_array_get(json_object_get(j, "predictions"), 1),
+             U + 6 * K, UB[6], ex, 10);
+  json_decref(j);
+  /* Without it, that line is a user and an error names it. */
+  j = invoke(fx, "user\nu4\n", "text/csv; header=absent", "application/json",
+             &st, &text);
+  CHECK(st == 400 && strstr(text, "line 1: user: unknown user id 'user'"));
+  json_decref(j);
+  free(text);
 }
 
 static void expect(fixture *fx, const char *body, const char *ct,
@@ -253,7 +268,7 @@ static void test_errors(fixture *fx) {
   expect(fx, "{\"user\": \"u1\", \"colour\": 1}", J, NULL, 400,
          "colour: unknown field");
   expect(fx, "{\"user\": \"u1\"", J, NULL, 400, "invalid JSON");
-  expect(fx, "", J, NULL, 400, "invalid JSON");
+  expect(fx, "", J, NULL, 400, "request: the body is empty");
   expect(fx, "[1, 2]", J, NULL, 400, "must be a JSON object");
   expect(fx, "{\"user\": \"u1\", \"user\": \"u2\"}", J, NULL, 400,
          "invalid JSON");
@@ -379,6 +394,25 @@ static void test_media(void) {
                          MFM_SERVE_JSON) == MFM_SERVE_JSONLINES);
   CHECK(mfm_serve_accept("*/*", MFM_SERVE_JSONLINES) == MFM_SERVE_JSONLINES);
   CHECK(mfm_serve_accept("text/csv", MFM_SERVE_JSON) == 0);
+  /* q values: the higher wins wherever it is listed, q=0 refuses. */
+  CHECK(mfm_serve_accept("application/jsonlines;q=0.5, application/json",
+                         MFM_SERVE_JSON) == MFM_SERVE_JSON);
+  CHECK(mfm_serve_accept("application/json;q=0, application/jsonlines",
+                         MFM_SERVE_JSON) == MFM_SERVE_JSONLINES);
+  CHECK(mfm_serve_accept("application/json; q=0", MFM_SERVE_JSON) == 0);
+  CHECK(mfm_serve_accept("application/json;q=0, */*", MFM_SERVE_JSON) ==
+        MFM_SERVE_JSONLINES);
+  CHECK(mfm_serve_accept("application/json, text/plain;q=0.9, */*;q=0.8",
+                         MFM_SERVE_JSONLINES) == MFM_SERVE_JSON);
+  CHECK(mfm_serve_accept("*/*;q=0.1, application/jsonlines",
+                         MFM_SERVE_JSON) == MFM_SERVE_JSONLINES);
+  CHECK(mfm_serve_accept("*/*, application/jsonlines", MFM_SERVE_JSON) ==
+        MFM_SERVE_JSONLINES);
+  CHECK(mfm_serve_accept("application/jsonlines;q=0.9, application/json;"
+                         "q=0.9", MFM_SERVE_JSON) == MFM_SERVE_JSONLINES);
+  CHECK(mfm_serve_accept("text/csv;q=1, application/json;q=0.001",
+                         MFM_SERVE_JSONLINES) == MFM_SERVE_JSON);
+  CHECK(mfm_serve_accept("*/*;q=0", MFM_SERVE_JSON) == 0);
 }
 
 /* ---- a hybrid fm model file, served and compared with the fm model ---- */

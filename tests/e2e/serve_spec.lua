@@ -81,9 +81,45 @@ describe("moonfm serve", function()
       assert.equal(c[4], st)
       assert.matches(c[5], body, 1, true)
     end
+    -- Each refusal is in the log too, with its reason (a caller such as
+    -- Batch Transform reports only the status).
+    local log = e2e.read(srv.dir .. "/err")
+    assert.matches("WARNING serve: POST /invocations: 400 user: unknown "
+                   .. "user id 'nobody'", log, 1, true)
+    assert.matches("WARNING serve: POST /invocations: 406 unsupported "
+                   .. "Accept 'text/html'", log, 1, true)
     assert.equal(404, (curl(srv.port, "/nothing")))
     assert.equal(405, (curl(srv.port, "/invocations")))
     assert.equal(200, (curl(srv.port, "/ping")))
+  end)
+
+  it("names the allowed methods in a 405", function()
+    -- RFC 9110 asks for an Allow header; there was none.
+    for _, c in ipairs {
+      { "GET", "/invocations", "POST" }, { "OPTIONS", "/invocations", "POST" },
+      { "PUT", "/invocations", "POST" }, { "POST", "/ping", "GET, HEAD" },
+      { "DELETE", "/execution-parameters", "GET, HEAD" } } do
+      local st, body, headers = curl(srv.port, c[2], { method = c[1] })
+      assert.equal(405, st)
+      assert.matches("use ", body, 1, true)
+      assert.matches("\nAllow: " .. c[3] .. "\r\n", headers, 1, true)
+    end
+    assert.equal(200, (curl(srv.port, "/execution-parameters",
+                            { method = "HEAD" })))
+  end)
+
+  it("answers /ping beside hundreds of idle connections", function()
+    -- The limit was 64 per worker + 64 (192 here): past it /ping waited in
+    -- the backlog with no answer and no word in the log.
+    assert.equal(200, http.ping_beside_idle(srv.port, 300, "/ping"))
+    assert.equal(200, (curl(srv.port, "/ping")))
+    -- At the limit (here set by the descriptors: 200 - 64) the log says so.
+    local s = start(base, nil, nil, "ulimit -n 200;")
+    http.ping_beside_idle(s.port, 150, "/ping")
+    assert.equal(200, (curl(s.port, "/ping")))
+    assert.equal(0, stop(s))
+    assert.matches("WARNING serve: 136 connections open, the most served at "
+                   .. "once", e2e.read(s.dir .. "/err"), 1, true)
   end)
 
   it("answers 413 beyond 6 MiB, chunked or not", function()
@@ -92,6 +128,8 @@ describe("moonfm serve", function()
     local st, body = curl(srv.port, "/invocations", { type = J, file = big })
     assert.equal(413, st)
     assert.matches("SAGEMAKER_MAX_PAYLOAD_IN_MB", body, 1, true)
+    assert.matches("WARNING serve: POST /invocations: 413 body over "
+                   .. "6291456 bytes", e2e.read(srv.dir .. "/err"), 1, true)
     st = curl(srv.port, "/invocations", { type = J, file = big,
                                           chunked = true })
     assert.equal(413, st)
@@ -213,6 +251,43 @@ describe("moonfm serve", function()
     assert.matches('"items":["i5"]', body, 1, true)
     assert.matches('"scores":[2]', body, 1, true)
     assert.matches("stopped after", e2e.read(s.dir .. "/err"), 1, true)
+  end)
+
+  it("reads types and lists in a Lua handler's defaults as the C path does",
+     function()
+    -- The defaults took only the first Accept entry and only two JSON
+    -- lines types, read a CSV header as a user, and refused an empty list
+    -- (cjson writes {} for it).
+    local d = e2e.tmpdir("defaults")
+    e2e.write(d .. "/serve.lua", "return { serve = {} }")
+    local s = start(base, { MOONFM_SERVE_HANDLER = d .. "/serve.lua" })
+    local got = {}
+    for _, c in ipairs {
+      { '{"user": "u2", "k": 1}', J, "text/plain, application/json", 200,
+        '"items":["i5"]' },
+      { '{"user": "u2", "k": 1}', J, "application/jsonlines;q=0.5, "
+        .. "application/json", 200, '{"predictions":[' },
+      { '{"user": "u2", "k": 1}', J, "application/x-jsonlines", 200,
+        '"items":["i5"]' },
+      { '{"user": "u2", "k": 1}\r\n', "application/x-ndjson", nil, 200,
+        '"items":["i5"]' },
+      { "user\r\nu2\r\n", "text/csv; header=present", nil, 200,
+        '"items":["i5",' },
+      { '{"instances": []}', J, nil, 200, '{"predictions":[]}' },
+      { '{"user": "u2", "items": []}', J, nil, 200, '"items":[]' },
+      { "\n", "text/csv", nil, 400, "the body has no lines" },
+      { '{"user": "u2"}', J, "text/csv", 406, "unsupported Accept" },
+    } do
+      local st, body = curl(s.port, "/invocations",
+                            { body = c[1], type = c[2], accept = c[3] })
+      got[#got + 1] = { c, st, body }
+    end
+    assert.equal(0, stop(s)) -- first: a server left running holds ctest
+    for _, g in ipairs(got) do
+      local c, st, body = g[1], g[2], g[3]
+      assert.equal(c[4], st, c[2] .. " " .. tostring(c[3]))
+      assert.matches(c[5], body, 1, true)
+    end
   end)
 
   it("runs a recipe's Lua handlers", function()

@@ -55,8 +55,9 @@ end
 function M.sleep(s) os.execute("sleep " .. s) end
 
 -- Starts the server on a random free-looking port (retrying when it is
--- taken); returns {pid, port, dir}.  env: extra variables.
-function M.start(base, env, wait)
+-- taken); returns {pid, port, dir}.  env: extra variables; prefix: shell
+-- text before the command (`ulimit -n 200;`).
+function M.start(base, env, wait, prefix)
   for _ = 1, 10 do
     local port = math.random(20000, 60000)
     local d = e2e.tmpdir("serve")
@@ -64,8 +65,8 @@ function M.start(base, env, wait)
                    "SAGEMAKER_BIND_TO_PORT=" .. port,
                    "SAGEMAKER_MODEL_SERVER_WORKERS=2" }
     for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
-    os.execute(string.format("env %s %s serve > %s/out 2> %s/err & "
-      .. "echo $! > %s/pid; wait $!; echo $? > %s/rc ) &",
+    os.execute(string.format("%s env %s %s serve > %s/out 2> %s/err & "
+      .. "echo $! > %s/pid; wait $!; echo $? > %s/rc ) &", prefix or "",
       table.concat(vars, " "), q(e2e.exe), q(d), q(d), q(d), q(d))
       :gsub("^", "( "))
     local s = { port = port, dir = d }
@@ -95,18 +96,34 @@ function M.wait_exit(s, limit)
   end
 end
 
+-- Opens n connections to port and leaves them idle while it runs curl on
+-- path (at most 3 s); the status curl got (0: no answer).
+function M.ping_beside_idle(port, n, path)
+  local script = string.format([[
+    for i in $(seq %d); do exec {fd}<>/dev/tcp/127.0.0.1/%d || break; done
+    sleep 0.3
+    curl -s -o /dev/null -w '%%{http_code}' --max-time 3 http://127.0.0.1:%d%s
+  ]], n, port, port, path)
+  local p = io.popen("bash -c " .. q(script) .. " 2>/dev/null")
+  local s = p:read("a")
+  p:close()
+  return tonumber(s) or 0
+end
+
 function M.stop(s)
   os.execute("kill -TERM " .. s.pid .. " 2>/dev/null")
   return M.wait_exit(s, 25)
 end
 
--- curl(port, path, {body=, file=, type=, accept=, method=, chunked=})
--- -> status, body
+-- curl(port, path, {body=, file=, type=, accept=, method=, chunked=,
+-- header = {"Name: value", ...}}) -> status, body, response headers
 function M.curl(port, path, o)
   o = o or {}
   local d = e2e.tmpdir("curl")
   local args = { "curl -s --max-time 30 -o " .. q(d .. "/body"),
-                 "-w '%{http_code}'" }
+                 "-D " .. q(d .. "/headers"), "-w '%{http_code}'" }
+  if o.method then args[#args + 1] = "-X " .. q(o.method) end
+  for _, h in ipairs(o.header or {}) do args[#args + 1] = "-H " .. q(h) end
   if o.type then args[#args + 1] = "-H " .. q("Content-Type: " .. o.type) end
   if o.accept then args[#args + 1] = "-H " .. q("Accept: " .. o.accept) end
   if o.chunked then args[#args + 1] = "-H 'Transfer-Encoding: chunked'" end
@@ -118,7 +135,8 @@ function M.curl(port, path, o)
   if o.file then args[#args + 1] = "--data-binary @" .. q(o.file) end
   args[#args + 1] = q(string.format("http://127.0.0.1:%d%s", port, path))
   local code = sh(table.concat(args, " ") .. " 2>/dev/null")
-  return tonumber(code) or 0, e2e.read(d .. "/body") or ""
+  return tonumber(code) or 0, e2e.read(d .. "/body") or "",
+    e2e.read(d .. "/headers") or ""
 end
 
 return M

@@ -91,8 +91,9 @@ typedef struct mfm_serve_info {
 void mfm_serve_model_info(const mfm_serve_model *m, mfm_serve_info *out);
 
 /* Body formats.  Parsing ignores parameters ("; charset=utf-8") and case;
-   for an Accept list the first supported entry wins, and * / * (or
-   application / *) means the default.  0 when unsupported. */
+   in an Accept list the supported type of highest q wins (q=0 refuses
+   it; at equal q a type named outright, then the earlier one), and * / *
+   (or application / *) stands for the default.  0 when unsupported. */
 typedef enum mfm_serve_format {
   MFM_SERVE_UNSUPPORTED = 0,
   MFM_SERVE_JSON = 1,      /* application/json */
@@ -100,6 +101,9 @@ typedef enum mfm_serve_format {
   MFM_SERVE_CSV = 3        /* text/csv (requests only) */
 } mfm_serve_format;
 mfm_serve_format mfm_serve_content_type(const char *content_type);
+/* Nonzero when content_type is text/csv with header=present (RFC 4180):
+   the body's first line is a header. */
+int mfm_serve_csv_header(const char *content_type);
 mfm_serve_format mfm_serve_accept(const char *accept, mfm_serve_format dflt);
 /* The media type written for a format ("application/json" ...). */
 const char *mfm_serve_format_name(mfm_serve_format f);
