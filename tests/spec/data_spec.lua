@@ -20,6 +20,16 @@ local function write(path, text)
   f:close()
 end
 
+-- pcall(fn, ...) with log[level] recording its lines: ok, result, lines.
+local function logged(level, fn, ...)
+  local log = require "moonfm.log"
+  local orig, said = log[level], {}
+  log[level] = function(fmt, ...) said[#said + 1] = fmt:format(...) end
+  local ok, x = pcall(fn, ...)
+  log[level] = orig
+  return ok, x, said
+end
+
 local function channel(name, extra)
   local c = { name = name, path = tmp .. "/data/" .. name, mode = "File",
               distribution = "FullyReplicated", record_wrapper = "None" }
@@ -292,19 +302,12 @@ describe("moonfm.data", function()
     -- by position; the log line is where that shows.
     write(c.path .. "/op.csv", "order_id,product_id,add_to_cart_order\n2,33120,1\n")
     write(c.path .. "/tail.csv", "order_id,product_id,add_to_cart_order\n3,9327,3\n")
-    local log = require "moonfm.log"
-    local info, said = log.info, {}
-    log.info = function(fmt, ...) said[#said + 1] = fmt:format(...) end
-    local ok, x = pcall(data.read, c)
-    log.info = info
+    local ok, x, said = logged("info", data.read, c)
     assert.is_true(ok, tostring(x))
     assert.matches("2 interactions (delimiter ',', header; columns: user 1, "
                    .. "item 2, weight 3)", said[#said], 1, true)
-    said = {}
-    log.info = function(fmt, ...) said[#said + 1] = fmt:format(...) end
-    ok, x = pcall(data.read, c, { columns = { weight = false }, delimiter = ",",
-                                  header = true })
-    log.info = info
+    ok, x, said = logged("info", data.read, c, { columns = { weight = false },
+                                                delimiter = ",", header = true })
     assert.is_true(ok, tostring(x))
     assert.matches("columns: user 1, item 2, weight none)", said[#said], 1, true)
   end)
@@ -315,11 +318,7 @@ describe("moonfm.data", function()
     assert(core.mkfifo(c.path .. "/fifo.csv"))
     sh("sh -c 'sleep 0.2; printf \"user,item\\na,b\\n\" > " .. c.path
        .. "/fifo.csv' &")
-    local log = require "moonfm.log"
-    local warn, said = log.warn, {}
-    log.warn = function(fmt, ...) said[#said + 1] = fmt:format(...) end
-    local ok, x = pcall(data.read, c)
-    log.warn = warn
+    local ok, x, said = logged("warn", data.read, c)
     assert.is_true(ok, tostring(x))
     assert.equals(1, x:nnz())
     assert.equals(1, #said)
