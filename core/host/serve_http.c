@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -141,6 +142,15 @@ static void log_refused(int status, const char *method, const char *url,
           "serve: %.16s %.64s: %d %s", method, url, status, line);
 }
 
+/* 413, logged. */
+static enum MHD_Result too_large(mfm_http *h, struct MHD_Connection *con,
+                                 const char *method, const char *url) {
+  mfm_log(MFM_LOG_WARNING, "serve: %.16s %.64s: 413 body over %zu bytes",
+          method, url, h->c.max_body);
+  return textf(h, con, 413, "request body larger than %zu bytes (set "
+               "SAGEMAKER_MAX_PAYLOAD_IN_MB for more)\n", h->c.max_body);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
@@ -158,6 +168,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
     const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
                                                  "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > h->c.max_body) q->too_big = 1;
+    /* Too large by its Content-Length, from a client that waits for
+       "100 Continue" before it sends the body (curl does above 1 MB):
+       answer now, and it uploads nothing.  Others are already sending;
+       closing on them could reset the connection before they read the
+       413, so their body is read and dropped as before. */
+    const char *ex = MHD_lookup_connection_value(con, MHD_HEADER_KIND,
+                                                 "Expect");
+    if (q->too_big && ex && strcasecmp(ex, "100-continue") == 0 &&
+        strcmp(method, "POST") == 0 && strcmp(url, "/invocations") == 0)
+      return too_large(h, con, method, url);
     return MHD_YES;
   }
   int post = strcmp(method, "POST") == 0;
@@ -215,12 +235,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con,
   if (strcmp(url, "/invocations") != 0)
     return text(h, con, 404, "not found (POST /invocations, GET /ping)\n");
   if (!post) return not_allowed(h, con, "POST", "use POST /invocations\n");
-  if (q->too_big) {
-    mfm_log(MFM_LOG_WARNING, "serve: %.16s %.64s: 413 body over %zu bytes",
-            method, url, h->c.max_body);
-    return textf(h, con, 413, "request body larger than %zu bytes (set "
-                 "SAGEMAKER_MAX_PAYLOAD_IN_MB for more)\n", h->c.max_body);
-  }
+  if (q->too_big) return too_large(h, con, method, url);
   if (!atomic_load(&h->ready))
     return text(h, con, 503, "loading the model\n");
   mfm_serve_reply r;
