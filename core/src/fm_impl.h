@@ -165,11 +165,20 @@ FM_INLINE const float *fm_rep(const fm_side *sd, int32_t k, int32_t e,
     return sd->emb + (int64_t)e * k;
   }
   const mfm_csr *r = sd->rows;
-  float bb = 0.0f;
-  for (int32_t j = 0; j < k; j++) scratch[j] = 0.0f;
-  for (int64_t q = r->indptr[e]; q < r->indptr[e + 1]; q++) {
-    const float *row = sd->emb + (int64_t)r->indices[q] * k;
-    float w = r->data[q];
+  int64_t q = r->indptr[e], end = r->indptr[e + 1];
+  if (q == end) {
+    for (int32_t j = 0; j < k; j++) scratch[j] = 0.0f;
+    *b = 0.0f;
+    return scratch;
+  }
+  /* The first row initializes the sum: zeroing first (a rep stos) and
+     adding made every load of the sum wait for that store. */
+  const float *row = sd->emb + (int64_t)r->indices[q] * k;
+  float w = r->data[q], bb = w * sd->bias[r->indices[q]];
+  for (int32_t j = 0; j < k; j++) scratch[j] = w * row[j];
+  for (q++; q < end; q++) {
+    row = sd->emb + (int64_t)r->indices[q] * k;
+    w = r->data[q];
     for (int32_t j = 0; j < k; j++) scratch[j] += w * row[j];
     bb += w * sd->bias[r->indices[q]];
   }
