@@ -14,12 +14,12 @@
 
 int mfm_cpu_count(void) {
   cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) {
-    int n = CPU_COUNT(&set);
-    if (n > 0) return n;
-  }
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (int)n : 1;
+  long n = 0;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+  if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n <= 0) n = 1;
+  int q = mfm_cpu_quota("/sys/fs/cgroup", "/proc/self/cgroup");
+  return q > 0 && q < n ? q : (int)n;
 }
 
 int mfm_threads_resolve(int requested) {

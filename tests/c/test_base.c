@@ -243,8 +243,54 @@ static void test_stop(void) {
   CHECK(!mfm_stop_requested());
 }
 
+/* Writes text to dir/name, making dir first. */
+static void put(const char *dir, const char *name, const char *text) {
+  char cmd[1400];
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s' && printf '%%s' '%s' > '%s/%s'",
+           dir, text, dir, name);
+  CHECK(system(cmd) == 0);
+}
+
+/* The cgroup CPU quota, on fake /sys/fs/cgroup and /proc/self/cgroup. */
+static void test_cpu_quota(void) {
+  char top[600], root[700], d[900], proc[700];
+  snprintf(top, sizeof top, "%s/quota", tmpdir());
+  snprintf(root, sizeof root, "%s/cg", top);
+  snprintf(proc, sizeof proc, "%s/proc-cgroup", top);
+  CHECK(mfm_cpu_quota(root, proc) == 0); /* no files: none */
+  put(top, "proc-cgroup", "0::/\n");
+  CHECK(mfm_cpu_quota(root, proc) == 0);
+  /* v2 in a container (docker run --cpus=1.5): rounded up. */
+  put(root, "cpu.max", "150000 100000\n");
+  CHECK(mfm_cpu_quota(root, proc) == 2);
+  put(root, "cpu.max", "max 100000\n");
+  CHECK(mfm_cpu_quota(root, proc) == 0);
+  /* v2 on a host: the least limit of the cgroup and its parents. */
+  put(top, "proc-cgroup", "0::/a/b\n");
+  snprintf(d, sizeof d, "%s/a/b", root);
+  put(d, "cpu.max", "max 100000\n");
+  snprintf(d, sizeof d, "%s/a", root);
+  put(d, "cpu.max", "300000 100000\n");
+  CHECK(mfm_cpu_quota(root, proc) == 3);
+  put(d, "cpu.max", "garbage\n");
+  CHECK(mfm_cpu_quota(root, proc) == 0);
+  /* v1: the cpu controller's quota and period (-1: none). */
+  put(top, "proc-cgroup", "4:memory:/x\n2:cpu,cpuacct:/\n0::/\n");
+  snprintf(d, sizeof d, "%s/cpu,cpuacct", root);
+  put(d, "cpu.cfs_quota_us", "250000\n");
+  put(d, "cpu.cfs_period_us", "100000\n");
+  CHECK(mfm_cpu_quota(root, proc) == 3);
+  put(d, "cpu.cfs_quota_us", "-1\n");
+  CHECK(mfm_cpu_quota(root, proc) == 0);
+  CHECK(mfm_cpu_count() >= 1);
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
+  CHECK(system(cmd) == 0);
+}
+
 int main(void) {
   test_status();
+  test_cpu_quota();
   test_alloc();
   test_rng();
   test_atomic();

@@ -3,8 +3,15 @@
 #ifndef MOONFM_THREADS_H
 #define MOONFM_THREADS_H
 
-/* Number of CPUs this process may run on (scheduler affinity), >= 1. */
+/* Number of CPUs this process may run on (scheduler affinity), no more
+   than its cgroup's CPU quota allows, >= 1. */
 int mfm_cpu_count(void);
+
+/* The CPUs a cgroup's CPU quota grants this process, rounded up: the
+   least over the cgroups of proc_cgroup (/proc/self/cgroup) and their
+   parents under sys_root (/sys/fs/cgroup), v2's cpu.max or v1's
+   cpu.cfs_quota_us / cpu.cfs_period_us.  0 when there is none. */
+int mfm_cpu_quota(const char *sys_root, const char *proc_cgroup);
 
 /* Resolves a requested thread count: <= 0 means "all CPUs". */
 int mfm_threads_resolve(int requested);
