@@ -4,7 +4,7 @@
 #define MOONFM_THREADS_H
 
 /* Number of CPUs this process may run on (scheduler affinity), no more
-   than its cgroup's CPU quota allows, >= 1. */
+   than its cgroup's CPU quota allows (read once a process), >= 1. */
 int mfm_cpu_count(void);
 
 /* The CPUs a cgroup's CPU quota grants this process, rounded up: the
