@@ -171,8 +171,8 @@ FM_INLINE const float *fm_rep(const fm_side *sd, int32_t k, int32_t e,
     *b = 0.0f;
     return scratch;
   }
-  /* The first row initializes the sum: zeroing first (a rep stos) and
-     adding made every load of the sum wait for that store. */
+  /* The first row initializes the sum: zeroed first (GCC: rep stos),
+     the epoch took a fifth longer (docs/fm.md, "Hybrid representations"). */
   const float *row = sd->emb + (int64_t)r->indices[q] * k;
   float w = r->data[q], bb = w * sd->bias[r->indices[q]];
   for (int32_t j = 0; j < k; j++) scratch[j] = w * row[j];
